@@ -1,0 +1,49 @@
+"""Run a user's shell command with a timeout, killing its whole process group on expiry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+OUTPUT_TAIL = 2000  # characters of output kept for messages and history
+
+
+@dataclass
+class CommandResult:
+    command: str
+    returncode: int | None  # None when it timed out
+    output: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        if self.returncode is None:
+            return f"`{self.command}` timed out after {self.seconds:g}s"
+        return f"`{self.command}` exited {self.returncode}"
+
+
+def run(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> CommandResult:
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        command, shell=True, cwd=cwd, env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so a timeout kills its children too
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None
+    elapsed = timeout if code is None else time.monotonic() - started
+    text = out.decode(errors="replace")
+    return CommandResult(command, code, text[-OUTPUT_TAIL:], round(elapsed, 3))

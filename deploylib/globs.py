@@ -1,0 +1,131 @@
+"""Glob patterns over relative POSIX paths, anchored at the tree root.
+
+`*` and `?` stay inside one path segment, `[...]` is a character class, and
+`**` matches any number of whole segments (including none): `**/*.py` is every
+Python file at any depth, `workflow/*.py` only those directly in `workflow/`.
+A pattern ending in `/` or `/**` matches everything under that directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+# Files that look like credentials never enter the sync set unless the profile
+# lifts them by name with `unsafe_allow_secrets`.
+SECRET_PATTERNS = ("**/.env*", "**/*.pem", "**/*.key", "**/id_rsa*", "**/id_ed25519*", "**/*.p12")
+
+
+def translate(pattern: str) -> str:
+    """Translate one glob pattern into an anchored regular expression."""
+    if pattern.endswith("/"):
+        pattern += "**"
+    parts = pattern.split("/")
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        out.append(_segment(part) + ("" if last else "/"))
+    return "".join(out) + r"\Z"
+
+
+def _segment(part: str) -> str:
+    rx, i = [], 0
+    while i < len(part):
+        c = part[i]
+        if c == "*":
+            rx.append("[^/]*")
+        elif c == "?":
+            rx.append("[^/]")
+        elif c == "[":
+            end = part.find("]", i + 2)
+            if end == -1:
+                rx.append(re.escape(c))
+            else:
+                body = part[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                rx.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            rx.append(re.escape(c))
+        i += 1
+    return "".join(rx)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a pattern is unusable (escapes the root, absolute, empty), or None when fine."""
+    if not pattern.strip():
+        return "is empty"
+    if pattern.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", pattern):
+        return "is absolute; patterns are relative to the tree root"
+    if ".." in pattern.split("/"):
+        return "contains '..'; patterns may not leave the tree root"
+    return None
+
+
+def static_prefix(pattern: str) -> str:
+    """The leading directories of a pattern that contain no wildcard: where a walk may start."""
+    parts = pattern.rstrip("/").split("/")[:-1]
+    prefix: list[str] = []
+    for part in parts:
+        if any(ch in part for ch in "*?["):
+            break
+        prefix.append(part)
+    return "/".join(prefix)
+
+
+@dataclass(frozen=True)
+class PatternSet:
+    """A union of globs, compiled into one regular expression."""
+
+    patterns: tuple[str, ...] = field(default_factory=tuple)
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str] | None:
+        if not self.patterns:
+            return None
+        return re.compile("|".join(f"(?:{translate(p)})" for p in self.patterns))
+
+    def matches(self, relpath: str) -> bool:
+        return self._regex is not None and self._regex.match(relpath) is not None
+
+    def covers_dir(self, reldir: str) -> bool:
+        """True when every path under `reldir` matches (so a walk can skip the directory)."""
+        return self.matches(reldir + "/\x00probe") and self.matches(reldir + "/\x00/\x00probe")
+
+
+@dataclass(frozen=True)
+class SyncRules:
+    """Which files of a tree are managed: included, not excluded, not a withheld secret."""
+
+    include: PatternSet
+    exclude: PatternSet
+    secrets_allowed: PatternSet = PatternSet()
+    reserved: frozenset[str] = frozenset({"VERSION"})
+
+    def is_secret(self, relpath: str) -> bool:
+        return SECRET_SET.matches(relpath) and not self.secrets_allowed.matches(relpath)
+
+    def is_managed(self, relpath: str) -> bool:
+        return (
+            relpath not in self.reserved
+            and self.include.matches(relpath)
+            and not self.exclude.matches(relpath)
+            and not self.is_secret(relpath)
+        )
+
+    def walk_roots(self) -> list[str]:
+        """The smallest set of directories a walk must enter to find every included file."""
+        prefixes = sorted({static_prefix(p) for p in self.include.patterns})
+        roots: list[str] = []
+        for p in prefixes:
+            if not any(p == r or p.startswith(r + "/") or r == "" for r in roots):
+                roots.append(p)
+        return roots
+
+
+SECRET_SET = PatternSet(SECRET_PATTERNS)

@@ -1,0 +1,52 @@
+"""The append-only history log: one JSON object per line per deploy, rollback, failure or recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def append(log: Path, record: dict[str, Any]) -> None:
+    """Append one line with a single write and fsync it, so a crash tears at most this line."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # a line torn by an earlier crash would swallow ours: start on a fresh line
+        if os.fstat(fd).st_size and not _ends_with_newline(log):
+            line = b"\n" + line
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_with_newline(log: Path) -> bool:
+    with open(log, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def read(log: Path) -> tuple[list[dict[str, Any]], int]:
+    """All readable records (oldest first) and how many damaged lines were skipped."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        lines = log.read_bytes().splitlines()
+    except FileNotFoundError:
+        return records, 0
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad += 1
+    return records, bad

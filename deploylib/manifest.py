@@ -1,0 +1,192 @@
+"""Walk a tree under the sync rules into a manifest: path -> size, mode, sha256, symlink target.
+
+The walk never follows symlinks (no loops, never leaves the root) and enters
+only the directories the include globs can reach. Hashes come from a cache
+keyed by (device, inode, size, mtime), so unchanged files are not re-read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import PreflightFailed
+from .fsutil import atomic_write, sha256_file
+from .globs import SyncRules
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One managed file; `link` is set (and sha256 is of the link text) for symlinks."""
+
+    path: str
+    size: int
+    mode: int
+    sha256: str
+    link: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        if self.link is None:
+            del data["link"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> "Entry":
+        return cls(**data)  # type: ignore[arg-type]
+
+
+Manifest = dict[str, Entry]
+
+
+@dataclass
+class Scan:
+    entries: Manifest
+    withheld: list[str]  # secret-looking files kept out of the sync set
+
+
+class HashCache:
+    """sha256 by (dev, ino, size, mtime_ns); saved atomically, keeping only entries seen this run."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._old: dict[str, list[object]] = {}
+        self._new: dict[str, list[object]] = {}
+        if path is not None:
+            try:
+                self._old = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                self._old = {}  # a missing or damaged cache only costs re-hashing
+
+    @staticmethod
+    def _key(st: os.stat_result) -> str:
+        return f"{st.st_dev}:{st.st_ino}"
+
+    def get(self, st: os.stat_result) -> str | None:
+        key = self._key(st)
+        hit = self._new.get(key) or self._old.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            self._new[key] = hit
+            return str(hit[2])
+        return None
+
+    def put(self, st: os.stat_result, sha: str) -> None:
+        self._new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+
+    def save(self) -> None:
+        if self.path is not None and self.path.parent.is_dir():
+            atomic_write(self.path, json.dumps(self._new, separators=(",", ":")).encode())
+
+    def hash(self, path: Path, st: os.stat_result) -> str:
+        sha = self.get(st)
+        if sha is None:
+            sha = sha256_file(path)
+            self.put(st, sha)
+        return sha
+
+
+def link_entry(relpath: str, target: str, mode: int) -> Entry:
+    import hashlib
+
+    data = target.encode()
+    return Entry(relpath, len(data), mode, hashlib.sha256(data).hexdigest(), link=target)
+
+
+def link_escapes(relpath: str, target: str) -> bool:
+    """True when a symlink at `relpath` pointing to `target` resolves outside the tree root."""
+    if os.path.isabs(target):
+        return True
+    resolved = os.path.normpath(os.path.join(os.path.dirname(relpath), target))
+    return resolved == ".." or resolved.startswith("../")
+
+
+def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (relpath, dir entry) for every non-directory under the walk roots, never following links."""
+    for start in rules.walk_roots():
+        top = root / start if start else root
+        if start and (top.is_symlink() or not top.is_dir()):
+            continue
+        stack = [(top, start)]
+        while stack:
+            directory, rel = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    children = list(it)
+            except FileNotFoundError:
+                continue
+            for child in children:
+                childrel = f"{rel}/{child.name}" if rel else child.name
+                if child.is_dir(follow_symlinks=False):
+                    if not rules.exclude.covers_dir(childrel):
+                        stack.append((Path(child.path), childrel))
+                else:
+                    yield childrel, child
+
+
+def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False,
+         also: frozenset[str] = frozenset()) -> Scan:
+    """Manifest of the managed files under `root` (plus any of the paths in `also` that exist).
+
+    With `source=True` a symlink that escapes the root is an error: deploying it
+    would make production read files outside the tree.
+    """
+    entries: Manifest = {}
+    withheld: list[str] = []
+    if not root.is_dir():
+        return Scan(entries, withheld)
+    seen: set[str] = set()
+    for relpath, dirent in walk(root, rules):
+        seen.add(relpath)
+        if not rules.is_managed(relpath) and relpath not in also:
+            if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
+                withheld.append(relpath)
+            continue
+        entry = _entry(root, relpath, dirent.stat(follow_symlinks=False), cache, source)
+        if entry is not None:
+            entries[relpath] = entry
+    for relpath in also - seen:  # previously deployed paths outside today's walk roots
+        try:
+            st = os.lstat(root / relpath)
+        except OSError:
+            continue
+        entry = _entry(root, relpath, st, cache, source)
+        if entry is not None:
+            entries[relpath] = entry
+    return Scan(dict(sorted(entries.items())), sorted(withheld))
+
+
+def _entry(root: Path, relpath: str, st: os.stat_result, cache: HashCache, source: bool) -> Entry | None:
+    path = root / relpath
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        if source and link_escapes(relpath, target):
+            raise PreflightFailed(
+                f"{path}: symlink points outside the source tree ({target}); "
+                "replace it with the file or exclude it in deploy.yaml"
+            )
+        return link_entry(relpath, target, 0o777)
+    if not stat.S_ISREG(st.st_mode):
+        return None  # sockets, fifos and devices are never deployed
+    try:
+        sha = cache.hash(path, st)
+    except PermissionError:
+        raise PreflightFailed(f"{path}: cannot read file (permission denied); fix its permissions") from None
+    return Entry(relpath, st.st_size, stat.S_IMODE(st.st_mode), sha)
+
+
+def save_manifest(path: Path, entries: Manifest) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({p: e.to_json() for p, e in entries.items()}).encode())
+
+
+def load_manifest(path: Path) -> Manifest | None:
+    """A saved manifest, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_bytes())
+        return {p: Entry.from_json(e) for p, e in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None

@@ -1,0 +1,128 @@
+"""How results and pipeline events become terminal text (the --json output needs no rendering)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
+                      StatusResult)
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
+    counts = plan["counts"]
+    total = counts["added"] + counts["changed"] + counts["removed"]
+    lines = [f"Found {total} file{'s' if total != 1 else ''} to update: {counts['added']} added, "
+             f"{counts['changed']} changed, {counts['removed']} removed, {counts['unchanged']} unchanged "
+             f"({size(plan['bytes'])} to copy)"]
+    shown = 0
+    for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
+        for path in plan[key]:
+            if shown < limit:
+                lines.append(f"  {mark} {path}")
+            shown += 1
+    if shown > limit:
+        lines.append(f"  ... and {shown - limit} more")
+    lines.append(f"Plan digest: {plan['digest']}")
+    return lines
+
+
+def operation(r: OperationResult) -> str:
+    lines = [] if (r.changed is False and not r.dry_run) else plan_lines(r.plan)
+    lines += [f"note: {n}" for n in r.notes]
+    if r.dry_run:
+        lines.append(f"Dry run: nothing was written. Deploy exactly this plan with --plan {r.plan['digest']}"
+                     if r.operation == "deploy" and r.plan["counts"]["added"] + r.plan["counts"]["changed"]
+                     + r.plan["counts"]["removed"] else r.message)
+    elif r.changed:
+        backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""
+        verb = "Deployed" if r.operation == "deploy" else f"Rolled back to snapshot {r.restored_from}:"
+        took = sum(r.timings.values())
+        lines.append(f"{verb} {r.version} as {r.deploy_id} in {took:.2f}s{backup}. Success.")
+    else:
+        lines.append(r.message[0].upper() + r.message[1:] + ".")
+    return "\n".join(lines)
+
+
+def status(r: StatusResult) -> str:
+    lines = [r.summary, f"  target:   {r.target}", f"  source:   {r.source}"]
+    if r.deployed:
+        lines.append(f"  release:  {r.version} ({r.deploy_id}, {r.operation} at {r.deployed_at})")
+    pending = r.pending
+    for key, mark in (("added", "+"), ("changed", "~"), ("removed", "-")):
+        for path in pending.get(key, [])[:20]:
+            lines.append(f"  pending {mark} {path}")
+    for path in r.drift[:20]:
+        lines.append(f"  drift   ! {path} (edited in production)")
+    if r.lock:
+        lines.append(f"  lock:     held by pid {r.lock['pid']} on {r.lock['host']}, "
+                     f"{r.lock['operation']} since {r.lock['started']}")
+    if r.rollback_target:
+        lines.append(f"  rollback: would restore {r.rollback_target}")
+    if r.last:
+        state = "ok" if r.last.get("ok") else f"FAILED at {r.last.get('failed_step')}"
+        lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {state}")
+    lines += [f"note: {n}" for n in r.notes]
+    return "\n".join(lines)
+
+
+def diff(r: DiffResult) -> str:
+    lines = plan_lines(r.plan)
+    lines += [f"note: {n}" for n in r.notes]
+    text = "\n".join(lines) + "\n"
+    for path, body in r.diffs.items():
+        text += "\n" + body
+    return text.rstrip("\n")
+
+
+def history(r: HistoryResult) -> str:
+    if not r.records:
+        return f"No history yet ({r.log})."
+    lines = []
+    for rec in r.records:
+        state = "ok" if rec.get("ok") else f"FAILED at {rec.get('failed_step')}: {rec.get('error')}"
+        when = rec.get("finished") or rec.get("started") or ""
+        what = rec.get("version") or rec.get("action") or ""
+        lines.append(f"{when:24} {rec.get('event', '?'):9} {rec.get('id', '?'):40} {what} {state}".rstrip())
+    if r.damaged_lines:
+        lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
+    return "\n".join(lines)
+
+
+def backups(r: BackupsResult) -> str:
+    if not r.snapshots:
+        lines = [f"No backups yet ({r.backup_dir})."]
+    else:
+        lines = [f"{'snapshot':36} {'created':24} {'version':12} {'files':>6} {'size':>10}"]
+        for s in r.snapshots:
+            mark = " <- rollback target" if s["rollback_target"] else (" (protected)" if s["protected"] else "")
+            lines.append(f"{s['id']:36} {s['created']:24} {str(s['version']):12} {s['files']:>6} "
+                         f"{size(s['bytes']):>10}{mark}")
+    lines += [f"problem: {p}" for p in r.problems]
+    return "\n".join(lines)
+
+
+def prune(r: PruneResult) -> str:
+    verb = "Would remove" if r.dry_run else "Removed"
+    return (f"{verb} {len(r.removed)} snapshot(s) and {r.objects_removed} object(s), "
+            f"{size(r.bytes_freed)}; {len(r.kept)} snapshot(s) kept.")
+
+
+def progress_printer(stream: TextIO = sys.stderr) -> Any:
+    """Plain step lines on stderr, so stdout keeps only the result."""
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "step":
+            print(f"[{data['state'].lower()}] {data['step']}", file=stream, flush=True)
+        elif kind == "undo":
+            print(f"[rolling back] undo {data['step']}", file=stream, flush=True)
+
+    return on_event

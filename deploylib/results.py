@@ -1,0 +1,87 @@
+"""Plain result objects: `--json` prints them as they are, the text output is rendered from them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Result:
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class OperationResult(Result):
+    """The outcome of a deploy or rollback (real or --dry-run)."""
+
+    ok: bool
+    operation: str
+    profile: str
+    target: str
+    dry_run: bool
+    changed: bool  # did production change
+    message: str
+    deploy_id: str | None = None
+    version: str | None = None
+    previous_version: str | None = None
+    previous_id: str | None = None
+    snapshot_id: str | None = None
+    restored_from: str | None = None
+    plan: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class StatusResult(Result):
+    profile: str
+    source: str
+    target: str
+    deployed: bool
+    summary: str
+    version: str | None = None
+    deploy_id: str | None = None
+    deployed_at: str | None = None
+    age_seconds: float | None = None
+    operation: str | None = None
+    pending: dict[str, Any] = field(default_factory=dict)
+    drift: list[str] = field(default_factory=list)
+    lock: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    rollback_target: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DiffResult(Result):
+    profile: str
+    plan: dict[str, Any]
+    diffs: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HistoryResult(Result):
+    log: str
+    records: list[dict[str, Any]]
+    damaged_lines: int = 0
+
+
+@dataclass
+class BackupsResult(Result):
+    backup_dir: str
+    snapshots: list[dict[str, Any]]
+    rollback_target: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PruneResult(Result):
+    dry_run: bool
+    removed: list[str]
+    kept: list[str]
+    objects_removed: int
+    bytes_freed: int

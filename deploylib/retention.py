@@ -1,0 +1,52 @@
+"""Which snapshots retention may delete, and the garbage collection of objects none references."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Profile
+from .errors import CorruptState
+from .sources import default_snapshot
+from .store import Snapshot, Store, select_expired
+
+
+@dataclass
+class PruneReport:
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    objects_removed: int = 0
+    bytes_freed: int = 0
+    dry_run: bool = False
+
+
+def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> set[str]:
+    """Never deleted: the rollback target, and the newest snapshot of the release now in production."""
+    protected: set[str] = set()
+    if not current:
+        return protected
+    target = default_snapshot(snapshots, current)
+    if target:
+        protected.add(target.id)
+    if current.get("snapshot_id"):
+        protected.add(current["snapshot_id"])
+    own = [s for s in snapshots if s.release and s.release == current.get("release")]
+    if own:
+        protected.add(own[-1].id)
+    return protected
+
+
+def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False) -> PruneReport:
+    snapshots, problems = store.list()
+    if problems:
+        # an unreadable snapshot may reference any object: collecting now could destroy a backup
+        raise CorruptState(f"{problems[0]}; prune refuses to collect objects until it is repaired or removed")
+    expired = select_expired(snapshots, profile.retention.keep_last, profile.retention.keep_days,
+                             protected_ids(snapshots, current))
+    gone = {s.id for s in expired}
+    kept = [s for s in snapshots if s.id not in gone]
+    if not dry_run:
+        for snap in expired:
+            store.delete(snap.id)
+    objects, size = store.collect_garbage(kept, dry_run=dry_run)
+    return PruneReport(sorted(gone), [s.id for s in kept], objects, size, dry_run)

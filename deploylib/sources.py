@@ -1,0 +1,160 @@
+"""The two things a tree can be built from: the dev tree (deploy) and a snapshot (rollback)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .context import Context
+from .errors import CorruptState, NothingToRollBack, SourceChanged
+from .fsutil import copy_with_hash
+from .ids import utc_now
+from .manifest import Entry, Scan, scan
+from .store import Snapshot, Store
+from .version import git_state, source_version
+
+
+class TreeSource:
+    """Deploy: the managed files of the development tree."""
+
+    operation = "deploy"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def desired(self, ctx: Context) -> Scan:
+        return scan(self.root, ctx.profile.rules, ctx.cache, source=True)
+
+    def fetch(self, entry: Entry, dest: Path) -> None:
+        """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
+
+        Aborting (not retrying) keeps the promise that production gets exactly the
+        plan that was previewed and validated.
+        """
+        if entry.link is not None:
+            os.symlink(entry.link, dest)
+            return
+        sha = copy_with_hash(self.root / entry.path, dest, mode=entry.mode)
+        if sha != entry.sha256:
+            dest.unlink()
+            raise SourceChanged(
+                f"{self.root / entry.path}: changed while being deployed; "
+                "rerun the deploy once edits have settled"
+            )
+
+    def version_info(self, ctx: Context) -> dict[str, Any]:
+        assert ctx.plan is not None
+        prev = ctx.previous or {}
+        commit, dirty = git_state(self.root)
+        return {
+            "version": source_version(self.root) or ctx.op_id,
+            "deployed": utc_now(),
+            "deployed_from": str(self.root),
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "deployed_by": ctx.profile.deployed_by,
+            "operation": "deploy",
+            "profile": ctx.profile.name,
+            "deploy_id": ctx.op_id,
+            "previous_id": prev.get("deploy_id"),
+            "release": ctx.op_id,
+            "previous_release": prev.get("release"),
+            "snapshot_id": ctx.snapshot.id if ctx.snapshot else None,
+            **_file_lists(ctx),
+        }
+
+
+class SnapshotSource:
+    """Rollback: the managed files recorded in a snapshot, each verified by hash."""
+
+    operation = "rollback"
+
+    def __init__(self, store: Store, selector: str | None) -> None:
+        self.store = store
+        self.selector = selector
+        self.snapshot: Snapshot | None = None
+
+    def desired(self, ctx: Context) -> Scan:
+        self.snapshot = find_snapshot(self.store, ctx.previous, self.selector)
+        problems = self.store.check(self.snapshot)
+        if problems:
+            raise CorruptState(
+                f"backup {self.snapshot.id} cannot be restored: {len(problems)} object(s) missing or damaged "
+                f"({'; '.join(problems[:2])}); production untouched; roll back to another snapshot "
+                "(see `invoke backups`)"
+            )
+        return Scan(dict(self.snapshot.files), [])
+
+    def fetch(self, entry: Entry, dest: Path) -> None:
+        self.store.restore(entry, dest)
+
+    def version_info(self, ctx: Context) -> dict[str, Any]:
+        snap = self.snapshot
+        assert snap is not None
+        restored = dict(snap.version_info or {})
+        return {
+            **restored,
+            "version": snap.version or restored.get("version") or "baseline",
+            "deployed": utc_now(),
+            "deployed_by": ctx.profile.deployed_by,
+            "operation": "rollback",
+            "profile": ctx.profile.name,
+            "deploy_id": ctx.op_id,
+            "previous_id": (ctx.previous or {}).get("deploy_id"),
+            "release": snap.release or f"baseline:{snap.id}",
+            "previous_release": restored.get("previous_release"),
+            "snapshot_id": ctx.snapshot.id if ctx.snapshot else None,
+            "restored_from": snap.id,
+            **_file_lists(ctx),
+        }
+
+
+def _file_lists(ctx: Context) -> dict[str, list[str]]:
+    assert ctx.plan is not None
+    added = [e.path for e in ctx.plan.added]
+    changed = [e.path for e in ctx.plan.changed]
+    return {"files_updated": added + changed, "files_added": added, "files_changed": changed,
+            "files_removed": [e.path for e in ctx.plan.removed]}
+
+
+def default_snapshot(snapshots: list[Snapshot], previous: dict[str, Any] | None) -> Snapshot | None:
+    """The snapshot `rollback` restores by default: the release before the current one.
+
+    That is the newest snapshot holding the current tree's `previous_release`;
+    for a first deploy over an existing directory, the baseline taken then.
+    """
+    if not previous:
+        return None
+    wanted = previous.get("previous_release")
+    if wanted:
+        matches = [s for s in snapshots if s.release == wanted]
+        return matches[-1] if matches else None
+    if previous.get("operation") == "deploy" and previous.get("snapshot_id"):
+        matches = [s for s in snapshots if s.id == previous["snapshot_id"]]
+        return matches[-1] if matches else None
+    return None
+
+
+def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str | None) -> Snapshot:
+    """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target."""
+    snapshots, _ = store.list()
+    if selector is None:
+        snap = default_snapshot(snapshots, previous)
+        if snap is None:
+            raise NothingToRollBack(
+                f"{store.root}: no earlier release to roll back to; "
+                "list snapshots with `invoke backups` and pass --to ID"
+            )
+        return snap
+    for match in (
+        [s for s in snapshots if s.id == selector],
+        [s for s in snapshots if s.release == selector],
+        [s for s in snapshots if s.version == selector],
+    ):
+        if match:
+            return match[-1]
+    raise NothingToRollBack(
+        f"{store.root}: no snapshot matches '{selector}' (tried snapshot id, deploy id, version); "
+        "see `invoke backups`"
+    )

@@ -1,0 +1,35 @@
+"""Snapshot production's managed files before anything changes, so every deploy can be undone."""
+
+from __future__ import annotations
+
+from ..context import Context
+from ..ids import new_id, utc_now
+from ..journal import State
+from ..store import Snapshot
+from . import Step
+
+
+class Backup(Step):
+    name = "backup"
+    state = State.BACKING_UP
+
+    def run(self, ctx: Context) -> None:
+        if not ctx.record.target_existed or (not ctx.production and ctx.previous is None):
+            return  # nothing in production that we would replace
+        files = {}
+        for path, entry in ctx.production.items():
+            files[path] = ctx.store.put(ctx.target / path, entry)
+            ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
+        prev = ctx.previous or {}
+        ctx.snapshot = Snapshot(
+            id=new_id("s"), created=utc_now(), op_id=ctx.op_id, release=prev.get("release"),
+            version=prev.get("version"), version_info=ctx.previous, files=files,
+        )
+        ctx.store.save(ctx.snapshot)
+        ctx.record.snapshot_id = ctx.snapshot.id
+        ctx.journal.write(ctx.record)
+
+    def undo(self, ctx: Context) -> None:
+        # production is back to what this snapshot holds, so it is redundant
+        if ctx.record.snapshot_id:
+            ctx.store.delete(ctx.record.snapshot_id)

@@ -1,0 +1,183 @@
+"""Backups: snapshots of managed files over content-addressed objects.
+
+    backup_dir/objects/ab/abcdef...   file contents, named by sha256, stored once, read-only
+    backup_dir/snapshots/<id>.json    one snapshot: the manifest of a tree plus its VERSION data
+
+A snapshot costs only the objects it adds. Every restore re-hashes what it
+copies, so a damaged object is caught before anything reaches production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptState
+from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
+from .ids import parse_time
+from .manifest import Entry, Manifest
+
+
+@dataclass
+class Snapshot:
+    id: str
+    created: str
+    op_id: str  # the operation that took it
+    release: str | None  # the release (deploy id) whose files it holds, if known
+    version: str | None
+    version_info: dict[str, Any] | None  # the VERSION of the tree it captured
+    files: Manifest = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.files.values())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["files"] = {p: e.to_json() for p, e in self.files.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Snapshot":
+        files = {p: Entry.from_json(e) for p, e in data.pop("files").items()}
+        return cls(files=files, **data)
+
+    def brief(self) -> dict[str, Any]:
+        return {"id": self.id, "created": self.created, "release": self.release, "version": self.version,
+                "files": len(self.files), "bytes": self.bytes}
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.snapshots = root / "snapshots"
+
+    def object_path(self, sha: str) -> Path:
+        return self.objects / sha[:2] / sha
+
+    # -- writing -------------------------------------------------------------
+
+    def put(self, path: Path, entry: Entry) -> Entry:
+        """Store the file at `path` unless its object exists; returns the entry for what was stored."""
+        if entry.link is not None or self.object_path(entry.sha256).exists():
+            return entry
+        tmp = self.objects / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        sha = copy_with_hash(path, tmp, mode=0o444)
+        final = self.object_path(sha)
+        final.parent.mkdir(exist_ok=True)
+        if final.exists():
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+        if sha != entry.sha256:  # the file changed since it was scanned: record what we hold
+            entry = Entry(entry.path, os.stat(final).st_size, entry.mode, sha)
+        return entry
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
+        self.snapshots.mkdir(parents=True, exist_ok=True)
+        if self.objects.exists():
+            sync_filesystem(self.objects)
+        atomic_write(self.snapshots / f"{snapshot.id}.json", json.dumps(snapshot.to_json()).encode())
+
+    def delete(self, snapshot_id: str) -> None:
+        (self.snapshots / f"{snapshot_id}.json").unlink(missing_ok=True)
+
+    # -- reading -------------------------------------------------------------
+
+    def load(self, snapshot_id: str) -> Snapshot:
+        path = self.snapshots / f"{snapshot_id}.json"
+        try:
+            return Snapshot.from_json(json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `invoke backups`") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
+                               "roll back to another snapshot (see `invoke backups`)") from None
+
+    def list(self) -> tuple[list[Snapshot], list[str]]:
+        """Snapshots oldest first, and the problems of those that could not be read."""
+        snaps: list[Snapshot] = []
+        problems: list[str] = []
+        if not self.snapshots.is_dir():
+            return snaps, problems
+        for path in sorted(self.snapshots.glob("*.json")):
+            try:
+                snaps.append(self.load(path.stem))
+            except CorruptState as exc:
+                problems.append(exc.message)
+        snaps.sort(key=lambda s: (s.created, s.id))
+        return snaps, problems
+
+    def restore(self, entry: Entry, dest: Path) -> None:
+        """Write one file of a snapshot to `dest` (which must not exist), refusing a damaged object."""
+        if entry.link is not None:
+            os.symlink(entry.link, dest)
+            return
+        src = self.object_path(entry.sha256)
+        try:
+            sha = copy_with_hash(src, dest, mode=entry.mode)
+        except FileNotFoundError:
+            raise CorruptState(f"{src}: backup object for {entry.path} is missing; "
+                               "this snapshot cannot be restored, pick another (see `invoke backups`)") from None
+        if sha != entry.sha256:
+            dest.unlink()
+            raise CorruptState(f"{src}: backup object for {entry.path} is damaged (hash mismatch); "
+                               "this snapshot cannot be restored, pick another (see `invoke backups`)")
+
+    def check(self, snapshot: Snapshot) -> list[str]:
+        """Re-hash every object a snapshot needs; the list of what is missing or damaged."""
+        problems = []
+        for entry in snapshot.files.values():
+            if entry.link is not None:
+                continue
+            obj = self.object_path(entry.sha256)
+            try:
+                if sha256_file(obj) != entry.sha256:
+                    problems.append(f"{entry.path}: object {obj} is damaged")
+            except OSError:
+                problems.append(f"{entry.path}: object {obj} is missing")
+        return problems
+
+    # -- retention -----------------------------------------------------------
+
+    def collect_garbage(self, keep: list[Snapshot], dry_run: bool = False) -> tuple[int, int]:
+        """Delete objects no kept snapshot references; returns (objects, bytes) removed."""
+        wanted = {e.sha256 for s in keep for e in s.files.values() if e.link is None}
+        count = size = 0
+        if not self.objects.is_dir():
+            return 0, 0
+        for sub in self.objects.iterdir():
+            if sub.is_file() and sub.name.startswith("tmp-"):
+                if not dry_run:
+                    sub.unlink()  # left by a killed backup
+                continue
+            if not sub.is_dir():
+                continue
+            for obj in sub.iterdir():
+                if obj.name not in wanted:
+                    count += 1
+                    size += obj.stat().st_size
+                    if not dry_run:
+                        obj.unlink()
+        return count, size
+
+
+def select_expired(snapshots: list[Snapshot], keep_last: int, keep_days: float | None,
+                   protected: set[str], now: datetime | None = None) -> list[Snapshot]:
+    """Snapshots that are neither among the newest `keep_last`, nor younger than `keep_days`, nor protected."""
+    now = now or datetime.now(timezone.utc)
+    newest = {s.id for s in sorted(snapshots, key=lambda s: (s.created, s.id))[-keep_last:]} if keep_last else set()
+    expired = []
+    for snap in snapshots:
+        young = keep_days is not None and now - parse_time(snap.created) < timedelta(days=keep_days)
+        if snap.id in newest or snap.id in protected or young:
+            continue
+        expired.append(snap)
+    return expired

@@ -1,0 +1,135 @@
+"""The invoke tasks: parse flags, call `deploylib.operations`, print the result. No logic lives here.
+
+The repo's tasks.py and the `mcp-deploy` console script both use `namespace`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from typing import Any, Callable
+
+from invoke import Collection, Exit, task
+
+from . import operations, report
+from .errors import ConfigError, DeployError
+from .results import Result
+
+COMMON = {
+    "config": "Path to deploy.yaml (default: $MCP_DEPLOY_CONFIG, else ./deploy.yaml).",
+    "profile": "Profile of deploy.yaml to use (default: default_profile, else 'default').",
+    "json": "Print one JSON object on stdout and nothing else there (for CI and programs).",
+    "verbose": "On failure also print the detail (command output) and, for bugs, the traceback.",
+}
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's mistake
+
+
+def _emit(result: Result, as_json: bool, render: Callable[[Any], str]) -> None:
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        print(render(result))
+
+
+def _run(call: Callable[[], Result], as_json: bool, verbose: bool, render: Callable[[Any], str]) -> None:
+    """Run one operation; turn every expected failure into one line on stderr and its exit code."""
+    try:
+        result = call()
+    except DeployError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
+                              "step": getattr(exc, "step", None), "error_type": type(exc).__name__}))
+        print(f"error: {exc.message}", file=sys.stderr)
+        if verbose and exc.detail:
+            print(exc.detail, file=sys.stderr)
+        raise Exit(code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted; production was left as before", file=sys.stderr)
+        raise Exit(code=130) from None
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --verbose
+        if as_json:
+            print(json.dumps({"ok": False, "error": f"internal error: {exc}", "exit_code": EXIT_INTERNAL}))
+        print(f"internal error: {exc.__class__.__name__}: {exc} (a bug in mcp-deploy; "
+              "rerun with --verbose and report it)", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        raise Exit(code=EXIT_INTERNAL) from None
+    _emit(result, as_json, render)
+
+
+def _seconds(value: str | None) -> float:
+    if value in (None, ""):
+        return 0.0
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"--wait: expected a number of seconds, got '{value}'") from None
+    if seconds < 0:
+        raise ConfigError(f"--wait: expected a non-negative number of seconds, got '{value}'")
+    return seconds
+
+
+def _events(as_json: bool) -> Any:
+    return None if as_json else report.progress_printer()
+
+
+@task(help={**COMMON,
+            "dry_run": "Show the plan and its digest; write nothing anywhere (not even a lock file).",
+            "plan": "Deploy only if the plan's digest is still DIGEST (as printed by --dry-run).",
+            "wait": "If another operation holds the lock, wait up to SECONDS for it (default: fail at once)."})
+def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, json_=False, verbose=False):
+    """Deploy the source tree into production: lock, preflight, backup, stage, validate, swap, verify, record.
+
+    Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
+    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed.
+    """
+    _run(lambda: operations.deploy(config, profile, dry_run=dry_run, plan_digest=plan,
+                                   wait=_seconds(wait), on_event=_events(json_)),
+         json_, verbose, report.operation)
+
+
+@task(help={**COMMON,
+            "to": "Snapshot id, deploy id or version to restore (default: the release before the current one).",
+            "dry_run": "Show what the rollback would change; write nothing.",
+            "wait": "If another operation holds the lock, wait up to SECONDS for it."})
+def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
+    """Restore production's managed files from a backup; user files stay as they are now."""
+    _run(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
+                                     on_event=_events(json_)),
+         json_, verbose, report.operation)
+
+
+@task(help=COMMON)
+def status(c, profile=None, config=None, json_=False, verbose=False):
+    """Production version and age, files pending, drift, lock holder and the last result."""
+    _run(lambda: operations.status(config, profile), json_, verbose, report.status)
+
+
+@task(help=COMMON)
+def diff(c, profile=None, config=None, json_=False, verbose=False):
+    """The pending changes, with unified diffs of text files."""
+    _run(lambda: operations.diff(config, profile), json_, verbose, report.diff)
+
+
+@task(help={**COMMON, "limit": "Show the last N records (0 for all; default 20)."})
+def history(c, limit=20, profile=None, config=None, json_=False, verbose=False):
+    """The deployment log: every deploy, rollback, failure and recovery."""
+    _run(lambda: operations.history(config, profile, limit=limit), json_, verbose, report.history)
+
+
+@task(help=COMMON)
+def backups(c, profile=None, config=None, json_=False, verbose=False):
+    """List the snapshots, newest first, marking the default rollback target."""
+    _run(lambda: operations.backups(config, profile), json_, verbose, report.backups)
+
+
+@task(help={**COMMON, "dry_run": "Show what retention would delete; delete nothing.",
+            "wait": "If another operation holds the lock, wait up to SECONDS for it."})
+def prune(c, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
+    """Apply the retention rules and delete backup objects no snapshot needs."""
+    _run(lambda: operations.prune(config, profile, dry_run=dry_run, wait=_seconds(wait)),
+         json_, verbose, report.prune)
+
+
+namespace = Collection(deploy, rollback, status, diff, history, backups, prune)

@@ -1,0 +1,36 @@
+"""Post-swap health checks against the live production tree; a failure swaps the old tree back.
+
+`REGISTRY` maps the `type:` names deploy.yaml's `verify:` list may use; new
+kinds of check (such as an MCP handshake) register here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from . import commands
+from .config import CheckSpec
+from .errors import VerifyFailed
+
+Check = Callable[[CheckSpec, Path, dict[str, str]], str | None]
+
+
+def check_command(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
+    """Run the command in the deployed tree; the problem text, or None when it passed."""
+    assert spec.run is not None
+    result = commands.run(spec.run, target, spec.timeout, env)
+    return None if result.ok else f"{result.describe()}\n{result.output.rstrip()}"
+
+
+REGISTRY: dict[str, Check] = {"command": check_command}
+
+
+def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str]) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
+    for spec in specs:
+        problem = REGISTRY[spec.type](spec, target, env)
+        results.append({"name": spec.name, "ok": problem is None})
+        if problem:
+            raise VerifyFailed(f"verify {spec.name}: {problem.splitlines()[0]}", detail=problem)
+    return results

@@ -1,0 +1,2 @@
+def run(task):
+    return f"Review of: {task}\n- strengths\n- weaknesses\n- recommendations"
