@@ -23,9 +23,12 @@ class CommandResult:
         return self.returncode == 0
 
     def describe(self) -> str:
+        """One line: the command, how it ended, and the last line it printed (usually the cause)."""
         if self.returncode is None:
             return f"`{self.command}` timed out after {self.seconds:g}s"
-        return f"`{self.command}` exited {self.returncode}"
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        last = f": {lines[-1].strip()[:300]}" if lines else ""
+        return f"`{self.command}` exited {self.returncode}{last}"
 
 
 def run(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> CommandResult:

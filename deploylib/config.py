@@ -305,7 +305,7 @@ def _check(spec: dict[str, Any], keys: list[Any], path: Path, text: str, base: P
                               f"schema file {schema_path} does not exist")
     extra = {k: v for k, v in spec.items() if k not in {"type", "name", "files", "schema", "run", "timeout"}}
     return CheckSpec(
-        type=kind, name=spec.get("name") or (f"{kind}: {spec['run']}" if "run" in spec else kind),
+        type=kind, name=spec.get("name") or kind,
         files=files, schema=schema_path, run=spec.get("run"),
         timeout=float(spec.get("timeout", DEFAULT_TIMEOUT)), options=extra,
     )

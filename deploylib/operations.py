@@ -126,7 +126,9 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
     pending = len(plan.added) + len(plan.changed) + len(plan.removed)
     if ctx.previous:
-        summary = (f"Production {prev.get('version')} ({_age(age)} old). "
+        shown = str(prev.get("version"))
+        shown = f"v{shown}" if shown[:1].isdigit() else shown
+        summary = (f"Production {shown} ({_age(age)} old). "
                    f"{pending} file{'s' if pending != 1 else ''} pending deployment.")
     else:
         summary = f"Nothing deployed yet to {prof.target}. {pending} file{'s' if pending != 1 else ''} pending deployment."

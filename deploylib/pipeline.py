@@ -94,7 +94,8 @@ ORDER = [State.CHECKING, State.BACKING_UP, State.STAGING, State.VALIDATING, Stat
 
 def undo(ctx: Context, steps: list[Step]) -> None:
     for step in reversed(steps):
-        ctx.emit("undo", {"step": step.name})
+        if type(step).undo is not Step.undo:
+            ctx.emit("undo", {"step": step.name})
         step.undo(ctx)
 
 

@@ -31,6 +31,7 @@ def link_tree(src: Path, dst: Path, skip: set[str]) -> list[tuple[Path, int]]:
     Directories are created writable; the returned (dir, mode) pairs are applied
     by the caller once the stage is complete, so read-only directories stay read-only.
     """
+    dst.mkdir(mode=0o700)
     modes = [(dst, stat.S_IMODE(os.stat(src).st_mode))]
     owner = _owner_fixer()
     owner(dst, os.stat(src))

@@ -1,0 +1,276 @@
+"""End-to-end: the real invoke CLI in a subprocess against real trees in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import MANAGED, REPO, Project, bump, ok, tree
+
+
+def test_first_deploy_creates_absent_target_with_exactly_the_managed_files(project: Project) -> None:
+    assert not project.target.exists()
+    proc = ok(project.run("deploy"))
+    assert "Deployed 0.1.0" in proc.stdout
+    files = tree(project.target)
+    assert set(files) == set(MANAGED) | {"VERSION", "templates/", "workflow/"}
+    for rel in MANAGED:
+        assert files[rel] == (project.source / rel).read_bytes()
+    version = project.version()
+    assert version["version"] == "0.1.0"
+    assert sorted(version["files_added"]) == sorted(MANAGED)
+    assert version["deployed_from"] == str(project.source)
+    assert version["previous_id"] is None and version["snapshot_id"] is None
+    assert project.leftovers() == []
+
+
+def test_unmanaged_source_files_and_secrets_never_reach_production(project: Project) -> None:
+    proc = ok(project.run("deploy"))
+    for rel in (".env", "config.local.json", "logs/server.log", "schemas/agents.schema.json"):
+        assert (project.source / rel).exists()
+        assert not (project.target / rel).exists(), rel
+    assert "withheld" not in proc.stdout  # .env is not matched by the include globs at all
+    (project.source / "templates" / ".env.json").write_text("{}")
+    project.write_config(include=project.profile["include"] + ["**/.env*"])
+    proc = ok(project.run("deploy"))
+    assert "withheld 2 secret-looking file(s)" in proc.stdout
+    assert not (project.target / ".env").exists() and not (project.target / "templates/.env.json").exists()
+
+
+def test_deploy_of_a_change_keeps_user_files_byte_for_byte(project: Project) -> None:
+    (project.source / "workflow" / "old.py").write_text("# dropped in the next release\n")
+    ok(project.run("deploy"))
+    first = project.version()
+    user = {"config.local.json": b'{"token": "mine"}\n', "logs/today.log": b"line 1\n",
+            "templates/custom.json": b'{"user": "template"}\n'}
+    for rel, data in user.items():
+        (project.target / rel).parent.mkdir(exist_ok=True)
+        (project.target / rel).write_bytes(data)
+    bump(project)
+    (project.source / "workflow" / "old.py").unlink()
+    ok(project.run("deploy"))
+    for rel, data in user.items():
+        assert (project.target / rel).read_bytes() == data
+    assert (project.target / "workflow/plan.py").read_bytes() == (project.source / "workflow/plan.py").read_bytes()
+    assert not (project.target / "workflow/old.py").exists()  # removed from source: removed from production
+    version = project.version()
+    assert version["files_changed"] == ["workflow/plan.py"]
+    assert version["files_removed"] == ["workflow/old.py"]
+    assert version["previous_id"] == first["deploy_id"]
+    assert version["snapshot_id"]
+    assert project.leftovers() == []
+
+
+def test_nothing_to_deploy_exits_zero_without_a_new_version(project: Project) -> None:
+    ok(project.run("deploy"))
+    before, records = project.version(), len(project.history())
+    proc = ok(project.run("deploy"))
+    assert "Nothing to deploy" in proc.stdout
+    assert project.version() == before
+    assert len(project.history()) == records
+    code, data = project.json("deploy")
+    assert code == 0 and data["changed"] is False and data["deploy_id"] is None
+
+
+def test_dry_run_changes_nothing_at_all(project: Project) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    (project.target / "config.local.json").write_text("{}")
+    everything = lambda: {d: tree(project.root / d) for d in ("prod", "state", "backups", "dev")}  # noqa: E731
+    before = everything()
+    proc = ok(project.run("deploy", "--dry-run"))
+    assert "~ workflow/plan.py" in proc.stdout and "nothing was written" in proc.stdout
+    assert everything() == before
+    assert project.log.read_bytes().count(b"\n") == 1
+
+
+def test_dry_run_before_first_deploy_creates_no_directory(project: Project) -> None:
+    code, data = project.json("deploy", "--dry-run")
+    assert code == 0 and data["dry_run"] is True and data["plan"]["counts"]["added"] == len(MANAGED)
+    assert sorted(p.name for p in project.root.iterdir()) == ["deploy.yaml", "dev"]
+
+
+def test_plan_digest_deploys_only_the_previewed_plan(project: Project) -> None:
+    _, preview = project.json("deploy", "--dry-run")
+    digest = preview["plan"]["digest"]
+    bump(project)  # the source moves on after the preview
+    proc = project.run("deploy", "--plan", digest)
+    assert proc.returncode == 6
+    assert "plan changed since it was previewed" in proc.stderr
+    assert not project.target.exists()
+    _, preview = project.json("deploy", "--dry-run")
+    ok(project.run("deploy", "--plan", preview["plan"]["digest"]))
+    assert project.target.exists()
+
+
+def test_rollback_restores_previous_managed_files_and_keeps_user_edits(project: Project) -> None:
+    ok(project.run("deploy"))
+    v1 = project.managed()
+    first = project.version()
+    bump(project)
+    (project.source / "templates" / "extra.json").write_text('{"new": true}')
+    ok(project.run("deploy"))
+    (project.target / "config.local.json").write_bytes(b'{"edited": "after deploy"}')
+    proc = ok(project.run("rollback"))
+    assert "Rolled back" in proc.stdout
+    assert project.managed() == v1
+    assert not (project.target / "templates/extra.json").exists()
+    assert (project.target / "config.local.json").read_bytes() == b'{"edited": "after deploy"}'
+    version = project.version()
+    assert version["version"] == "0.1.0" and version["operation"] == "rollback"
+    assert version["release"] == first["deploy_id"]
+    assert project.leftovers() == []
+    # nothing earlier than the first release: a clear refusal, production untouched
+    proc = project.run("rollback")
+    assert proc.returncode == 7 and "no earlier release" in proc.stderr
+    assert project.managed() == v1
+
+
+def test_rollback_to_a_named_snapshot_and_dry_run(project: Project) -> None:
+    ok(project.run("deploy"))
+    bump(project, text="# two\n")
+    ok(project.run("deploy"))
+    v2 = project.managed()
+    bump(project, text="# three\n")
+    ok(project.run("deploy"))
+    _, listing = project.json("backups")
+    snap_of_v2 = next(s for s in listing["snapshots"] if s["release"] == project.version()["previous_id"])
+    before = tree(project.target)
+    code, data = project.json("rollback", "--to", snap_of_v2["id"], "--dry-run")
+    assert code == 0 and data["plan"]["changed"] == ["workflow/plan.py"]
+    assert tree(project.target) == before
+    ok(project.run("rollback", "--to", snap_of_v2["id"]))
+    assert project.managed() == v2
+    proc = project.run("rollback", "--to", "no-such-thing")
+    assert proc.returncode == 7 and "no snapshot matches 'no-such-thing'" in proc.stderr
+
+
+def test_failing_validator_leaves_production_unchanged(project: Project) -> None:
+    ok(project.run("deploy"))
+    before = tree(project.target)
+    (project.source / "templates" / "plan.json").write_text('{"title": ')
+    (project.source / "workflow" / "plan.py").write_text("def run(:\n")
+    proc = project.run("deploy")
+    assert proc.returncode == 1
+    assert "deploy failed at validate" in proc.stderr
+    assert "templates/plan.json:1:11: invalid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(project.target) == before
+    assert project.leftovers() == []
+    last = project.history()[-1]
+    assert last["event"] == "failure" and last["failed_step"] == "validate"
+
+
+def test_failing_verify_swaps_the_old_tree_back(project: Project) -> None:
+    ok(project.run("deploy"))
+    (project.target / "config.local.json").write_text('{"keep": 1}')
+    before = tree(project.target)
+    agents = json.loads((project.source / "agents.json").read_text())
+    agents["agents"][0]["workflow"] = "no-such-workflow"  # valid JSON, broken server
+    (project.source / "agents.json").write_text(json.dumps(agents))
+    proc = project.run("deploy", "--json")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["ok"] is False and data["step"] == "verify" and data["exit_code"] == 1
+    assert "deploy failed at verify: verify command: `" in proc.stderr
+    assert "exited 1: KeyError: 'no-such-workflow'" in proc.stderr
+    assert tree(project.target) == before
+    assert project.leftovers() == []
+    assert project.history()[-1]["failed_step"] == "verify"
+    _, listing = project.json("backups")
+    assert len(listing["snapshots"]) == 0  # the failed deploy's backup was redundant and is gone
+
+
+def test_files_written_to_the_old_tree_during_the_deploy_are_kept(project: Project) -> None:
+    ok(project.run("deploy"))
+    (project.target / "logs").mkdir()
+    (project.target / "logs" / "early.log").write_text("before\n")
+    # after the swap the old tree sits at $MCP_DEPLOY_STAGE; a still-running server writes there
+    project.profile["verify"].append({"type": "command", "run": 'echo late > "$MCP_DEPLOY_STAGE/logs/late.log"'})
+    project.write_config()
+    bump(project)
+    ok(project.run("deploy"))
+    assert (project.target / "logs" / "late.log").read_text() == "late\n"
+    assert (project.target / "logs" / "early.log").read_text() == "before\n"
+    assert project.leftovers() == []
+
+
+def test_corrupt_version_file_is_reported_and_replaced(project: Project) -> None:
+    ok(project.run("deploy"))
+    (project.target / "VERSION").write_text("{not json")
+    proc = ok(project.run("status"))
+    assert "VERSION is damaged" in proc.stdout
+    bump(project)
+    ok(project.run("deploy"))
+    assert project.version()["version"] == "0.1.0"
+
+
+def test_json_output_is_one_object_and_progress_goes_to_stderr_only_in_text_mode(project: Project) -> None:
+    proc = project.run("deploy", "--json")
+    data = json.loads(proc.stdout)
+    assert data["ok"] is True and data["changed"] is True and data["version"] == "0.1.0"
+    assert proc.stderr == ""
+    proc = ok(project.run("deploy"))
+    assert "[checking] preflight" in proc.stderr or "Nothing to deploy" in proc.stdout
+
+
+def test_status_history_backups_and_diff(project: Project) -> None:
+    code, status = project.json("status")
+    assert code == 0 and status["deployed"] is False and status["pending"]["counts"]["added"] == len(MANAGED)
+    ok(project.run("deploy"))
+    bump(project)
+    code, status = project.json("status")
+    assert status["version"] == "0.1.0" and status["pending"]["changed"] == ["workflow/plan.py"]
+    assert status["summary"].startswith("Production v0.1.0 (") and "1 file pending deployment." in status["summary"]
+    (project.target / "server.py").write_text("# edited in production\n")
+    code, status = project.json("status")
+    assert status["drift"] == ["server.py"]
+    assert status["lock"] is None and status["last"]["event"] == "deploy"
+    proc = ok(project.run("diff"))
+    assert "+# changed" in proc.stdout and "--- production/workflow/plan.py" in proc.stdout
+    ok(project.run("deploy"))
+    code, hist = project.json("history", "--limit", "1")
+    assert len(hist["records"]) == 1 and hist["records"][0]["event"] == "deploy"
+    assert set(hist["records"][0]["steps"]) >= {"lock", "preflight", "backup", "stage", "validate", "swap",
+                                                "verify", "record"}
+
+
+def test_prune_applies_keep_last_and_never_drops_the_rollback_target(project: Project) -> None:
+    project.write_config(retention={"keep_last": 1})
+    ok(project.run("deploy"))
+    for i in range(3):
+        bump(project, text=f"# {i}\n")
+        ok(project.run("deploy"))
+    _, listing = project.json("backups")
+    assert len(listing["snapshots"]) == 1  # retention ran after each deploy
+    assert listing["snapshots"][0]["rollback_target"] is True
+    code, pruned = project.json("prune", "--dry-run")
+    assert code == 0 and pruned["removed"] == []
+    ok(project.run("rollback"))
+
+
+def test_console_script_reads_deploy_yaml_from_cwd_or_env(project: Project) -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "mcp-deploy")
+    proc = subprocess.run([script, "deploy", "--dry-run"], cwd=project.root, capture_output=True, text=True)
+    assert proc.returncode == 0 and "Found 9 files" in proc.stdout
+    elsewhere = project.root / "dev"
+    proc = subprocess.run([script, "status", "--json"], cwd=elsewhere, capture_output=True, text=True,
+                          env={**os.environ, "MCP_DEPLOY_CONFIG": str(project.config)})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["target"] == str(project.target)
+    proc = subprocess.run([script, "status"], cwd=elsewhere, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "MCP_DEPLOY_CONFIG"})
+    assert proc.returncode == 2 and "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_documents_every_task_and_flag() -> None:
+    listing = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "--list"],
+                             capture_output=True, text=True).stdout
+    for name in ("deploy", "rollback", "status", "diff", "history", "backups", "prune"):
+        assert name in listing
+    help_text = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "--help", "deploy"],
+                               capture_output=True, text=True).stdout
+    for flag in ("--dry-run", "--json", "--profile", "--config", "--plan", "--wait", "--verbose"):
+        assert flag in help_text
+    assert "Exit codes" in help_text
