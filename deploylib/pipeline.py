@@ -10,7 +10,6 @@ failing one) are undone in reverse and production is exactly as before.
 
 from __future__ import annotations
 
-import os
 import time
 
 from .context import Context
@@ -29,8 +28,6 @@ from .steps.swap import Swap
 from .steps.validate import Validate
 from .steps.verify import Verify
 from .version import read_version
-
-CRASH_ENV = "MCP_DEPLOY_CRASH_AT"  # tests only: SIGKILL this process on entering the named state
 
 
 def recover(ctx: Context) -> None:
@@ -106,7 +103,6 @@ def run(ctx: Context) -> Context:
         for step in STEPS:
             if ctx.lock is not None and ctx.record.state != step.state.value:
                 ctx.journal.advance(ctx.record, step.state)
-                _crash_point(step.state)
             ctx.emit("step", {"step": step.name, "state": step.state.value})
             started = time.monotonic()
             done.append(step)
@@ -116,7 +112,6 @@ def run(ctx: Context) -> Context:
                 break
         if ctx.lock is not None:
             ctx.journal.advance(ctx.record, State.COMPLETE)
-            _crash_point(State.COMPLETE)
             ctx.journal.clear()
         return ctx
     except BaseException as exc:
@@ -157,8 +152,3 @@ def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
                                            detail=getattr(error, "detail", "")))
     return error
 
-
-def _crash_point(state: State) -> None:
-    """Fault injection for the crash tests: die right after the journal enters `state`."""
-    if os.environ.get(CRASH_ENV) == state.value:
-        os.kill(os.getpid(), 9)
