@@ -1,0 +1,115 @@
+"""Globs, the tree walk, secrets, symlinks and the stat-keyed hash cache on a real filesystem."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deploylib.errors import PreflightFailed
+from deploylib.globs import PatternSet, SyncRules, pattern_problem
+from deploylib.manifest import HashCache, link_escapes, scan
+
+
+def rules(include: list[str], exclude: list[str] = (), allow: list[str] = ()) -> SyncRules:  # type: ignore[assignment]
+    return SyncRules(PatternSet(tuple(include)), PatternSet(tuple(exclude)), PatternSet(tuple(allow)))
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+@pytest.mark.parametrize("pattern,path,expected", [
+    ("server.py", "server.py", True),
+    ("server.py", "sub/server.py", False),  # anchored at the root
+    ("*.json", "a.json", True),
+    ("*.json", "d/a.json", False),
+    ("**/*.json", "a.json", True),
+    ("**/*.json", "d/e/a.json", True),
+    ("workflow/*.py", "workflow/a.py", True),
+    ("workflow/*.py", "workflow/sub/a.py", False),
+    ("workflow/**/*.py", "workflow/sub/deep/a.py", True),
+    ("workflow/**", "workflow/x/y", True),
+    ("logs/", "logs/2026/a.log", True),
+    ("templates/?.json", "templates/a.json", True),
+    ("templates/?.json", "templates/ab.json", False),
+    ("[ab].txt", "a.txt", True),
+    ("[!ab].txt", "a.txt", False),
+    ("a+b(1).txt", "a+b(1).txt", True),  # regex characters are literal
+])
+def test_glob_semantics(pattern: str, path: str, expected: bool) -> None:
+    assert PatternSet((pattern,)).matches(path) is expected
+
+
+def test_patterns_that_escape_the_root_are_refused() -> None:
+    assert pattern_problem("../x")
+    assert pattern_problem("a/../../x")
+    assert pattern_problem("/etc/passwd")
+    assert pattern_problem("  ")
+    assert pattern_problem("a/**/b..c") is None
+
+
+def test_scan_selects_managed_files_and_withholds_secrets(tmp_path: Path) -> None:
+    write(tmp_path, {"server.py": "x", "workflow/a.py": "a", "workflow/__pycache__/a.pyc": "c",
+                     "notes.txt": "n", ".env": "S=1", "workflow/.env.local": "S=2", "keys/id_rsa": "k",
+                     "VERSION": "{}"})
+    r = rules(["server.py", "workflow/**", ".env", "keys/*", "VERSION"], ["**/__pycache__/**"])
+    result = scan(tmp_path, r, HashCache(None))
+    assert list(result.entries) == ["server.py", "workflow/a.py"]
+    assert result.withheld == [".env", "keys/id_rsa", "workflow/.env.local"]
+    lifted = scan(tmp_path, rules(["keys/*"], allow=["keys/id_rsa"]), HashCache(None))
+    assert list(lifted.entries) == ["keys/id_rsa"]
+
+
+def test_scan_records_symlinks_without_following_them(tmp_path: Path) -> None:
+    write(tmp_path, {"d/real.py": "r"})
+    os.symlink("real.py", tmp_path / "d" / "alias.py")
+    os.symlink("..", tmp_path / "d" / "loop")  # a directory loop: never entered
+    result = scan(tmp_path, rules(["**"]), HashCache(None), source=True)
+    assert result.entries["d/alias.py"].link == "real.py"
+    assert result.entries["d/loop"].link == ".."  # recorded, not walked
+
+
+def test_symlink_leaving_the_source_root_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"a.py": "a"})
+    os.symlink("/etc/passwd", tmp_path / "passwd.py")
+    with pytest.raises(PreflightFailed, match="symlink points outside the source tree"):
+        scan(tmp_path, rules(["*.py"]), HashCache(None), source=True)
+    assert link_escapes("d/x", "../../y") and not link_escapes("d/x", "../y")
+
+
+def test_hash_cache_skips_rereading_unchanged_files(tmp_path: Path) -> None:
+    write(tmp_path / "t", {"a.py": "original"})
+    cache_file = tmp_path / "cache.json"
+    cache = HashCache(cache_file)
+    first = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"].sha256
+    cache.save()
+    # same size and mtime but different bytes: only a cached hash can still say "original"
+    path = tmp_path / "t" / "a.py"
+    st = path.stat()
+    path.write_text("ORIGINAL")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 == first
+    # a real edit changes mtime or size and is re-hashed
+    path.write_text("edited!!!")
+    assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 != first
+
+
+def test_walk_only_enters_directories_the_globs_can_reach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, {"workflow/a.py": "a", "huge/deep/x.py": "x", "workflow/__pycache__/a.pyc": "c"})
+    assert rules(["workflow/*.py", "server.py"]).walk_roots() == [""]
+    assert rules(["workflow/*.py", "templates/*.json"]).walk_roots() == ["templates", "workflow"]
+    opened: list[str] = []
+    real_scandir = os.scandir
+
+    def spy(path):  # type: ignore[no-untyped-def]
+        opened.append(Path(path).relative_to(tmp_path).as_posix())
+        return real_scandir(path)
+
+    monkeypatch.setattr("deploylib.manifest.os.scandir", spy)
+    found = scan(tmp_path, rules(["workflow/*.py"], ["**/__pycache__/**"]), HashCache(None))
+    assert list(found.entries) == ["workflow/a.py"]
+    assert opened == ["workflow"]  # neither huge/ nor the excluded __pycache__/ was read

@@ -1,0 +1,108 @@
+"""Plan diffs and digests; the content-addressed store, its verification and garbage collection."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from deploylib.errors import CorruptState
+from deploylib.ids import new_id
+from deploylib.manifest import Entry
+from deploylib.plan import diff
+from deploylib.store import Snapshot, Store, select_expired
+
+
+def e(path: str, sha: str, mode: int = 0o644) -> Entry:
+    return Entry(path, 1, mode, sha)
+
+
+def test_diff_adds_changes_and_removes_only_what_was_deployed() -> None:
+    source = {"a": e("a", "1"), "b": e("b", "2new"), "c": e("c", "3"), "m": e("m", "4", 0o755)}
+    prod = {"b": e("b", "2"), "c": e("c", "3"), "old": e("old", "9"), "users": e("users", "8"), "m": e("m", "4")}
+    plan = diff(source, prod, deployed={"b", "c", "old", "m"})
+    assert [x.path for x in plan.added] == ["a"]
+    assert [x.path for x in plan.changed] == ["b", "m"]  # a mode change is a change
+    assert [x.path for x in plan.removed] == ["old"]  # 'users' was never deployed by us: kept
+    assert plan.unchanged == 1
+
+
+def test_digest_is_stable_and_changes_with_content() -> None:
+    one = diff({"a": e("a", "1")}, {}, set())
+    assert one.digest == diff({"a": e("a", "1")}, {}, set()).digest
+    assert one.digest != diff({"a": e("a", "2")}, {}, set()).digest
+    assert diff({"a": e("a", "1")}, {"a": e("a", "1")}, set()).empty
+
+
+def test_ids_are_unique_within_the_same_millisecond() -> None:
+    ids = {new_id("d") for _ in range(5000)}
+    assert len(ids) == 5000
+    assert sorted(ids)[0].startswith("d-20")
+
+
+def snapshot(store: Store, tmp_path: Path, files: dict[str, bytes], created: str | None = None) -> Snapshot:
+    entries = {}
+    for rel, data in files.items():
+        path = tmp_path / "src" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        import hashlib
+
+        entries[rel] = store.put(path, Entry(rel, len(data), 0o640, hashlib.sha256(data).hexdigest()))
+    snap = Snapshot(new_id("s"), created or datetime.now(timezone.utc).isoformat(), "op", None, "1", None, entries)
+    store.save(snap)
+    return snap
+
+
+def test_each_object_is_stored_once_and_restores_verbatim(tmp_path: Path) -> None:
+    store = Store(tmp_path / "bk")
+    one = snapshot(store, tmp_path, {"a.py": b"same", "b.py": b"same", "c.py": b"other"})
+    snapshot(store, tmp_path, {"a.py": b"same"})
+    objects = [p for p in (tmp_path / "bk" / "objects").rglob("*") if p.is_file()]
+    assert len(objects) == 2
+    dest = tmp_path / "restored.py"
+    store.restore(store.load(one.id).files["c.py"], dest)
+    assert dest.read_bytes() == b"other" and (dest.stat().st_mode & 0o777) == 0o640
+
+
+def test_a_damaged_object_is_refused_by_hash(tmp_path: Path) -> None:
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a.py": b"good bytes"})
+    obj = store.object_path(snap.files["a.py"].sha256)
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"evil bytes")
+    assert store.check(snap) == [f"a.py: object {obj} is damaged"]
+    with pytest.raises(CorruptState, match="damaged \\(hash mismatch\\)"):
+        store.restore(snap.files["a.py"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    obj.unlink()
+    assert "missing" in store.check(snap)[0]
+
+
+def test_damaged_snapshot_manifest_is_reported_not_fatal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "bk")
+    snapshot(store, tmp_path, {"a": b"1"})
+    (tmp_path / "bk" / "snapshots" / "s-bad.json").write_text("{torn")
+    snaps, problems = store.list()
+    assert len(snaps) == 1 and "snapshot manifest is damaged" in problems[0]
+
+
+def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_path: Path) -> None:
+    store = Store(tmp_path / "bk")
+    now = datetime.now(timezone.utc)
+    old = [snapshot(store, tmp_path, {"a": f"v{i}".encode()}, (now - timedelta(days=40 - i)).isoformat())
+           for i in range(4)]
+    young = snapshot(store, tmp_path, {"a": b"young"}, (now - timedelta(days=1)).isoformat())
+    newest = snapshot(store, tmp_path, {"a": b"newest"}, now.isoformat())
+    expired = select_expired(store.list()[0], keep_last=1, keep_days=7, protected={old[0].id}, now=now)
+    assert {s.id for s in expired} == {old[1].id, old[2].id, old[3].id}
+    kept = [s for s in store.list()[0] if s.id not in {x.id for x in expired}]
+    assert {s.id for s in kept} == {old[0].id, young.id, newest.id}
+    for s in expired:
+        store.delete(s.id)
+    count, size = store.collect_garbage(kept)
+    assert count == 3 and size == 6
+    for s in kept:
+        assert store.check(s) == []
