@@ -12,6 +12,7 @@ class DeployError(Exception):
     """Base of all expected failures; `exit_code` is what the CLI exits with."""
 
     exit_code = 1
+    step: str | None = None  # the pipeline step it happened in, once the pipeline knows
 
     def __init__(self, message: str, *, detail: str = "") -> None:
         super().__init__(message)

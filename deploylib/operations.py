@@ -59,25 +59,23 @@ def _operation(ctx: Context, dry_run: bool) -> OperationResult:
         pipeline.run(ctx)
     plan = ctx.plan
     assert plan is not None
-    info = ctx.version_info
-    prev = ctx.previous or {}
+    info, prev = ctx.version_info, ctx.previous or {}
     changed = not dry_run and not ctx.stop_reason
-    if ctx.stop_reason:
-        message = ctx.stop_reason
+    snapshot = getattr(ctx.source, "snapshot", None)  # what a rollback restores (also in a dry run)
+    if plan.empty:
+        message = ctx.stop_reason or f"nothing to {'deploy' if ctx.record.operation == 'deploy' else 'roll back'}: production already matches"
     elif dry_run:
         message = f"{_count(plan)} would change (dry run, nothing written); plan {plan.digest}"
     else:
         verb = "deployed" if ctx.record.operation == "deploy" else "rolled back to"
         message = f"{verb} {info.get('version')} ({_count(plan)}); {ctx.op_id}"
-    if dry_run and plan.empty:
-        message = "nothing to deploy: production already matches"
     return OperationResult(
         ok=True, operation=ctx.record.operation, profile=ctx.profile.name, target=str(ctx.target),
         dry_run=dry_run, changed=changed, message=message,
         deploy_id=ctx.op_id if changed else None, version=info.get("version") if changed else None,
         previous_version=prev.get("version"), previous_id=prev.get("deploy_id"),
         snapshot_id=ctx.snapshot.id if ctx.snapshot else None,
-        restored_from=info.get("restored_from") or (getattr(ctx.source, "snapshot", None) and ctx.source.snapshot.id),
+        restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=ctx.checks, notes=ctx.notes, timings=ctx.timings,
     )
 
@@ -119,7 +117,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
                    if p not in ctx.production or ctx.production[p].sha256 != e.sha256)
     holder = current_holder(prof.state_dir)
     records, _ = read_history(prof.log)
-    snapshots, _ = ctx.store.list()
+    snapshots, _ = ctx.store.all_snapshots()
     target_snap = default_snapshot(snapshots, ctx.previous)
     age = None
     if prev.get("deployed"):
@@ -190,7 +188,7 @@ MAX_DIFF_BYTES = 1024 * 1024
 
 
 def _unified(old: Path | None, new: Path | None, rel: str) -> str:
-    texts = []
+    texts: list[list[str]] = []
     for path in (old, new):
         if path is None:
             texts.append([])
@@ -219,7 +217,7 @@ def history(config: PathLike = None, profile: str | None = None, limit: int = 20
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:
     prof = load_profile(config, profile)
     store = Store(prof.backup_dir)
-    snapshots, problems = store.list()
+    snapshots, problems = store.all_snapshots()
     current, _ = read_version(prof.target)
     target = default_snapshot(snapshots, current)
     protected = protected_ids(snapshots, current)

@@ -36,13 +36,13 @@ def recover(ctx: Context) -> None:
     if not journal.exists():
         return
     try:
-        dead = journal.read()
+        dead: Record | None = journal.read()
     except CorruptState:
         dead = _reconstruct(ctx)
-        if dead is None:
-            journal.clear()
-            ctx.note(f"{journal.path}: damaged journal with no operation in flight; removed it")
-            return
+    if dead is None:
+        journal.clear()
+        ctx.note(f"{journal.path}: damaged journal with no operation in flight; removed it")
+        return
     rctx = _recovery_context(ctx, dead)
     state = State(dead.failed_state or dead.state) if dead.state == State.ROLLING_BACK else State(dead.state)
     if state in (State.RECORDING, State.COMPLETE):
@@ -137,6 +137,7 @@ def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
             f"({undo_exc}); the journal at {ctx.journal.path} is kept and the next command retries the recovery"
         )
     ctx.journal.clear()
+    error: BaseException
     if isinstance(exc, DeployError):
         error = exc
     elif isinstance(exc, OSError):
@@ -147,7 +148,7 @@ def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
     if isinstance(error, DeployError):
         error.message = f"{ctx.record.operation} failed at {step}: {error.message.removeprefix(step + ' failed: ')} ({undone})"
         error.args = (error.message,)
-        error.step = step  # type: ignore[attr-defined]
+        error.step = step
     append(ctx.profile.log, history_record(ctx, ok=False, failed_step=step, error=str(error),
                                            detail=getattr(error, "detail", "")))
     return error

@@ -36,17 +36,17 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
 
 
 def operation(r: OperationResult) -> str:
-    lines = [] if (r.changed is False and not r.dry_run) else plan_lines(r.plan)
+    pending = any(r.plan["counts"][k] for k in ("added", "changed", "removed"))
+    lines = plan_lines(r.plan) if pending else []
     lines += [f"note: {n}" for n in r.notes]
-    if r.dry_run:
-        lines.append(f"Dry run: nothing was written. Deploy exactly this plan with --plan {r.plan['digest']}"
-                     if r.operation == "deploy" and r.plan["counts"]["added"] + r.plan["counts"]["changed"]
-                     + r.plan["counts"]["removed"] else r.message)
-    elif r.changed:
+    if r.changed:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""
         verb = "Deployed" if r.operation == "deploy" else f"Rolled back to snapshot {r.restored_from}:"
         took = sum(r.timings.values())
         lines.append(f"{verb} {r.version} as {r.deploy_id} in {took:.2f}s{backup}. Success.")
+    elif r.dry_run and pending:
+        flag = f" with --plan {r.plan['digest']}" if r.operation == "deploy" else ""
+        lines.append(f"Dry run: nothing was written. Apply exactly this plan{flag}.")
     else:
         lines.append(r.message[0].upper() + r.message[1:] + ".")
     return "\n".join(lines)

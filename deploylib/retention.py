@@ -37,7 +37,7 @@ def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> 
 
 
 def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False) -> PruneReport:
-    snapshots, problems = store.list()
+    snapshots, problems = store.all_snapshots()
     if problems:
         # an unreadable snapshot may reference any object: collecting now could destroy a backup
         raise CorruptState(f"{problems[0]}; prune refuses to collect objects until it is repaired or removed")

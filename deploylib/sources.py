@@ -138,7 +138,7 @@ def default_snapshot(snapshots: list[Snapshot], previous: dict[str, Any] | None)
 
 def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str | None) -> Snapshot:
     """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target."""
-    snapshots, _ = store.list()
+    snapshots, _ = store.all_snapshots()
     if selector is None:
         snap = default_snapshot(snapshots, previous)
         if snap is None:

@@ -54,11 +54,11 @@ class Snapshot:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.objects = root / "objects"
-        self.snapshots = root / "snapshots"
+        self.object_dir = root / "objects"
+        self.snapshot_dir = root / "snapshots"
 
     def object_path(self, sha: str) -> Path:
-        return self.objects / sha[:2] / sha
+        return self.object_dir / sha[:2] / sha
 
     # -- writing -------------------------------------------------------------
 
@@ -66,7 +66,7 @@ class Store:
         """Store the file at `path` unless its object exists; returns the entry for what was stored."""
         if entry.link is not None or self.object_path(entry.sha256).exists():
             return entry
-        tmp = self.objects / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         sha = copy_with_hash(path, tmp, mode=0o444)
         final = self.object_path(sha)
@@ -81,18 +81,18 @@ class Store:
 
     def save(self, snapshot: Snapshot) -> None:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
-        self.snapshots.mkdir(parents=True, exist_ok=True)
-        if self.objects.exists():
-            sync_filesystem(self.objects)
-        atomic_write(self.snapshots / f"{snapshot.id}.json", json.dumps(snapshot.to_json()).encode())
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        if self.object_dir.exists():
+            sync_filesystem(self.object_dir)
+        atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.to_json()).encode())
 
     def delete(self, snapshot_id: str) -> None:
-        (self.snapshots / f"{snapshot_id}.json").unlink(missing_ok=True)
+        (self.snapshot_dir / f"{snapshot_id}.json").unlink(missing_ok=True)
 
     # -- reading -------------------------------------------------------------
 
     def load(self, snapshot_id: str) -> Snapshot:
-        path = self.snapshots / f"{snapshot_id}.json"
+        path = self.snapshot_dir / f"{snapshot_id}.json"
         try:
             return Snapshot.from_json(json.loads(path.read_bytes()))
         except FileNotFoundError:
@@ -101,13 +101,13 @@ class Store:
             raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
                                "roll back to another snapshot (see `invoke backups`)") from None
 
-    def list(self) -> tuple[list[Snapshot], list[str]]:
+    def all_snapshots(self) -> tuple[list[Snapshot], list[str]]:
         """Snapshots oldest first, and the problems of those that could not be read."""
         snaps: list[Snapshot] = []
         problems: list[str] = []
-        if not self.snapshots.is_dir():
+        if not self.snapshot_dir.is_dir():
             return snaps, problems
-        for path in sorted(self.snapshots.glob("*.json")):
+        for path in sorted(self.snapshot_dir.glob("*.json")):
             try:
                 snaps.append(self.load(path.stem))
             except CorruptState as exc:
@@ -151,9 +151,9 @@ class Store:
         """Delete objects no kept snapshot references; returns (objects, bytes) removed."""
         wanted = {e.sha256 for s in keep for e in s.files.values() if e.link is None}
         count = size = 0
-        if not self.objects.is_dir():
+        if not self.object_dir.is_dir():
             return 0, 0
-        for sub in self.objects.iterdir():
+        for sub in self.object_dir.iterdir():
             if sub.is_file() and sub.name.startswith("tmp-"):
                 if not dry_run:
                     sub.unlink()  # left by a killed backup

@@ -39,7 +39,7 @@ def _run(call: Callable[[], Result], as_json: bool, verbose: bool, render: Calla
     except DeployError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
-                              "step": getattr(exc, "step", None), "error_type": type(exc).__name__}))
+                              "step": exc.step, "error_type": type(exc).__name__}))
         print(f"error: {exc.message}", file=sys.stderr)
         if verbose and exc.detail:
             print(exc.detail, file=sys.stderr)

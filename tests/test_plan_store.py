@@ -85,7 +85,7 @@ def test_damaged_snapshot_manifest_is_reported_not_fatal(tmp_path: Path) -> None
     store = Store(tmp_path / "bk")
     snapshot(store, tmp_path, {"a": b"1"})
     (tmp_path / "bk" / "snapshots" / "s-bad.json").write_text("{torn")
-    snaps, problems = store.list()
+    snaps, problems = store.all_snapshots()
     assert len(snaps) == 1 and "snapshot manifest is damaged" in problems[0]
 
 
@@ -96,9 +96,9 @@ def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_pat
            for i in range(4)]
     young = snapshot(store, tmp_path, {"a": b"young"}, (now - timedelta(days=1)).isoformat())
     newest = snapshot(store, tmp_path, {"a": b"newest"}, now.isoformat())
-    expired = select_expired(store.list()[0], keep_last=1, keep_days=7, protected={old[0].id}, now=now)
+    expired = select_expired(store.all_snapshots()[0], keep_last=1, keep_days=7, protected={old[0].id}, now=now)
     assert {s.id for s in expired} == {old[1].id, old[2].id, old[3].id}
-    kept = [s for s in store.list()[0] if s.id not in {x.id for x in expired}]
+    kept = [s for s in store.all_snapshots()[0] if s.id not in {x.id for x in expired}]
     assert {s.id for s in kept} == {old[0].id, young.id, newest.id}
     for s in expired:
         store.delete(s.id)
