@@ -66,6 +66,7 @@ class Profile:
     verify: tuple[CheckSpec, ...] = ()
     retention: Retention = Retention()
     deployed_by: str = ""
+    tool_prefix: str = "ua_self_"  # MCP tool names: <prefix>deploy, <prefix>status, ...
 
 
 def schema() -> dict[str, Any]:
@@ -286,6 +287,7 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
         name=name, config_path=path, source=source, target=target, backup_dir=backup_dir,
         state_dir=state_dir, log=log, rules=rules, validators=validators, verify=verify,
         retention=retention, deployed_by=raw.get("deployed_by") or _whoami(),
+        tool_prefix=raw.get("mcp", {}).get("tool_prefix", "ua_self_"),
     )
 
 

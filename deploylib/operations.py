@@ -72,7 +72,8 @@ def _operation(ctx: Context, dry_run: bool) -> OperationResult:
     return OperationResult(
         ok=True, operation=ctx.record.operation, profile=ctx.profile.name, target=str(ctx.target),
         dry_run=dry_run, changed=changed, message=message,
-        deploy_id=ctx.op_id if changed else None, version=info.get("version") if changed else None,
+        deploy_id=ctx.op_id if changed else None,
+        version=info.get("version") if changed else (ctx.source.next_version() if dry_run else None),
         previous_version=prev.get("version"), previous_id=prev.get("deploy_id"),
         snapshot_id=ctx.snapshot.id if ctx.snapshot else None,
         restored_from=snapshot.id if snapshot else None,

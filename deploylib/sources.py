@@ -43,6 +43,10 @@ class TreeSource:
                 "rerun the deploy once edits have settled"
             )
 
+    def next_version(self) -> str | None:
+        """The version a deploy now would record (None: it will be the deploy id)."""
+        return source_version(self.root)
+
     def version_info(self, ctx: Context) -> dict[str, Any]:
         assert ctx.plan is not None
         prev = ctx.previous or {}
@@ -88,6 +92,9 @@ class SnapshotSource:
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         self.store.restore(entry, dest)
+
+    def next_version(self) -> str | None:
+        return self.snapshot.version if self.snapshot else None
 
     def version_info(self, ctx: Context) -> dict[str, Any]:
         snap = self.snapshot

@@ -132,4 +132,16 @@ def prune(c, profile=None, config=None, dry_run=False, wait=None, json_=False, v
          json_, verbose, report.prune)
 
 
-namespace = Collection(deploy, rollback, status, diff, history, backups, prune)
+@task(help={"config": COMMON["config"], "profile": COMMON["profile"]})
+def mcp(c, profile=None, config=None):
+    """Serve deploy, status, rollback, history and diff as MCP tools over stdio (for Claude Desktop / Code)."""
+    from . import mcp_server  # the MCP SDK loads only for this task
+
+    try:
+        mcp_server.serve(config, profile)
+    except DeployError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        raise Exit(code=exc.exit_code) from None
+
+
+namespace = Collection(deploy, rollback, status, diff, history, backups, prune, mcp)

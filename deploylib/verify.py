@@ -23,7 +23,13 @@ def check_command(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | N
     return None if result.ok else f"{result.describe()}\n{result.output.rstrip()}"
 
 
-REGISTRY: dict[str, Check] = {"command": check_command}
+def check_mcp(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
+    from .mcp_check import check_mcp as handshake  # imports the MCP SDK only when a profile uses it
+
+    return handshake(spec, target, env)
+
+
+REGISTRY: dict[str, Check] = {"command": check_command, "mcp": check_mcp}
 
 
 def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str]) -> list[dict[str, object]]:
