@@ -14,7 +14,11 @@ from functools import cached_property
 
 # Files that look like credentials never enter the sync set unless the profile
 # lifts them by name with `unsafe_allow_secrets`.
-SECRET_PATTERNS = ("**/.env*", "**/*.pem", "**/*.key", "**/id_rsa*", "**/id_ed25519*", "**/*.p12")
+SECRET_PATTERNS = (
+    "**/.env*", "**/*.pem", "**/*.key", "**/*.p12", "**/*.pfx", "**/*.keystore", "**/*.jks",
+    "**/id_rsa*", "**/id_dsa*", "**/id_ecdsa*", "**/id_ed25519*",
+    "**/.netrc", "**/.pypirc", "**/.npmrc", "**/credentials*.json", "**/service-account*.json",
+)
 
 
 def translate(pattern: str) -> str:

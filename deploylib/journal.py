@@ -7,17 +7,15 @@ and knows exactly how far the operation got, so it can finish or undo it.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from . import faults
 from .errors import CorruptState
 from .fsutil import atomic_write
 
 JOURNAL_NAME = "journal.json"
-CRASH_ENV = "MCP_DEPLOY_CRASH_AT"  # for testing only: SIGKILL this process right after entering that state
 
 
 class State(str, Enum):
@@ -66,8 +64,7 @@ class Journal:
         record.state = state.value
         record.transitions.append(state.value)
         self.write(record)
-        if os.environ.get(CRASH_ENV) == state.value:  # fault injection for the crash tests
-            os.kill(os.getpid(), signal.SIGKILL)
+        faults.point(state.value)
 
     def read(self) -> Record:
         try:

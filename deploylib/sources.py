@@ -35,8 +35,11 @@ class TreeSource:
         if entry.link is not None:
             os.symlink(entry.link, dest)
             return
-        sha = copy_with_hash(self.root / entry.path, dest, mode=entry.mode)
-        if sha != entry.sha256:
+        src = self.root / entry.path
+        before = os.stat(src)
+        sha = copy_with_hash(src, dest, mode=entry.mode)
+        after = os.stat(src)
+        if sha != entry.sha256 or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
             dest.unlink()
             raise SourceChanged(
                 f"{self.root / entry.path}: changed while being deployed; "

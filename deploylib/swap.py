@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import faults
+
 AT_FDCWD = -100
 RENAME_EXCHANGE = 2  # linux/fs.h
 RENAME_SWAP = 2  # macOS sys/stdio.h
@@ -51,7 +53,9 @@ def _exchange_by_renames(a: Path, b: Path) -> None:
     """a -> parked, b -> a, parked -> b. Each rename is atomic; `repair` finishes an interrupted run."""
     parked = parking_path(a)
     os.rename(a, parked)
+    faults.point("swap:parked")
     os.rename(b, a)
+    faults.point("swap:moved")
     os.rename(parked, b)
 
 

@@ -124,3 +124,22 @@ def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[st
 def bump(project: Project, rel: str = "workflow/plan.py", text: str = "\n# changed\n") -> None:
     path = project.source / rel
     path.write_text(path.read_text() + text)
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from deploylib.lock import DeployLock
+lock = DeployLock(Path(sys.argv[1]), "deploy")
+lock.acquire()
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold_lock(project: Project, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the deployment lock for `seconds` (returns once it holds it)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(project.state), str(seconds)],
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc

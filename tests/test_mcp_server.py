@@ -7,9 +7,8 @@ from typing import Any
 
 import anyio
 
-from conftest import Project, bump, ok, tree
+from conftest import Project, bump, hold_lock, ok, tree
 from mcp_client import call, mcp_session
-from test_lock_and_crash import hold_lock
 
 
 def run(coro_fn: Any, *args: Any) -> Any:

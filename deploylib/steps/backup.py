@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import faults
 from ..context import Context
 from ..ids import new_id, utc_now
 from ..journal import State
@@ -17,9 +18,10 @@ class Backup(Step):
         if not ctx.record.target_existed or (not ctx.production and ctx.previous is None):
             return  # nothing in production that we would replace
         files = {}
-        for path, entry in ctx.production.items():
+        for n, (path, entry) in enumerate(ctx.production.items(), 1):
             files[path] = ctx.store.put(ctx.target / path, entry)
             ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
+            faults.point(f"backup:{n}")
         prev = ctx.previous or {}
         ctx.snapshot = Snapshot(
             id=new_id("s"), created=utc_now(), op_id=ctx.op_id, release=prev.get("release"),

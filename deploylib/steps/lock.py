@@ -18,8 +18,9 @@ class LockStep(Step):
         self.recover = recover
 
     def run(self, ctx: Context) -> None:
-        ctx.lock = DeployLock(ctx.profile.state_dir, ctx.source.operation, wait=ctx.wait)
-        ctx.lock.acquire()
+        lock = DeployLock(ctx.profile.state_dir, ctx.source.operation, wait=ctx.wait)
+        lock.acquire()
+        ctx.lock = lock  # only now: a process that lost the race must not touch the journal
         # holding the lock means any journal left behind belongs to a dead process
         self.recover(ctx)
         ctx.journal.advance(ctx.record, State.CHECKING)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .. import faults
 from ..context import Context
 from ..errors import CorruptState
 from ..fsutil import remove_tree, sync_filesystem
@@ -31,12 +32,13 @@ class Stage(Step):
             modes = [(stage, 0o755)]
         for entry in ctx.plan.removed:
             remove_empty_parents(stage, entry.path)
-        for entry in ctx.plan.added + ctx.plan.changed:
+        for n, entry in enumerate(ctx.plan.added + ctx.plan.changed, 1):
             dest = ensure_parent(stage, entry.path)
             ctx.source.fetch(entry, dest)
             if entry.link is None:
                 ctx.cache.put(os.lstat(dest), entry.sha256)
             ctx.emit("file", {"step": self.name, "path": entry.path, "bytes": entry.size})
+            faults.point(f"copy:{n}")
         ctx.version_info = ctx.source.version_info(ctx)
         write_version(stage, ctx.version_info)
         save_manifest(release_path(ctx, ctx.op_id), ctx.desired)
