@@ -128,7 +128,10 @@ def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
     """Undo `done` in reverse, log the failure, and return the error to raise."""
     step = done[-1].name if done else "start"
     ctx.record.failed_state, ctx.record.error = ctx.record.state, str(exc)
-    ctx.journal.advance(ctx.record, State.ROLLING_BACK)
+    try:
+        ctx.journal.advance(ctx.record, State.ROLLING_BACK)
+    except OSError:
+        pass  # e.g. the disk is full: undo anyway; the journal's last state leads recovery to the same undo
     try:
         undo(ctx, done)
     except Exception as undo_exc:  # journal kept: the next command retries the recovery

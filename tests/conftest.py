@@ -49,7 +49,7 @@ class Project:
 
     @property
     def target(self) -> Path:
-        return self.root / "prod" / "server"
+        return self.root / self.profile["target"]
 
     @property
     def config(self) -> Path:
@@ -57,11 +57,11 @@ class Project:
 
     @property
     def state(self) -> Path:
-        return self.root / "state"
+        return self.root / self.profile["state_dir"]
 
     @property
     def backups(self) -> Path:
-        return self.root / "backups"
+        return self.root / self.profile["backup_dir"]
 
     @property
     def log(self) -> Path:

@@ -1,21 +1,25 @@
-"""Preflight refuses a deploy that cannot fit, on a real small filesystem."""
+"""Scenario 3: a nearly full disk, on a real small tmpfs. Preflight refuses what cannot fit; if space runs
+out mid-copy anyway, production is untouched and the stage is removed."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from conftest import Project, ok, tree
+from conftest import REPO, Project, ok, tree
+from invariants import baseline, check
 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; run the suite as root (CI does) to exercise disk-full preflight")
+        pytest.skip("mounting a tmpfs needs root; run the suite as root (CI does) to exercise a full disk")
     mnt = tmp_path / "small"
     mnt.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], check=True)
@@ -25,9 +29,12 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def on_small_fs(project: Project, fs: Path) -> None:
+    project.write_config(target=str(fs / "server"), backup_dir=str(fs / "backups"), state_dir=str(fs / "state"))
+
+
 def test_preflight_refuses_when_stage_and_backup_do_not_fit(project: Project, small_fs: Path) -> None:
-    project.write_config(target=str(small_fs / "server"), backup_dir=str(small_fs / "backups"),
-                         state_dir=str(small_fs / "state"))
+    on_small_fs(project, small_fs)
     ok(project.run("deploy"))
     before = tree(small_fs / "server")
     (project.source / "templates" / "big.json").write_text('{"pad": "' + "x" * 12 * 1024 * 1024 + '"}')
@@ -37,3 +44,32 @@ def test_preflight_refuses_when_stage_and_backup_do_not_fit(project: Project, sm
     assert "nothing was changed" in proc.stderr
     assert tree(small_fs / "server") == before
     assert sorted(p.name for p in small_fs.iterdir()) == ["server", "state"]
+
+
+def test_space_running_out_mid_copy_leaves_production_untouched(project: Project, small_fs: Path,
+                                                                tmp_path: Path) -> None:
+    on_small_fs(project, small_fs)
+    ok(project.run("deploy"))
+    (project.target / "config.local.json").write_text('{"mine": 1}')
+    (project.source / "templates" / "big.json").write_text('{"pad": "' + "x" * 2 * 1024 * 1024 + '"}')
+    base = baseline(project)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy", "--config", str(project.config)]
+    proc = subprocess.Popen(cmd, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MCP_DEPLOY_PAUSE_AT": f"STAGING:{gate}"})
+    while not (gate / "reached").exists():  # preflight passed; the copy has not started
+        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    filler = small_fs / "filler"  # another program fills the disk now
+    free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (free - 256 * 1024))
+    (gate / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "deploy failed at stage: No space left on device" in err
+    assert "undone; production is as before" in err
+    assert project.leftovers() == []  # the stage is gone
+    filler.unlink()
+    check(project, base, expect="old")

@@ -1,0 +1,76 @@
+"""Scenario 7: damaged VERSION, history, journal and lock files: a clear message, never a traceback,
+and the next operation recovers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import Project, bump, ok
+
+
+@pytest.mark.parametrize("damage", [b'{"version": "0.1', b"\x00\xff\xfe garbage", b"[1, 2, 3]", b""])
+def test_damaged_version_file(project: Project, damage: bytes) -> None:
+    ok(project.run("deploy"))
+    (project.target / "VERSION").write_bytes(damage)
+    status = ok(project.run("status"))
+    assert "VERSION" in status.stdout and "Traceback" not in status.stderr
+    bump(project)
+    proc = ok(project.run("deploy"))
+    assert "Traceback" not in proc.stderr
+    assert project.version()["version"] == "0.1.0"
+    assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()
+
+
+def test_history_with_a_torn_last_line(project: Project) -> None:
+    ok(project.run("deploy"))
+    with open(project.log, "ab") as f:
+        f.write(b'{"event": "dep')
+    code, hist = project.json("history")
+    assert code == 0 and hist["damaged_lines"] == 1
+    bump(project)
+    ok(project.run("deploy"))
+    lines = project.log.read_text().splitlines()
+    assert lines[-2] == '{"event": "dep'  # the torn line is left as evidence, the next record starts fresh
+    assert json.loads(lines[-1])["event"] == "deploy"
+
+
+def test_garbage_journal_with_a_leftover_stage_is_recovered(project: Project) -> None:
+    ok(project.run("deploy"))
+    v1 = project.managed()
+    bump(project)
+    proc = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "VERIFYING"})
+    assert proc.returncode == -9
+    (project.state / "journal.json").write_bytes(b"\x00garbage")
+    status = ok(project.run("status"))
+    assert "recovered interrupted deploy" in status.stdout and "Traceback" not in status.stderr
+    assert project.managed() == v1 and project.leftovers() == []
+    ok(project.run("deploy"))
+
+
+def test_garbage_journal_alone_is_removed(project: Project) -> None:
+    ok(project.run("deploy"))
+    (project.state / "journal.json").write_text("not json")
+    status = ok(project.run("status"))
+    assert "damaged journal with no operation in flight; removed it" in status.stdout
+    assert not (project.state / "journal.json").exists()
+
+
+def test_garbage_lock_file(project: Project) -> None:
+    ok(project.run("deploy"))
+    (project.state / "lock").write_bytes(b"\xde\xad\xbe\xef")
+    code, status = project.json("status")
+    assert code == 0 and status["lock"] is None
+    bump(project)
+    ok(project.run("deploy"))
+
+
+def test_lost_state_dir_is_survivable(project: Project) -> None:
+    ok(project.run("deploy"))
+    shutil.rmtree(project.state)
+    bump(project)
+    proc = ok(project.run("deploy"))
+    assert "no record of the files the current release deployed" in proc.stdout
+    assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()

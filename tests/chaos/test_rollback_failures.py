@@ -1,0 +1,58 @@
+"""Scenario 5: rollback after a partial failure, and a rollback that itself fails on a damaged backup."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from conftest import Project, bump, ok, tree
+
+
+def test_rollback_after_a_failed_deploy_restores_the_release_before(project: Project) -> None:
+    ok(project.run("deploy"))
+    v1 = project.managed()
+    bump(project)
+    ok(project.run("deploy"))
+    v2 = project.managed()
+    agents = json.loads((project.source / "agents.json").read_text())
+    agents["agents"][0]["workflow"] = "missing"
+    (project.source / "agents.json").write_text(json.dumps(agents))
+    assert project.run("deploy").returncode == 1  # verify fails: undone
+    assert project.managed() == v2
+    ok(project.run("rollback"))
+    assert project.managed() == v1
+
+
+def test_rollback_from_a_damaged_backup_is_refused_before_anything_changes(project: Project) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    (project.target / "config.local.json").write_text("{}")
+    before = tree(project.target)
+    objects = sorted(p for p in (project.backups / "objects").rglob("*") if p.is_file())
+    victim = objects[0]
+    os.chmod(victim, 0o644)
+    victim.write_bytes(b"bit rot")
+    proc = project.run("rollback")
+    assert proc.returncode == 5
+    assert "cannot be restored: 1 object(s) missing or damaged" in proc.stderr
+    assert "production untouched" in proc.stderr and "Traceback" not in proc.stderr
+    assert tree(project.target) == before
+    assert project.leftovers() == []
+    victim.unlink()
+    assert project.run("rollback").returncode == 5  # missing is refused the same way
+    assert tree(project.target) == before
+
+
+def test_damaged_snapshot_manifest_blocks_prune_but_not_status(project: Project) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    snap = next((project.backups / "snapshots").glob("*.json"))
+    snap.write_text("{torn")
+    code, listing = project.json("backups")
+    assert code == 0 and "snapshot manifest is damaged" in listing["problems"][0]
+    proc = project.run("prune")
+    assert proc.returncode == 5 and "prune refuses to collect objects" in proc.stderr
+    assert any((project.backups / "objects").rglob("*"))
+    ok(project.run("status"))
