@@ -68,8 +68,22 @@ def apply_modes(modes: list[tuple[Path, int]]) -> None:
         os.chmod(path, mode)
 
 
+def symlinked_parent(root: Path, rel: str) -> str | None:
+    """The first parent directory of `rel` under `root` that is a symlink (writing there would leave the tree)."""
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        if (root / sub).is_symlink():
+            return sub
+    return None
+
+
 def ensure_parent(root: Path, rel: str) -> Path:
-    """Create the missing directories for `root/rel` and return that path."""
+    """Create the missing directories for `root/rel` and return that path; never through a symlink."""
+    link = symlinked_parent(root, rel)
+    if link is not None:
+        raise NotADirectoryError(errno.ENOTDIR, "a parent directory is a symlink; refusing to write through it",
+                                 str(root / link))
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

@@ -12,6 +12,7 @@ from ..fsutil import nearest_existing
 from ..journal import State
 from ..manifest import load_manifest, scan
 from ..plan import diff
+from ..trees import symlinked_parent
 from ..version import read_version
 from . import Step
 
@@ -63,6 +64,7 @@ class Preflight(Step):
             ctx.stop_reason = f"nothing to {what}: production already matches"
             return
         check_no_secrets(ctx)
+        check_no_symlinked_parents(ctx)
         check_writable(ctx)
         check_space(ctx)
         for note in processes_using(ctx.target):
@@ -73,6 +75,18 @@ def check_no_secrets(ctx: Context) -> None:
     leaked = [p for p in ctx.desired if ctx.profile.rules.is_secret(p)]
     if leaked:
         raise PreflightFailed(f"{ctx.profile.source}: secret-looking files in the sync set: {', '.join(leaked[:5])}")
+
+
+def check_no_symlinked_parents(ctx: Context) -> None:
+    """A file must never be written through a symlinked directory in production (it would land outside)."""
+    assert ctx.plan is not None
+    for entry in ctx.plan.added + ctx.plan.changed:
+        link = symlinked_parent(ctx.target, entry.path)
+        if link is not None:
+            raise PreflightFailed(
+                f"{ctx.target / link}: is a symlink in production, and {entry.path} would be written through it; "
+                "replace the link with a real directory (MCP Deploy never writes outside the target)"
+            )
 
 
 def check_writable(ctx: Context) -> None:

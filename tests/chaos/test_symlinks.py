@@ -1,0 +1,62 @@
+"""Scenario 9: symlinks. Policy (README): deployed as links, never followed; a link leaving the source
+root is refused; nothing is ever written through a link in production; a symlinked target is refused."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import Project, bump, ok, tree
+
+
+def test_a_loop_in_the_source_is_deployed_as_a_link_not_walked(project: Project) -> None:
+    os.symlink("..", project.source / "workflow" / "loop")
+    os.symlink("plan.py", project.source / "workflow" / "alias.py")
+    project.write_config(include=project.profile["include"] + ["workflow/loop"])
+    proc = ok(project.run("deploy"))
+    assert os.readlink(project.target / "workflow" / "loop") == ".."
+    assert os.readlink(project.target / "workflow" / "alias.py") == "plan.py"
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_link_leaving_the_source_root_is_refused(project: Project) -> None:
+    ok(project.run("deploy"))
+    before = tree(project.target)
+    os.symlink("/etc/passwd", project.source / "templates" / "passwd.json")
+    proc = project.run("deploy")
+    assert proc.returncode == 4
+    assert "templates/passwd.json: symlink points outside the source tree (/etc/passwd)" in proc.stderr
+    assert tree(project.target) == before
+
+
+def test_nothing_is_written_through_links_in_production(project: Project) -> None:
+    ok(project.run("deploy"))
+    outside = project.root / "outside"
+    outside.mkdir()
+    secret = outside / "precious.json"
+    secret.write_text('{"precious": true}')
+    # a file-level link where a managed file goes: replaced by the real file, the link's target untouched
+    (project.target / "templates" / "plan.json").unlink()
+    os.symlink(secret, project.target / "templates" / "plan.json")
+    ok(project.run("deploy"))
+    assert not (project.target / "templates" / "plan.json").is_symlink()
+    assert secret.read_text() == '{"precious": true}'
+    # a directory-level link where managed files go: refused before anything changes
+    (project.target / "workflow").rename(project.root / "workflow-aside")
+    os.symlink(outside, project.target / "workflow")
+    before = tree(outside)
+    bump(project)
+    proc = project.run("deploy")
+    assert proc.returncode == 4
+    assert "workflow: is a symlink in production" in proc.stderr and "never writes outside the target" in proc.stderr
+    assert tree(outside) == before
+
+
+def test_a_symlinked_target_is_refused(project: Project) -> None:
+    real = project.root / "real-prod"
+    real.mkdir()
+    (project.root / "prod").mkdir()
+    os.symlink(real, project.target)
+    proc = project.run("deploy")
+    assert proc.returncode == 2
+    assert "is a symlink; point 'target' at the real directory" in proc.stderr
+    assert list(real.iterdir()) == []
