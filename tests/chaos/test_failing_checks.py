@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import Project, bump, ok, tree
+from invariants import baseline, check
 
 
 @pytest.mark.parametrize("where", ["validators", "verify"])
@@ -16,6 +17,7 @@ def test_failing_command_is_undone_and_reported(project: Project, where: str) ->
         {"type": "command", "name": "lint", "run": "echo 'checking...'; echo 'lint: E999 bad thing' >&2; exit 2"}]
     project.write_config()
     bump(project)
+    base = baseline(project)
     proc = project.run("deploy", "--verbose")
     step = "validate" if where == "validators" else "verify"
     assert proc.returncode == 1
@@ -26,6 +28,9 @@ def test_failing_command_is_undone_and_reported(project: Project, where: str) ->
     last = project.history()[-1]
     assert last["event"] == "failure" and last["failed_step"] == step
     assert "lint: E999 bad thing" in last["error"] and "checking..." in last["detail"]
+    project.profile[where].pop()
+    project.write_config()
+    check(project, base, expect="old")
 
 
 def test_timeout_is_a_failure_with_a_clear_message(project: Project) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 
 from conftest import Project, bump, ok, tree
+from invariants import baseline, check
 
 
 def test_rollback_after_a_failed_deploy_restores_the_release_before(project: Project) -> None:
@@ -42,6 +43,8 @@ def test_rollback_from_a_damaged_backup_is_refused_before_anything_changes(proje
     victim.unlink()
     assert project.run("rollback").returncode == 5  # missing is refused the same way
     assert tree(project.target) == before
+    bump(project, text="# after\n")
+    check(project, baseline(project), expect="old")
 
 
 def test_damaged_snapshot_manifest_blocks_prune_but_not_status(project: Project) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import Project, ok
+from invariants import baseline, check
 
 SECRETS = [".env", ".env.production", "config/.env.local", "certs/server.pem", "certs/server.key", "keys/id_rsa",
            "keys/id_ed25519.pub", "deploy/credentials.json", "gcp/service-account-prod.json", ".netrc", ".pypirc",
@@ -30,5 +31,9 @@ def test_only_the_named_secret_is_lifted(project: Project) -> None:
         (project.source / rel).write_text("PEM\n")
     project.write_config(include=project.profile["include"] + ["certs/*"], unsafe_allow_secrets=["certs/public-ca.pem"])
     ok(project.run("deploy"))
+    (project.source / "certs" / "public-ca.pem").write_text("PEM 2\n")
+    base = baseline(project)
+    ok(project.run("deploy"))
+    assert check(project, base) == "new"
     assert (project.target / "certs" / "public-ca.pem").exists()
     assert not (project.target / "certs" / "server.key").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from conftest import Project, bump, ok, tree
+from invariants import baseline, check
 
 
 def test_a_loop_in_the_source_is_deployed_as_a_link_not_walked(project: Project) -> None:
@@ -20,12 +21,16 @@ def test_a_loop_in_the_source_is_deployed_as_a_link_not_walked(project: Project)
 
 def test_a_link_leaving_the_source_root_is_refused(project: Project) -> None:
     ok(project.run("deploy"))
+    bump(project)
+    base = baseline(project)
     before = tree(project.target)
     os.symlink("/etc/passwd", project.source / "templates" / "passwd.json")
     proc = project.run("deploy")
     assert proc.returncode == 4
     assert "templates/passwd.json: symlink points outside the source tree (/etc/passwd)" in proc.stderr
     assert tree(project.target) == before
+    (project.source / "templates" / "passwd.json").unlink()
+    check(project, base, expect="old")
 
 
 def test_nothing_is_written_through_links_in_production(project: Project) -> None:
