@@ -13,6 +13,7 @@ from .lock import DeployLock
 from .manifest import Entry, HashCache, Manifest, Scan
 from .plan import Plan
 from .store import Snapshot, Store
+from .trees import Replica
 
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -27,6 +28,8 @@ class Source(Protocol):
     def fetch(self, entry: Entry, dest: Path) -> None: ...
 
     def next_version(self) -> str | None: ...
+
+    def verify_available(self, plan: Plan) -> None: ...
 
     def version_info(self, ctx: "Context") -> dict[str, Any]: ...
 
@@ -56,6 +59,7 @@ class Context:
     started: float = field(default_factory=time.time)
     stop_reason: str | None = None  # set by a step to end the operation early with success
     lock: DeployLock | None = None
+    replica: Replica | None = None  # set by the stage: lets the late-file carry read only changed directories
     managed_known: bool = True  # False in a recovery that lost the manifests: then no file is carried
 
     @property

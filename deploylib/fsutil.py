@@ -40,7 +40,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hash a file in chunks, never holding it whole in memory."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -49,7 +49,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def copy_with_hash(src: Path, dst: Path, mode: int | None = None, fsync: bool = False) -> str:
+def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, fsync: bool = False) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.
 
     Hashing while copying means one read of the source and a hash of exactly the
@@ -66,7 +66,7 @@ def copy_with_hash(src: Path, dst: Path, mode: int | None = None, fsync: bool = 
                 fout.flush()
                 os.fsync(fout.fileno())
     except BaseException:
-        dst.unlink(missing_ok=True)
+        Path(dst).unlink(missing_ok=True)
         raise
     os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode) if mode is None else mode)
     return h.hexdigest()

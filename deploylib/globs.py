@@ -114,13 +114,21 @@ class SyncRules:
     def is_secret(self, relpath: str) -> bool:
         return SECRET_SET.matches(relpath) and not self.secrets_allowed.matches(relpath)
 
+    @cached_property
+    def _managed(self) -> re.Pattern[str] | None:
+        """include AND NOT exclude AND NOT (secret AND NOT allowed), as one regex: one match per path."""
+        if not self.include.patterns:
+            return None
+
+        def union(ps: PatternSet) -> str:
+            return "|".join(f"(?:{translate(p)})" for p in ps.patterns) or "(?!)"
+
+        secret = f"(?!(?:{union(self.secrets_allowed)}))(?:{union(SECRET_SET)})"
+        return re.compile(f"(?!(?:{union(self.exclude)})|{secret})(?:{union(self.include)})")
+
     def is_managed(self, relpath: str) -> bool:
-        return (
-            relpath not in self.reserved
-            and self.include.matches(relpath)
-            and not self.exclude.matches(relpath)
-            and not self.is_secret(relpath)
-        )
+        rx = self._managed
+        return rx is not None and relpath not in self.reserved and rx.match(relpath) is not None
 
     def walk_roots(self) -> list[str]:
         """The smallest set of directories a walk must enter to find every included file."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 from typing import Iterator
 
@@ -19,9 +20,11 @@ from .fsutil import atomic_write, sha256_file
 from .globs import SyncRules
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One managed file; `link` is set (and sha256 is of the link text) for symlinks."""
+class Entry(NamedTuple):
+    """One managed file; `link` is set (and sha256 is of the link text) for symlinks.
+
+    A NamedTuple rather than a dataclass: tens of thousands are built per scan.
+    """
 
     path: str
     size: int
@@ -30,14 +33,14 @@ class Entry:
     link: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        data = asdict(self)
-        if self.link is None:
-            del data["link"]
+        data: dict[str, object] = {"path": self.path, "size": self.size, "mode": self.mode, "sha256": self.sha256}
+        if self.link is not None:
+            data["link"] = self.link
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> "Entry":
-        return cls(**data)  # type: ignore[arg-type]
+        return cls(**data)  # type: ignore[arg-type]  # NamedTuple builds from a mapping like a dataclass
 
 
 Manifest = dict[str, Entry]
@@ -81,7 +84,7 @@ class HashCache:
         if self.path is not None and self.path.parent.is_dir():
             atomic_write(self.path, json.dumps(self._new, separators=(",", ":")).encode())
 
-    def hash(self, path: Path, st: os.stat_result) -> str:
+    def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
         if sha is None:
             sha = sha256_file(path)
@@ -107,8 +110,8 @@ def link_escapes(relpath: str, target: str) -> bool:
 def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (relpath, dir entry) for every non-directory under the walk roots, never following links."""
     for start in rules.walk_roots():
-        top = root / start if start else root
-        if start and (top.is_symlink() or not top.is_dir()):
+        top = os.path.join(root, start) if start else str(root)
+        if start and (os.path.islink(top) or not os.path.isdir(top)):
             continue
         stack = [(top, start)]
         while stack:
@@ -122,7 +125,7 @@ def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]
                 childrel = f"{rel}/{child.name}" if rel else child.name
                 if child.is_dir(follow_symlinks=False):
                     if not rules.exclude.covers_dir(childrel):
-                        stack.append((Path(child.path), childrel))
+                        stack.append((child.path, childrel))
                 else:
                     yield childrel, child
 
@@ -150,7 +153,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             entries[relpath] = entry
     for relpath in also - seen:  # previously deployed paths outside today's walk roots
         try:
-            st = os.lstat(root / relpath)
+            st = os.lstat(os.path.join(root, relpath))
         except OSError:
             continue
         entry = _entry(root, relpath, st, cache, source)
@@ -160,7 +163,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
 
 
 def _entry(root: Path, relpath: str, st: os.stat_result, cache: HashCache, source: bool) -> Entry | None:
-    path = root / relpath
+    path = os.path.join(root, relpath)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
         if source and link_escapes(relpath, target):

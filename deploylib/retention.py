@@ -37,7 +37,7 @@ def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> 
 
 
 def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False) -> PruneReport:
-    snapshots, problems = store.all_snapshots()
+    snapshots, problems = store.all_snapshots(with_files=True)  # GC must see every referenced object
     if problems:
         # an unreadable snapshot may reference any object: collecting now could destroy a backup
         raise CorruptState(f"{problems[0]}; prune refuses to collect objects until it is repaired or removed")

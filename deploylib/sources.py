@@ -11,6 +11,7 @@ from .errors import CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .ids import utc_now
 from .manifest import Entry, Scan, scan
+from .plan import Plan
 from .store import Snapshot, Store
 from .version import git_state, source_version
 
@@ -50,6 +51,9 @@ class TreeSource:
         """The version a deploy now would record (None: it will be the deploy id)."""
         return source_version(self.root)
 
+    def verify_available(self, plan: Plan) -> None:
+        """Source files are checked as they are copied (hash and stat), nothing to do up front."""
+
     def version_info(self, ctx: Context) -> dict[str, Any]:
         assert ctx.plan is not None
         prev = ctx.previous or {}
@@ -83,15 +87,20 @@ class SnapshotSource:
         self.snapshot: Snapshot | None = None
 
     def desired(self, ctx: Context) -> Scan:
-        self.snapshot = find_snapshot(self.store, ctx.previous, self.selector)
-        problems = self.store.check(self.snapshot)
+        chosen = find_snapshot(self.store, ctx.previous, self.selector)
+        self.snapshot = self.store.load(chosen.id)
+        return Scan(dict(self.snapshot.files), [])
+
+    def verify_available(self, plan: Plan) -> None:
+        """Re-hash the objects this rollback will restore (only those: the rest stays as it is)."""
+        assert self.snapshot is not None
+        problems = self.store.check(plan.added + plan.changed)
         if problems:
             raise CorruptState(
                 f"backup {self.snapshot.id} cannot be restored: {len(problems)} object(s) missing or damaged "
                 f"({'; '.join(problems[:2])}); production untouched; roll back to another snapshot "
                 "(see `invoke backups`)"
             )
-        return Scan(dict(self.snapshot.files), [])
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         self.store.restore(entry, dest)

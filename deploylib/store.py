@@ -1,7 +1,8 @@
 """Backups: snapshots of managed files over content-addressed objects.
 
-    backup_dir/objects/ab/abcdef...   file contents, named by sha256, stored once, read-only
-    backup_dir/snapshots/<id>.json    one snapshot: the manifest of a tree plus its VERSION data
+    backup_dir/objects/ab/abcdef...       file contents, named by sha256, stored once, read-only
+    backup_dir/snapshots/<id>.files.json  a snapshot's manifest (written first)
+    backup_dir/snapshots/<id>.json        its header: ids, version, counts (written last: publishes it)
 
 A snapshot costs only the objects it adds. Every restore re-hashes what it
 copies, so a damaged object is caught before anything reaches production.
@@ -14,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .errors import CorruptState
 from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
@@ -32,23 +33,17 @@ class Snapshot:
     version_info: dict[str, Any] | None  # the VERSION of the tree it captured
     files: Manifest = field(default_factory=dict)
 
-    @property
-    def bytes(self) -> int:
-        return sum(e.size for e in self.files.values())
+    file_count: int = 0
+    bytes: int = 0
 
-    def to_json(self) -> dict[str, Any]:
+    def header(self) -> dict[str, Any]:
         data = asdict(self)
-        data["files"] = {p: e.to_json() for p, e in self.files.items()}
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Snapshot":
-        files = {p: Entry.from_json(e) for p, e in data.pop("files").items()}
-        return cls(files=files, **data)
+        del data["files"]
+        return {**data, "file_count": len(self.files), "bytes": sum(e.size for e in self.files.values())}
 
     def brief(self) -> dict[str, Any]:
         return {"id": self.id, "created": self.created, "release": self.release, "version": self.version,
-                "files": len(self.files), "bytes": self.bytes}
+                "files": self.file_count, "bytes": self.bytes}
 
 
 class Store:
@@ -56,15 +51,26 @@ class Store:
         self.root = root
         self.object_dir = root / "objects"
         self.snapshot_dir = root / "snapshots"
+        self._known: set[str] | None = None
 
     def object_path(self, sha: str) -> Path:
         return self.object_dir / sha[:2] / sha
+
+    def has(self, sha: str) -> bool:
+        """Whether an object is stored; one listing of the store instead of a stat per file."""
+        if self._known is None:
+            self._known = set()
+            if self.object_dir.is_dir():
+                for sub in os.scandir(self.object_dir):
+                    if sub.is_dir():
+                        self._known.update(os.listdir(sub.path))
+        return sha in self._known
 
     # -- writing -------------------------------------------------------------
 
     def put(self, path: Path, entry: Entry) -> Entry:
         """Store the file at `path` unless its object exists; returns the entry for what was stored."""
-        if entry.link is not None or self.object_path(entry.sha256).exists():
+        if entry.link is not None or self.has(entry.sha256):
             return entry
         tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +81,8 @@ class Store:
             tmp.unlink()
         else:
             os.replace(tmp, final)
+        if self._known is not None:
+            self._known.add(sha)
         if sha != entry.sha256:  # the file changed since it was scanned: record what we hold
             entry = Entry(entry.path, os.stat(final).st_size, entry.mode, sha)
         return entry
@@ -82,34 +90,43 @@ class Store:
     def save(self, snapshot: Snapshot) -> None:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        files = {p: e.to_json() for p, e in snapshot.files.items()}
+        atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", json.dumps(files).encode())
         if self.object_dir.exists():
             sync_filesystem(self.object_dir)
-        atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.to_json()).encode())
+        atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.header()).encode())
 
     def delete(self, snapshot_id: str) -> None:
-        (self.snapshot_dir / f"{snapshot_id}.json").unlink(missing_ok=True)
+        (self.snapshot_dir / f"{snapshot_id}.json").unlink(missing_ok=True)  # unpublish first
+        (self.snapshot_dir / f"{snapshot_id}.files.json").unlink(missing_ok=True)
 
     # -- reading -------------------------------------------------------------
 
-    def load(self, snapshot_id: str) -> Snapshot:
+    def load(self, snapshot_id: str, with_files: bool = True) -> Snapshot:
         path = self.snapshot_dir / f"{snapshot_id}.json"
         try:
-            return Snapshot.from_json(json.loads(path.read_bytes()))
+            snap = Snapshot(**json.loads(path.read_bytes()))
+            if with_files:
+                path = self.snapshot_dir / f"{snapshot_id}.files.json"
+                snap.files = {p: Entry.from_json(e) for p, e in json.loads(path.read_bytes()).items()}
+            return snap
         except FileNotFoundError:
             raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `invoke backups`") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
                                "roll back to another snapshot (see `invoke backups`)") from None
 
-    def all_snapshots(self) -> tuple[list[Snapshot], list[str]]:
-        """Snapshots oldest first, and the problems of those that could not be read."""
+    def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
+        """Snapshots oldest first (headers only unless `with_files`), and the problems of unreadable ones."""
         snaps: list[Snapshot] = []
         problems: list[str] = []
         if not self.snapshot_dir.is_dir():
             return snaps, problems
         for path in sorted(self.snapshot_dir.glob("*.json")):
+            if path.name.endswith(".files.json"):
+                continue
             try:
-                snaps.append(self.load(path.stem))
+                snaps.append(self.load(path.stem, with_files))
             except CorruptState as exc:
                 problems.append(exc.message)
         snaps.sort(key=lambda s: (s.created, s.id))
@@ -131,10 +148,10 @@ class Store:
             raise CorruptState(f"{src}: backup object for {entry.path} is damaged (hash mismatch); "
                                "this snapshot cannot be restored, pick another (see `invoke backups`)")
 
-    def check(self, snapshot: Snapshot) -> list[str]:
-        """Re-hash every object a snapshot needs; the list of what is missing or damaged."""
+    def check(self, entries: Iterable[Entry]) -> list[str]:
+        """Re-hash the objects behind `entries`; the list of what is missing or damaged."""
         problems = []
-        for entry in snapshot.files.values():
+        for entry in entries:
             if entry.link is not None:
                 continue
             obj = self.object_path(entry.sha256)

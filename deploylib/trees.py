@@ -1,4 +1,8 @@
-"""Whole-tree operations on production and its stage: hard-link replicas and late-file carry-over."""
+"""Whole-tree operations on production and its stage: hard-link replicas and late-file carry-over.
+
+Paths are plain strings in the loops here: on a 10,000-file tree pathlib's
+object churn costs more than the system calls themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import errno
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+COARSE_CLOCK_NS = 2_000_000_000  # directories touched this recently are always rescanned (1 s mtime filesystems)
 
-def walk_all(root: Path) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
+
+def walk_all(root: str) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
     """Yield (relpath, entry, is_dir) for everything under `root`, parents before children, no link following."""
     stack = [(root, "")]
     while stack:
@@ -22,28 +29,46 @@ def walk_all(root: Path) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
             is_dir = child.is_dir(follow_symlinks=False)
             yield childrel, child, is_dir
             if is_dir:
-                stack.append((Path(child.path), childrel))
+                stack.append((child.path, childrel))
 
 
-def link_tree(src: Path, dst: Path, skip: set[str]) -> list[tuple[Path, int]]:
+class Replica:
+    """What link_tree learned: directory modes to apply last, and directory mtimes for the late-file carry."""
+
+    def __init__(self) -> None:
+        self.modes: list[tuple[str, int]] = []
+        self.dir_mtimes: dict[str, int] = {}
+        self.taken_ns = time.time_ns()
+
+    def apply_modes(self) -> None:
+        for path, mode in reversed(self.modes):  # children first, so a read-only parent is set last
+            os.chmod(path, mode)
+
+
+def link_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
     """Replicate `src` at `dst` with hard links (no data copied), leaving out the paths in `skip`.
 
-    Directories are created writable; the returned (dir, mode) pairs are applied
-    by the caller once the stage is complete, so read-only directories stay read-only.
+    Directories are created writable; `Replica.apply_modes` restores their modes
+    once the stage is complete, so read-only directories stay read-only.
     """
-    dst.mkdir(mode=0o700)
-    modes = [(dst, stat.S_IMODE(os.stat(src).st_mode))]
+    replica = Replica()
+    source, dest = str(src), str(dst)
+    root_stat = os.stat(source)
+    os.mkdir(dest, 0o700)
     owner = _owner_fixer()
-    owner(dst, os.stat(src))
-    for rel, entry, is_dir in walk_all(src):
+    owner(dest, root_stat)
+    replica.modes.append((dest, stat.S_IMODE(root_stat.st_mode)))
+    replica.dir_mtimes[""] = root_stat.st_mtime_ns
+    for rel, entry, is_dir in walk_all(source):
         if rel in skip:
             continue
-        target = dst / rel
+        target = os.path.join(dest, rel)
         st = entry.stat(follow_symlinks=False)
         if is_dir:
-            target.mkdir(mode=0o700)
+            os.mkdir(target, 0o700)
             owner(target, st)
-            modes.append((target, stat.S_IMODE(st.st_mode)))
+            replica.modes.append((target, stat.S_IMODE(st.st_mode)))
+            replica.dir_mtimes[rel] = st.st_mtime_ns
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(entry.path), target)
         else:
@@ -53,19 +78,14 @@ def link_tree(src: Path, dst: Path, skip: set[str]) -> list[tuple[Path, int]]:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
                     raise
                 shutil.copy2(entry.path, target, follow_symlinks=False)
-    return modes
+    return replica
 
 
-def _owner_fixer() -> Callable[[Path, os.stat_result], None]:
+def _owner_fixer() -> Callable[[str, os.stat_result], None]:
     """As root, new directories take the owner of the ones they replicate; otherwise nothing to do."""
     if os.geteuid() != 0:
         return lambda path, st: None
     return lambda path, st: os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-
-
-def apply_modes(modes: list[tuple[Path, int]]) -> None:
-    for path, mode in reversed(modes):  # children first, so a read-only parent is set last
-        os.chmod(path, mode)
 
 
 def symlinked_parent(root: Path, rel: str) -> str | None:
@@ -73,7 +93,7 @@ def symlinked_parent(root: Path, rel: str) -> str | None:
     parts = rel.split("/")[:-1]
     for i in range(1, len(parts) + 1):
         sub = "/".join(parts[:i])
-        if (root / sub).is_symlink():
+        if os.path.islink(os.path.join(root, sub)):
             return sub
     return None
 
@@ -99,21 +119,24 @@ def remove_empty_parents(root: Path, rel: str) -> None:
         parent = parent.parent
 
 
-def carry_late_files(old: Path, new: Path, is_managed: Callable[[str], bool]) -> list[str]:
+def carry_late_files(old: Path, new: Path, is_managed: Callable[[str], bool],
+                     replica: Replica | None = None) -> list[str]:
     """Move unmanaged files that exist only in `old` (or were replaced there) into `new`.
 
     The stage linked every unmanaged file of production; anything a running
     server wrote since then is a different inode in `old`, and would be lost
     with the old tree. Managed files are never moved: the new tree owns them.
+    With the `replica` of the staging, only directories whose mtime moved since
+    (an entry was added, removed or renamed there) are read again.
     """
     moved: list[str] = []
     if not old.is_dir() or not new.is_dir():
         return moved
-    for rel, entry, is_dir in walk_all(old):
-        if is_dir or is_managed(rel):
+    for rel, entry in _candidates(str(old), replica):
+        if is_managed(rel):
             continue
         st = entry.stat(follow_symlinks=False)
-        dest = new / rel
+        dest = os.path.join(new, rel)
         try:
             dst = os.lstat(dest)
         except FileNotFoundError:
@@ -123,9 +146,36 @@ def carry_late_files(old: Path, new: Path, is_managed: Callable[[str], bool]) ->
         if dst is not None and (stat.S_ISDIR(dst.st_mode) or (dst.st_ino, dst.st_dev) == (st.st_ino, st.st_dev)):
             continue
         try:
-            ensure_parent(new, rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
             os.replace(entry.path, dest)
         except OSError:
             continue  # a path the new tree uses differently (file vs directory): leave it in the old tree
         moved.append(rel)
     return moved
+
+
+def _candidates(old: str, replica: Replica | None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Non-directory entries of `old` that may be new: all of them, or those in changed directories."""
+    if replica is None:
+        for rel, entry, is_dir in walk_all(old):
+            if not is_dir:
+                yield rel, entry
+        return
+    for rel, mtime in replica.dir_mtimes.items():
+        path = os.path.join(old, rel) if rel else old
+        try:
+            now = os.stat(path).st_mtime_ns
+        except OSError:
+            continue
+        if now == mtime and replica.taken_ns - mtime > COARSE_CLOCK_NS:
+            continue
+        with os.scandir(path) as it:
+            children = list(it)
+        for child in children:
+            childrel = f"{rel}/{child.name}" if rel else child.name
+            if not child.is_dir(follow_symlinks=False):
+                yield childrel, child
+            elif childrel not in replica.dir_mtimes:  # a directory created after staging: all of it is new
+                for sub, entry, is_dir in walk_all(child.path):
+                    if not is_dir:
+                        yield f"{childrel}/{sub}", entry

@@ -188,12 +188,20 @@ def test_files_written_to_the_old_tree_during_the_deploy_are_kept(project: Proje
     (project.target / "logs").mkdir()
     (project.target / "logs" / "early.log").write_text("before\n")
     # after the swap the old tree sits at $MCP_DEPLOY_STAGE; a still-running server writes there
-    project.profile["verify"].append({"type": "command", "run": 'echo late > "$MCP_DEPLOY_STAGE/logs/late.log"'})
+    (project.target / "config.local.json").write_text("v1")
+    old = '"$MCP_DEPLOY_STAGE"'
+    project.profile["verify"].append({"type": "command", "run": " && ".join([
+        f"echo late > {old}/logs/late.log",                      # a new file in an existing directory
+        f"mkdir -p {old}/cache/deep && echo x > {old}/cache/deep/x",  # a new directory
+        f"printf v2 > {old}/.tmp && mv {old}/.tmp {old}/config.local.json",  # replaced by rename: new inode
+    ])})
     project.write_config()
     bump(project)
     ok(project.run("deploy"))
     assert (project.target / "logs" / "late.log").read_text() == "late\n"
     assert (project.target / "logs" / "early.log").read_text() == "before\n"
+    assert (project.target / "cache" / "deep" / "x").read_text() == "x\n"
+    assert (project.target / "config.local.json").read_text() == "v2"
     assert project.leftovers() == []
 
 

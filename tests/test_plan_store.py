@@ -73,12 +73,12 @@ def test_a_damaged_object_is_refused_by_hash(tmp_path: Path) -> None:
     obj = store.object_path(snap.files["a.py"].sha256)
     os.chmod(obj, 0o644)
     obj.write_bytes(b"evil bytes")
-    assert store.check(snap) == [f"a.py: object {obj} is damaged"]
+    assert store.check(snap.files.values()) == [f"a.py: object {obj} is damaged"]
     with pytest.raises(CorruptState, match="damaged \\(hash mismatch\\)"):
         store.restore(snap.files["a.py"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     obj.unlink()
-    assert "missing" in store.check(snap)[0]
+    assert "missing" in store.check(snap.files.values())[0]
 
 
 def test_damaged_snapshot_manifest_is_reported_not_fatal(tmp_path: Path) -> None:
@@ -98,11 +98,11 @@ def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_pat
     newest = snapshot(store, tmp_path, {"a": b"newest"}, now.isoformat())
     expired = select_expired(store.all_snapshots()[0], keep_last=1, keep_days=7, protected={old[0].id}, now=now)
     assert {s.id for s in expired} == {old[1].id, old[2].id, old[3].id}
-    kept = [s for s in store.all_snapshots()[0] if s.id not in {x.id for x in expired}]
+    kept = [s for s in store.all_snapshots(with_files=True)[0] if s.id not in {x.id for x in expired}]
     assert {s.id for s in kept} == {old[0].id, young.id, newest.id}
     for s in expired:
         store.delete(s.id)
     count, size = store.collect_garbage(kept)
     assert count == 3 and size == 6
     for s in kept:
-        assert store.check(s) == []
+        assert store.check(store.load(s.id).files.values()) == []

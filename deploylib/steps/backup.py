@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import faults
 from ..context import Context
 from ..ids import new_id, utc_now
@@ -19,7 +21,7 @@ class Backup(Step):
             return  # nothing in production that we would replace
         files = {}
         for n, (path, entry) in enumerate(ctx.production.items(), 1):
-            files[path] = ctx.store.put(ctx.target / path, entry)
+            files[path] = ctx.store.put(Path(ctx.target, path), entry)
             ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
             faults.point(f"backup:{n}")
         prev = ctx.previous or {}

@@ -37,6 +37,7 @@ def survey(ctx: Context) -> None:
     ctx.production = scan(ctx.target, ctx.profile.rules, ctx.cache, also=frozenset(ctx.deployed)).entries
     ctx.plan = diff(ctx.desired, ctx.production, set(ctx.deployed))
     ctx.plan.withheld = wanted.withheld
+    ctx.source.verify_available(ctx.plan)
     if wanted.withheld:
         ctx.note(f"withheld {len(wanted.withheld)} secret-looking file(s) from the sync set: "
                  f"{', '.join(wanted.withheld[:5])} (lift with unsafe_allow_secrets only if you must)")
@@ -105,7 +106,7 @@ def check_space(ctx: Context) -> None:
     assert ctx.plan is not None
     stage_bytes = ctx.plan.bytes_to_copy
     backup_bytes = sum(e.size for e in ctx.production.values()
-                       if e.link is None and not ctx.store.object_path(e.sha256).exists())
+                       if e.link is None and not ctx.store.has(e.sha256))
     target_fs = nearest_existing(ctx.target.parent)
     backup_fs = nearest_existing(ctx.store.root)
     needs = {target_fs: stage_bytes}

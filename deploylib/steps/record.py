@@ -35,7 +35,7 @@ def finish(ctx: Context) -> None:
     old = ctx.swap_path
     if old.exists() and deploy_id_of(old) != ctx.op_id:
         if ctx.managed_known:
-            moved = carry_late_files(old, ctx.target, ctx.is_managed)
+            moved = carry_late_files(old, ctx.target, ctx.is_managed, ctx.replica)
             if moved:
                 ctx.note(f"carried {len(moved)} late file(s) into the new tree: {', '.join(moved[:5])}")
         remove_tree(old)

@@ -10,7 +10,7 @@ from ..errors import CorruptState
 from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..manifest import save_manifest
-from ..trees import apply_modes, ensure_parent, link_tree, remove_empty_parents
+from ..trees import ensure_parent, link_tree, remove_empty_parents
 from ..version import VERSION_FILE, deploy_id_of, write_version
 from .preflight import release_path
 from . import Step
@@ -25,11 +25,10 @@ class Stage(Step):
         stage = ctx.swap_path
         replaced = {e.path for e in ctx.plan.changed + ctx.plan.removed}
         if ctx.record.target_existed:
-            modes = link_tree(ctx.target, stage, skip=replaced | {VERSION_FILE})
+            ctx.replica = link_tree(ctx.target, stage, skip=replaced | {VERSION_FILE})
         else:  # first deploy: the target (and maybe its parents) do not exist yet
             stage.parent.mkdir(parents=True, exist_ok=True)
             stage.mkdir(mode=0o755)
-            modes = [(stage, 0o755)]
         for entry in ctx.plan.removed:
             remove_empty_parents(stage, entry.path)
         for n, entry in enumerate(ctx.plan.added + ctx.plan.changed, 1):
@@ -42,7 +41,8 @@ class Stage(Step):
         ctx.version_info = ctx.source.version_info(ctx)
         write_version(stage, ctx.version_info)
         save_manifest(release_path(ctx, ctx.op_id), ctx.desired)
-        apply_modes(modes)
+        if ctx.replica is not None:
+            ctx.replica.apply_modes()
         sync_filesystem(stage)  # nothing the swap publishes may still be only in memory
 
     def undo(self, ctx: Context) -> None:

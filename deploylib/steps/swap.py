@@ -19,7 +19,7 @@ class Swap(Step):
     def run(self, ctx: Context) -> None:
         if ctx.record.target_existed:
             method = exchange(ctx.target, ctx.swap_path)
-            moved = carry_late_files(ctx.swap_path, ctx.target, ctx.is_managed)
+            moved = carry_late_files(ctx.swap_path, ctx.target, ctx.is_managed, ctx.replica)
             if moved:
                 ctx.note(f"carried {len(moved)} file(s) written to production during the deploy: {', '.join(moved[:5])}")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -26,12 +27,12 @@ def test_rollback_after_a_failed_deploy_restores_the_release_before(project: Pro
 
 def test_rollback_from_a_damaged_backup_is_refused_before_anything_changes(project: Project) -> None:
     ok(project.run("deploy"))
+    needed = hashlib.sha256((project.target / "workflow" / "plan.py").read_bytes()).hexdigest()
     bump(project)
     ok(project.run("deploy"))
     (project.target / "config.local.json").write_text("{}")
     before = tree(project.target)
-    objects = sorted(p for p in (project.backups / "objects").rglob("*") if p.is_file())
-    victim = objects[0]
+    victim = project.backups / "objects" / needed[:2] / needed  # the one object this rollback restores
     os.chmod(victim, 0o644)
     victim.write_bytes(b"bit rot")
     proc = project.run("rollback")
@@ -51,8 +52,8 @@ def test_damaged_snapshot_manifest_blocks_prune_but_not_status(project: Project)
     ok(project.run("deploy"))
     bump(project)
     ok(project.run("deploy"))
-    snap = next((project.backups / "snapshots").glob("*.json"))
-    snap.write_text("{torn")
+    header = next(p for p in (project.backups / "snapshots").glob("*.json") if not p.name.endswith(".files.json"))
+    header.write_text("{torn")
     code, listing = project.json("backups")
     assert code == 0 and "snapshot manifest is damaged" in listing["problems"][0]
     proc = project.run("prune")

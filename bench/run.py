@@ -1,0 +1,217 @@
+"""Benchmark MCP Deploy against rsync -a and cp -a doing the same copy, in the same run.
+
+Every number is the median of --runs runs of a whole command, process start
+included, as a user runs it; peak RSS comes from wait4() for that one process.
+Prints one table; targets are pass/fail columns (issue 5), not test asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MCP_DEPLOY = [sys.executable, "-m", "deploylib"]
+
+
+@dataclass
+class Sample:
+    wall: float
+    rss_mib: float
+
+
+@dataclass
+class Row:
+    case: str
+    ours: list[Sample]
+    rsync: list[Sample] = field(default_factory=list)
+    cp: list[Sample] = field(default_factory=list)
+    target: str = ""
+    passed: bool | None = None
+
+
+def median(samples: list[Sample]) -> float:
+    return statistics.median(s.wall for s in samples) if samples else float("nan")
+
+
+def peak(samples: list[Sample]) -> float:
+    return max(s.rss_mib for s in samples) if samples else float("nan")
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> Sample:
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed: {err}")
+    kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
+    return Sample(wall, kib / 1024)
+
+
+def make_tree(root: Path, files: int, total_bytes: int) -> list[Path]:
+    """`files` files in directories of 100, `total_bytes` in all, deterministic content."""
+    size = max(1, total_bytes // files)
+    paths = []
+    for i in range(files):
+        path = root / f"pkg{i // 100:03}" / f"mod{i % 100:02}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((f"# file {i}\n".encode() * (size // 10 + 1))[:size])
+        paths.append(path)
+    return paths
+
+
+def mutate(paths: list[Path], tag: str) -> None:
+    """Edit each file, changing its size: rsync's quick check compares mtimes to the second, and two
+    same-size writes within one second would (by rsync's rules) look unchanged to it."""
+    for path in paths:
+        path.write_bytes(path.read_bytes() + f"# {tag}\n".encode())
+
+
+class Case:
+    """A source tree deployed by mcp-deploy, mirrored by rsync and cp into their own directories."""
+
+    def __init__(self, work: Path, name: str, files: int, total_bytes: int) -> None:
+        self.root = work / name
+        self.src = self.root / "src"
+        self.paths = make_tree(self.src, files, total_bytes)
+        self.config = self.root / "deploy.yaml"
+        self.config.write_text(
+            "profiles:\n  default:\n    source: src\n    target: prod\n    state_dir: state\n"
+            "    backup_dir: backups\n    log: history.jsonl\n    include: ['**']\n    retention: {keep_last: 5}\n")
+        self.deploy()
+        self.rsync()
+        self.cp()
+
+    def ours(self, *args: str) -> Sample:
+        return timed([*MCP_DEPLOY, *args, "--config", str(self.config)], cwd=self.root)
+
+    def deploy(self) -> Sample:
+        sample = self.ours("deploy")
+        self.assert_synced("prod")
+        return sample
+
+    def assert_synced(self, name: str) -> None:
+        """A benchmark of a command that did nothing is worse than none: check the first file landed."""
+        rel = self.paths[0].relative_to(self.src)
+        if (self.root / name / rel).read_bytes() != self.paths[0].read_bytes():
+            raise SystemExit(f"bench: {name} is not in sync after the command; the measurement is void")
+
+    def rsync(self, *flags: str) -> Sample:
+        sample = timed(["rsync", "-a", *flags, f"{self.src}/", f"{self.root / 'rsync'}/"])
+        if not flags:
+            self.assert_synced("rsync")
+        return sample
+
+    def cp(self) -> Sample:
+        (self.root / "cp").mkdir(exist_ok=True)
+        sample = timed(["cp", "-a", f"{self.src}/.", f"{self.root / 'cp'}/"])
+        self.assert_synced("cp")
+        return sample
+
+
+def bench(work: Path, runs: int, big_files: int, big_bytes: int) -> list[Row]:
+    rows = []
+    small = Case(work, "small", 100, 100 * 4096)
+    deploy100, rsync100, cp100, rollback100 = [], [], [], []
+    for i in range(runs):
+        mutate(small.paths, f"run {i}")
+        deploy100.append(small.deploy())
+        rsync100.append(small.rsync())
+        cp100.append(small.cp())
+        rollback100.append(small.ours("rollback"))
+        if (small.root / "prod" / small.paths[0].relative_to(small.src)).read_bytes() == small.paths[0].read_bytes():
+            raise SystemExit("bench: rollback left production at the new version; the measurement is void")
+        small.deploy()  # forward again, untimed
+    rows.append(Row("deploy 100 changed of 100 files", deploy100, rsync100, cp100, "<= 0.5 s",
+                    median(deploy100) <= 0.5))
+
+    big = Case(work, "big", big_files, big_bytes)
+    changed = big.paths[:: max(1, len(big.paths) // (len(big.paths) // 100))][: len(big.paths) // 100]
+    deploy1, rsync1, cp1, rollback10k = [], [], [], []
+    for i in range(runs):
+        mutate(changed, f"run {i}")
+        deploy1.append(big.deploy())
+        rsync1.append(big.rsync())
+        cp1.append(big.cp())
+        rollback10k.append(big.ours("rollback"))
+        big.deploy()
+    label = f"{len(big.paths):,} files"
+    rows.append(Row(f"deploy 1% of {label} ({big_bytes >> 20} MB)", deploy1, rsync1, cp1, "<= 1.5x rsync",
+                    median(deploy1) <= 1.5 * median(rsync1)))
+
+    status0 = [big.ours("status") for _ in range(runs)]
+    noop = [big.deploy() for _ in range(runs)]
+    rsync_n = [big.rsync("-n") for _ in range(runs)]
+    rows.append(Row(f"status, nothing changed, {label}", status0, rsync_n, [], "<= 1.0x rsync -an",
+                    median(status0) <= median(rsync_n)))
+    rows.append(Row(f"deploy, nothing changed, {label}", noop, rsync_n, [], "(context)", None))
+    rows.append(Row("rollback 100 files", rollback100, [], [], "(baseline)", None))
+    rows.append(Row(f"rollback 1% of {label}", rollback10k, [], [], "<= 0.3 s and <= 3x rollback 100",
+                    median(rollback10k) <= 0.3 and median(rollback10k) <= 3 * median(rollback100)))
+    all_ours = [s for r in rows for s in r.ours]
+    rows.append(Row("peak memory, every mcp-deploy run above", all_ours, [], [], "<= 100 MB",
+                    peak(all_ours) <= 100))
+    return rows
+
+
+def render(rows: list[Row], runs: int) -> str:
+    head = ("| case | mcp-deploy | rsync -a | cp -a | ratio vs rsync | peak RSS (ours / rsync / cp) | target | pass |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+    lines = [head]
+
+    def sec(samples: list[Sample]) -> str:
+        return f"{median(samples):.3f} s" if samples else "-"
+
+    def mib(samples: list[Sample]) -> str:
+        return f"{peak(samples):.0f}" if samples else "-"
+
+    for r in rows:
+        ratio = f"{median(r.ours) / median(r.rsync):.2f}x" if r.rsync else "-"
+        verdict = "-" if r.passed is None else ("PASS" if r.passed else "FAIL")
+        if r.case.startswith("peak memory"):
+            lines.append(f"| {r.case} | - | - | - | - | {mib(r.ours)} MiB | {r.target} | {verdict} |")
+            continue
+        lines.append(f"| {r.case} | {sec(r.ours)} | {sec(r.rsync)} | {sec(r.cp)} | {ratio} | "
+                     f"{mib(r.ours)} / {mib(r.rsync)} / {mib(r.cp)} MiB | {r.target} | {verdict} |")
+    lines.append(f"\nMedians of {runs} runs; {platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, "
+                 f"Python {platform.python_version()}, {subprocess.run(['rsync', '--version'], capture_output=True, text=True).stdout.splitlines()[0]}.")
+    return "\n".join(lines)
+
+
+def ensure_rsync() -> None:
+    """rsync is the yardstick: install it (Debian/Ubuntu, as root) when missing."""
+    if shutil.which("rsync"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        install = ["apt-get", "install", "-y", "-q", "rsync"]
+        if subprocess.run(install, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+            subprocess.run(install, capture_output=True, check=True)
+    if not shutil.which("rsync"):
+        raise SystemExit("bench: rsync is needed as the yardstick; install it (e.g. apt-get install rsync)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--files", type=int, default=10_000, help="files in the large tree")
+    parser.add_argument("--mb", type=int, default=200, help="size of the large tree in MB")
+    args = parser.parse_args()
+    ensure_rsync()
+    with tempfile.TemporaryDirectory(prefix="mcp-deploy-bench-") as tmp:
+        rows = bench(Path(tmp), args.runs, args.files, args.mb << 20)
+    print(render(rows, args.runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m deploylib` is the `mcp-deploy` console script."""
+
+from .cli import main
+
+main()
