@@ -36,8 +36,11 @@ def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> 
     return protected
 
 
-def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False) -> PruneReport:
-    snapshots, problems = store.all_snapshots(with_files=True)  # GC must see every referenced object
+def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False,
+          collect_always: bool = True) -> PruneReport:
+    """Delete expired snapshots, then unreferenced objects. After a deploy (`collect_always=False`) the
+    object sweep runs only when a snapshot expired: only then can an object have become garbage."""
+    snapshots, problems = store.all_snapshots()
     if problems:
         # an unreadable snapshot may reference any object: collecting now could destroy a backup
         raise CorruptState(f"{problems[0]}; prune refuses to collect objects until it is repaired or removed")
@@ -45,6 +48,12 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
                              protected_ids(snapshots, current))
     gone = {s.id for s in expired}
     kept = [s for s in snapshots if s.id not in gone]
+    if not gone and not collect_always:
+        return PruneReport([], [s.id for s in kept], 0, 0, dry_run)  # nothing expired: nothing became garbage
+    try:
+        kept = [store.load(s.id) for s in kept]  # GC must see every object the kept snapshots reference
+    except CorruptState as exc:
+        raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
     if not dry_run:
         for snap in expired:
             store.delete(snap.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,9 +37,10 @@ class Snapshot:
     bytes: int = 0
 
     def header(self) -> dict[str, Any]:
-        data = asdict(self)
-        del data["files"]
-        return {**data, "file_count": len(self.files), "bytes": sum(e.size for e in self.files.values())}
+        """Everything but the manifest (asdict would deep-copy every entry only to drop them)."""
+        return {"id": self.id, "created": self.created, "op_id": self.op_id, "release": self.release,
+                "version": self.version, "version_info": self.version_info, "file_count": len(self.files),
+                "bytes": sum(e.size for e in self.files.values())}
 
     def brief(self) -> dict[str, Any]:
         return {"id": self.id, "created": self.created, "release": self.release, "version": self.version,
@@ -68,7 +69,7 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def put(self, path: Path, entry: Entry) -> Entry:
+    def put(self, path: str | Path, entry: Entry) -> Entry:
         """Store the file at `path` unless its object exists; returns the entry for what was stored."""
         if entry.link is not None or self.has(entry.sha256):
             return entry

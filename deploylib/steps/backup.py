@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from .. import faults
 from ..context import Context
@@ -21,7 +21,7 @@ class Backup(Step):
             return  # nothing in production that we would replace
         files = {}
         for n, (path, entry) in enumerate(ctx.production.items(), 1):
-            files[path] = ctx.store.put(Path(ctx.target, path), entry)
+            files[path] = ctx.store.put(os.path.join(ctx.target, path), entry)
             ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
             faults.point(f"backup:{n}")
         prev = ctx.previous or {}

@@ -23,7 +23,7 @@ class Record(Step):
         finish(ctx)
         append(ctx.profile.log, history_record(ctx, ok=True))
         try:
-            report = prune(ctx.profile, ctx.store, ctx.version_info)
+            report = prune(ctx.profile, ctx.store, ctx.version_info, collect_always=False)
             if report.removed:
                 ctx.note(f"retention removed {len(report.removed)} old snapshot(s)")
         except DeployError as exc:
