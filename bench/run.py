@@ -158,6 +158,8 @@ def bench(work: Path, runs: int, big_files: int, big_bytes: int) -> list[Row]:
     rows.append(Row("rollback 100 files", rollback100, [], [], "(baseline)", None))
     rows.append(Row(f"rollback 1% of {label}", rollback10k, [], [], "<= 0.3 s and <= 3x rollback 100",
                     median(rollback10k) <= 0.3 and median(rollback10k) <= 3 * median(rollback100)))
+    floor = [timed([*MCP_DEPLOY, "--version"]) for _ in range(runs)]
+    rows.append(Row("start-up floor: `mcp-deploy --version`", floor, [], [], "(context)", None))
     all_ours = [s for r in rows for s in r.ours]
     rows.append(Row("peak memory, every mcp-deploy run above", all_ours, [], [], "<= 100 MB",
                     peak(all_ours) <= 100))
