@@ -11,7 +11,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 from pathlib import Path
 from typing import Iterator
 
@@ -57,6 +57,7 @@ class HashCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self.on_hash: Callable[[str, int], None] | None = None  # told of every file actually read
         self._old: dict[str, list[object]] = {}
         self._new: dict[str, list[object]] = {}
         if path is not None:
@@ -89,6 +90,8 @@ class HashCache:
         if sha is None:
             sha = sha256_file(path)
             self.put(st, sha)
+            if self.on_hash is not None:
+                self.on_hash(path, st.st_size)
         return sha
 
 

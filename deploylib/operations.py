@@ -12,17 +12,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import pipeline
+from . import metrics, pipeline
 from .config import Profile, load_profile
 from .context import Context, EventSink, Source
-from .errors import LockHeld
+from .errors import ConfigError, LockHeld
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
 from .lock import DeployLock, current_holder
 from .manifest import HashCache
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
-                      StatusResult)
+                      StatsResult, StatusResult)
 from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import SnapshotSource, TreeSource, default_snapshot
@@ -213,6 +213,15 @@ def history(config: PathLike = None, profile: str | None = None, limit: int = 20
     prof = load_profile(config, profile)
     records, bad = read_history(prof.log)
     return HistoryResult(log=str(prof.log), records=records[-limit:] if limit > 0 else records, damaged_lines=bad)
+
+
+def history_stats(config: PathLike = None, profile: str | None = None, period: str = "day") -> StatsResult:
+    """Metrics from the history log: per-period counts, success rate, step durations, time to recover."""
+    if period not in ("day", "week", "month"):
+        raise ConfigError(f"--period: expected day, week or month, got '{period}'")
+    prof = load_profile(config, profile)
+    records, bad = read_history(prof.log)
+    return StatsResult(log=str(prof.log), stats=metrics.compute(records, period), damaged_lines=bad)
 
 
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:

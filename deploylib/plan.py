@@ -44,6 +44,7 @@ class Plan:
             "counts": {"added": len(self.added), "changed": len(self.changed),
                        "removed": len(self.removed), "unchanged": self.unchanged},
             "bytes": self.bytes_to_copy,
+            "sizes": {e.path: e.size for e in self.added + self.changed + self.removed},
             "digest": self.digest,
         }
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Any, TextIO
+from typing import Any
 
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
-                      StatusResult)
+                      StatsResult, StatusResult)
 
 
 def size(n: int) -> str:
@@ -24,10 +23,11 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
              f"{counts['changed']} changed, {counts['removed']} removed, {counts['unchanged']} unchanged "
              f"({size(plan['bytes'])} to copy)"]
     shown = 0
+    sizes = plan.get("sizes", {})
     for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
         for path in plan[key]:
             if shown < limit:
-                lines.append(f"  {mark} {path}")
+                lines.append(f"  {mark} {path} ({size(sizes[path])})" if path in sizes else f"  {mark} {path}")
             shown += 1
     if shown > limit:
         lines.append(f"  ... and {shown - limit} more")
@@ -116,13 +116,28 @@ def prune(r: PruneResult) -> str:
             f"{size(r.bytes_freed)}; {len(r.kept)} snapshot(s) kept.")
 
 
-def progress_printer(stream: TextIO = sys.stderr) -> Any:
-    """Plain step lines on stderr, so stdout keeps only the result."""
-
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "step":
-            print(f"[{data['state'].lower()}] {data['step']}", file=stream, flush=True)
-        elif kind == "undo":
-            print(f"[rolling back] undo {data['step']}", file=stream, flush=True)
-
-    return on_event
+def stats(r: StatsResult) -> str:
+    s = r.stats
+    if not s["operations"]:
+        return f"No operations in the history yet ({r.log})."
+    rate = f"{s['success_rate']:.0%}"
+    lines = [f"{s['operations']} operations: {s['succeeded']} succeeded, {s['failed']} failed ({rate} success), "
+             f"{s['recoveries']} crash recoveries"]
+    lines.append(f"per {s['period']}:")
+    for key, counts in s["per_period"].items():
+        lines.append(f"  {key:12} " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))
+    lines.append("step durations (median / p95):")
+    for step, d in s["step_seconds"].items():
+        lines.append(f"  {step:10} {d['median']:.3f} s / {d['p95']:.3f} s  (n={d['n']})")
+    ttr = s["time_to_recover_seconds"]
+    if ttr["n"]:
+        lines.append(f"time to recover after a failure: median {ttr['median']:.1f} s, max {ttr['max']:.1f} s "
+                     f"(n={ttr['n']})")
+    if s["unrecovered_failure_since"]:
+        lines.append(f"note: failing since {s['unrecovered_failure_since']}, no good deploy since")
+    fpd = s["files_per_deploy"]
+    if fpd["n"]:
+        lines.append(f"files per deploy: median {fpd['median']:g}, mean {fpd['mean']:g}, max {fpd['max']:g}")
+    if r.damaged_lines:
+        lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
+    return "\n".join(lines)

@@ -71,6 +71,13 @@ class HistoryResult(Result):
 
 
 @dataclass
+class StatsResult(Result):
+    log: str
+    stats: dict[str, Any]
+    damaged_lines: int = 0
+
+
+@dataclass
 class BackupsResult(Result):
     backup_dir: str
     snapshots: list[dict[str, Any]]

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from invoke import Collection, Exit, task
 
-from . import operations, report
+from . import operations, report, terminal
+from .config import schema as config_schema
 from .errors import ConfigError, DeployError
 from .results import Result
 
@@ -20,29 +21,26 @@ COMMON = {
     "config": "Path to deploy.yaml (default: $MCP_DEPLOY_CONFIG, else ./deploy.yaml).",
     "profile": "Profile of deploy.yaml to use (default: default_profile, else 'default').",
     "json": "Print one JSON object on stdout and nothing else there (for CI and programs).",
-    "verbose": "On failure also print the detail (command output) and, for bugs, the traceback.",
+    "verbose": "On failure also print the detail (command output) and the traceback, for bug reports.",
 }
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's mistake
+Call = Callable[[terminal.EventSink | None], Result]
 
 
-def _emit(result: Result, as_json: bool, render: Callable[[Any], str]) -> None:
-    if as_json:
-        print(json.dumps(result.to_json(), indent=2, default=str))
-    else:
-        print(render(result))
-
-
-def _run(call: Callable[[], Result], as_json: bool, verbose: bool, render: Callable[[Any], str]) -> None:
+def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str], live: bool = False) -> None:
     """Run one operation; turn every expected failure into one line on stderr and its exit code."""
     try:
-        result = call()
+        with terminal.progress(enabled=live and not as_json) as on_event:
+            result = call(on_event)
     except DeployError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
                               "step": exc.step, "error_type": type(exc).__name__}))
-        print(f"error: {exc.message}", file=sys.stderr)
-        if verbose and exc.detail:
-            print(exc.detail, file=sys.stderr)
+        terminal.print_error(exc.message)
+        if verbose:
+            if exc.detail:
+                print(exc.detail, file=sys.stderr)
+            traceback.print_exc()
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted; production was left as before", file=sys.stderr)
@@ -55,7 +53,10 @@ def _run(call: Callable[[], Result], as_json: bool, verbose: bool, render: Calla
         if verbose:
             traceback.print_exc()
         raise Exit(code=EXIT_INTERNAL) from None
-    _emit(result, as_json, render)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        terminal.print_result(render(result))
 
 
 def _seconds(value: str | None) -> float:
@@ -70,10 +71,6 @@ def _seconds(value: str | None) -> float:
     return seconds
 
 
-def _events(as_json: bool) -> Any:
-    return None if as_json else report.progress_printer()
-
-
 @task(help={**COMMON,
             "dry_run": "Show the plan and its digest; write nothing anywhere (not even a lock file).",
             "plan": "Deploy only if the plan's digest is still DIGEST (as printed by --dry-run).",
@@ -84,9 +81,9 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, js
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
     3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed.
     """
-    _run(lambda: operations.deploy(config, profile, dry_run=dry_run, plan_digest=plan,
-                                   wait=_seconds(wait), on_event=_events(json_)),
-         json_, verbose, report.operation)
+    _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=plan,
+                                          wait=_seconds(wait), on_event=events),
+         json_, verbose, report.operation, live=True)
 
 
 @task(help={**COMMON,
@@ -95,41 +92,60 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, js
             "wait": "If another operation holds the lock, wait up to SECONDS for it."})
 def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
     """Restore production's managed files from a backup; user files stay as they are now."""
-    _run(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
-                                     on_event=_events(json_)),
-         json_, verbose, report.operation)
+    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
+                                            on_event=events),
+         json_, verbose, report.operation, live=True)
 
 
 @task(help=COMMON)
 def status(c, profile=None, config=None, json_=False, verbose=False):
     """Production version and age, files pending, drift, lock holder and the last result."""
-    _run(lambda: operations.status(config, profile), json_, verbose, report.status)
+    _run(lambda events: operations.status(config, profile), json_, verbose, report.status)
 
 
 @task(help=COMMON)
 def diff(c, profile=None, config=None, json_=False, verbose=False):
     """The pending changes, with unified diffs of text files."""
-    _run(lambda: operations.diff(config, profile), json_, verbose, report.diff)
+    _run(lambda events: operations.diff(config, profile), json_, verbose, report.diff)
 
 
-@task(help={**COMMON, "limit": "Show the last N records (0 for all; default 20)."})
-def history(c, limit=20, profile=None, config=None, json_=False, verbose=False):
-    """The deployment log: every deploy, rollback, failure and recovery."""
-    _run(lambda: operations.history(config, profile, limit=limit), json_, verbose, report.history)
+@task(help={**COMMON, "limit": "Show the last N records (0 for all; default 20).",
+            "stats": "Report metrics instead: operations per period, success rate, step durations "
+                     "(median, p95), time to recover, files per deploy.",
+            "period": "With --stats: group counts by 'day' (default), 'week' or 'month'."})
+def history(c, limit=20, stats=False, period="day", profile=None, config=None, json_=False, verbose=False):
+    """The deployment log: every deploy, rollback, failure and recovery (or its metrics with --stats)."""
+    if stats:
+        _run(lambda events: operations.history_stats(config, profile, period=period), json_, verbose,
+             report.stats)
+    else:
+        _run(lambda events: operations.history(config, profile, limit=limit), json_, verbose, report.history)
 
 
 @task(help=COMMON)
 def backups(c, profile=None, config=None, json_=False, verbose=False):
     """List the snapshots, newest first, marking the default rollback target."""
-    _run(lambda: operations.backups(config, profile), json_, verbose, report.backups)
+    _run(lambda events: operations.backups(config, profile), json_, verbose, report.backups)
 
 
 @task(help={**COMMON, "dry_run": "Show what retention would delete; delete nothing.",
             "wait": "If another operation holds the lock, wait up to SECONDS for it."})
 def prune(c, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
     """Apply the retention rules and delete backup objects no snapshot needs."""
-    _run(lambda: operations.prune(config, profile, dry_run=dry_run, wait=_seconds(wait)),
+    _run(lambda events: operations.prune(config, profile, dry_run=dry_run, wait=_seconds(wait)),
          json_, verbose, report.prune)
+
+
+@task(help={"write": "Write the schema to this file instead of printing it."})
+def schema(c, write=None):
+    """Print the JSON Schema of deploy.yaml (for editors: `# yaml-language-server: $schema=PATH`)."""
+    text = json.dumps(config_schema(), indent=2) + "\n"
+    if write:
+        with open(write, "w") as f:
+            f.write(text)
+        print(f"wrote {write}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
 
 
 @task(help={"config": COMMON["config"], "profile": COMMON["profile"]})
@@ -144,4 +160,4 @@ def mcp(c, profile=None, config=None):
         raise Exit(code=exc.exit_code) from None
 
 
-namespace = Collection(deploy, rollback, status, diff, history, backups, prune, mcp)
+namespace = Collection(deploy, rollback, status, diff, history, backups, prune, schema, mcp)

@@ -20,6 +20,8 @@ class Backup(Step):
         if not ctx.record.target_existed or (not ctx.production and ctx.previous is None):
             return  # nothing in production that we would replace
         files = {}
+        ctx.emit("begin", {"step": self.name, "what": "backup", "files": len(ctx.production),
+                           "bytes": sum(e.size for e in ctx.production.values())})
         for n, (path, entry) in enumerate(ctx.production.items(), 1):
             files[path] = ctx.store.put(os.path.join(ctx.target, path), entry)
             ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})

@@ -32,6 +32,7 @@ def survey(ctx: Context) -> None:
         if not ctx.deployed:
             ctx.note("no record of the files the current release deployed; files dropped from the source "
                      "will be left in production")
+    ctx.cache.on_hash = lambda path, size: ctx.emit("file", {"step": "hash", "path": path, "bytes": size})
     wanted = ctx.source.desired(ctx)
     ctx.desired = wanted.entries
     ctx.production = scan(ctx.target, ctx.profile.rules, ctx.cache, also=frozenset(ctx.deployed)).entries

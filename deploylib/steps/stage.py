@@ -31,7 +31,11 @@ class Stage(Step):
             stage.mkdir(mode=0o755)
         for entry in ctx.plan.removed:
             remove_empty_parents(stage, entry.path)
-        for n, entry in enumerate(ctx.plan.added + ctx.plan.changed, 1):
+        incoming = ctx.plan.added + ctx.plan.changed
+        what = "copy" if ctx.record.operation == "deploy" else "restore"
+        ctx.emit("begin", {"step": self.name, "what": what, "files": len(incoming),
+                           "bytes": sum(e.size for e in incoming)})
+        for n, entry in enumerate(incoming, 1):
             dest = ensure_parent(stage, entry.path)
             ctx.source.fetch(entry, dest)
             if entry.link is None:

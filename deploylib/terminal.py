@@ -1,0 +1,126 @@
+"""Where output meets a person: colour and live progress on a terminal, plain lines everywhere else.
+
+`rich` does the terminal work (TTY detection, NO_COLOR, redraws) so we draw no
+bars by hand. Results go to stdout; progress goes to stderr, and under --json
+nothing but the JSON object is printed at all.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .report import size
+
+EventSink = Callable[[str, dict[str, Any]], None]
+PLAIN_INTERVAL = 2.0  # seconds between progress lines in CI logs
+
+LINE_STYLES = (("  + ", "green"), ("  ~ ", "yellow"), ("  - ", "red"), ("  drift", "magenta"),
+               ("note:", "cyan"), ("error:", "bold red"), ("+++", "bold"), ("---", "bold"), ("@@", "cyan"),
+               ("+", "green"), ("-", "red"))
+
+
+def style_for(line: str) -> str | None:
+    if line.endswith("Success."):
+        return "bold green"
+    for prefix, style in LINE_STYLES:
+        if line.startswith(prefix):
+            return style
+    return None
+
+
+def print_result(text: str) -> None:
+    """Print a rendered result; coloured by line kind on a terminal, plain (and NO_COLOR-clean) elsewhere."""
+    console = Console(highlight=False, soft_wrap=True)
+    for line in text.split("\n"):
+        console.print(Text(line, style=style_for(line) or ""))
+
+
+def print_error(message: str) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(Text(f"error: {message}", style="bold red"))
+
+
+class ProgressReporter:
+    """Turns pipeline events into a live bar per step on a terminal, or periodic plain lines otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.step = ""
+        self.what: str | None = None  # what the bar is counting: backup, copy, restore, hash
+        self.files = 0
+        self.bytes = 0
+        self.total: int | None = None
+        self.last_line = 0.0
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "step":
+            self._finish_step()
+            self.step, self.what, self.files, self.bytes, self.total = data["step"], None, 0, 0, None
+            if not self.live:
+                self.console.print(f"[{data['state'].lower()}] {data['step']}", markup=False, highlight=False)
+        elif kind == "begin":
+            self.total, self.what = data.get("files"), data.get("what")
+            if self.live:
+                self._bar().update(self._task(), total=self.total, description=self._label())
+        elif kind == "file":
+            self.what = self.what or data.get("step")
+            self.files += 1
+            self.bytes += int(data.get("bytes", 0))
+            if self.live:
+                self._bar().update(self._task(), advance=1, description=self._label())
+            elif time.monotonic() - self.last_line >= PLAIN_INTERVAL:
+                self._plain_line()
+        elif kind == "undo":
+            self.console.print(f"[rolling back] undo {data['step']}", markup=False, highlight=False)
+
+    def _label(self) -> str:
+        return f"{self.what or self.step:<8} {size(self.bytes):>10}"
+
+    def _bar(self) -> Progress:
+        if self.progress is None:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("files"), TimeElapsedColumn(), console=self.console)
+            self.progress.start()
+        return self.progress
+
+    def _task(self) -> TaskID:
+        if self.task is None:
+            self.task = self._bar().add_task(self._label(), total=self.total)
+        return self.task
+
+    def _plain_line(self) -> None:
+        of = f"/{self.total}" if self.total is not None else ""
+        self.console.print(f"[{self.what or self.step}] {self.files}{of} files, {size(self.bytes)}",
+                           markup=False, highlight=False)
+        self.last_line = time.monotonic()
+
+    def _finish_step(self) -> None:
+        if self.files and not self.live:
+            self._plain_line()
+        self.task = None
+
+    def close(self) -> None:
+        self._finish_step()
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@contextmanager
+def progress(enabled: bool) -> Iterator[EventSink | None]:
+    """A progress sink for one command (None under --json), cleaned up however the command ends."""
+    if not enabled:
+        yield None
+        return
+    reporter = ProgressReporter(Console(stderr=True, highlight=False))
+    try:
+        yield reporter
+    finally:
+        reporter.close()
