@@ -61,6 +61,7 @@ class Context:
     lock: DeployLock | None = None
     replica: Replica | None = None  # set by the stage: lets the late-file carry read only changed directories
     managed_known: bool = True  # False in a recovery that lost the manifests: then no file is carried
+    keep_journal: bool = False  # set when cleanup after a passed verify failed: the next command finishes it
 
     @property
     def op_id(self) -> str:

@@ -110,7 +110,7 @@ def run(ctx: Context) -> Context:
             ctx.timings[step.name] = round(time.monotonic() - started, 4)
             if ctx.stop_reason:
                 break
-        if ctx.lock is not None:
+        if ctx.lock is not None and not ctx.keep_journal:
             ctx.journal.advance(ctx.record, State.COMPLETE)
             ctx.journal.clear()
         return ctx
@@ -152,7 +152,10 @@ def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
         error.message = f"{ctx.record.operation} failed at {step}: {error.message.removeprefix(step + ' failed: ')} ({undone})"
         error.args = (error.message,)
         error.step = step
-    append(ctx.profile.log, history_record(ctx, ok=False, failed_step=step, error=str(error),
-                                           detail=getattr(error, "detail", "")))
+    try:
+        append(ctx.profile.log, history_record(ctx, ok=False, failed_step=step, error=str(error),
+                                               detail=getattr(error, "detail", "")))
+    except OSError:
+        pass  # the failure itself is what the user must see; a full disk must not mask it
     return error
 

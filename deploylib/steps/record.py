@@ -20,8 +20,16 @@ class Record(Step):
     state = State.RECORDING
 
     def run(self, ctx: Context) -> None:
-        finish(ctx)
-        append(ctx.profile.log, history_record(ctx, ok=True))
+        # verify passed: the new tree is production now, whatever goes wrong from here is only tidying up
+        try:
+            finish(ctx)
+        except OSError as exc:
+            ctx.keep_journal = True
+            ctx.note(f"could not finish tidying up ({exc.strerror}: {exc.filename}); the next command completes it")
+        try:
+            append(ctx.profile.log, history_record(ctx, ok=True))
+        except OSError as exc:
+            ctx.note(f"{ctx.profile.log}: could not append to the history ({exc.strerror})")
         try:
             report = prune(ctx.profile, ctx.store, ctx.version_info, collect_always=False)
             if report.removed:

@@ -129,3 +129,28 @@ def test_rollback_killed_from_outside_at_20_random_instants(project: Project) ->
             ok(project.run("rollback", "--to", v2_release))
             assert project.managed() == v2
     ok(project.run("deploy"))
+
+
+def test_cleanup_failure_after_verify_keeps_the_new_version_and_is_finished_later(project: Project) -> None:
+    """An I/O error while tidying up after a passed verify must not undo the deploy (recovery rolls forward)."""
+    import os
+
+    ok(project.run("deploy"))
+    (project.target / "logs").mkdir()
+    bump(project)
+    base = baseline(project)
+    # a mount point inside the old tree (EBUSY on removal) stands in for any I/O error while tidying up
+    blocker = 'mkdir -p "$MCP_DEPLOY_STAGE/logs/busy" && mount -t tmpfs tmpfs "$MCP_DEPLOY_STAGE/logs/busy"'
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs inside the old tree")
+    project.profile["verify"].append({"type": "command", "run": blocker})
+    project.write_config()
+    proc = ok(project.run("deploy"))
+    assert "could not finish tidying up" in proc.stdout and "the next command completes it" in proc.stdout
+    assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()
+    assert (project.state / "journal.json").exists()
+    busy = next(project.target.parent.glob(".server.deploy-*")) / "logs" / "busy"
+    subprocess.run(["umount", "-l", str(busy)], check=True)
+    project.profile["verify"].pop()
+    project.write_config()
+    assert check(project, base) == "new"
