@@ -78,6 +78,11 @@ class ProgressReporter:
                 self._bar().update(self._task(), advance=1, description=self._label())
             elif time.monotonic() - self.last_line >= PLAIN_INTERVAL:
                 self._plain_line()
+        elif kind == "check":
+            verdict = "ok" if data["ok"] else "FAILED"
+            line = Text(f"  {data['step']} {data['name']}: {verdict} ({data['seconds']:.2f} s)",
+                        style="green" if data["ok"] else "bold red")
+            self.console.print(line)  # above the live bars, when there are any
         elif kind == "undo":
             self.console.print(f"[rolling back] undo {data['step']}", markup=False, highlight=False)
 

@@ -8,6 +8,7 @@ files the spec's globs select, and returns a list of problems (empty when fine).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -95,14 +96,18 @@ REGISTRY: dict[str, Validator] = {
 }
 
 
-def validate(specs: tuple[CheckSpec, ...], stage: Path, sync_set: list[str], env: dict[str, str]) -> list[dict[str, object]]:
+def validate(specs: tuple[CheckSpec, ...], stage: Path, sync_set: list[str], env: dict[str, str],
+             emit: Callable[[str, dict[str, object]], None] = lambda kind, data: None) -> list[dict[str, object]]:
     """Run every validator; raise ValidationFailed naming the first failing one and its problems."""
     results: list[dict[str, object]] = []
     for spec in specs:
         selected = PatternSet(spec.files)
         files = [p for p in sync_set if selected.matches(p)]
+        started = time.monotonic()
         problems = REGISTRY[spec.type](spec, stage, files, env)
-        results.append({"name": spec.name, "files": len(files), "ok": not problems})
+        seconds = round(time.monotonic() - started, 3)
+        results.append({"name": spec.name, "files": len(files), "ok": not problems, "seconds": seconds})
+        emit("check", {"step": "validate", **results[-1]})
         if problems:
             shown = "; ".join(p.splitlines()[0] for p in problems[:3])
             more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

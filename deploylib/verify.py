@@ -6,6 +6,7 @@ kinds of check (such as an MCP handshake) register here.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -32,11 +33,14 @@ def check_mcp(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
 REGISTRY: dict[str, Check] = {"command": check_command, "mcp": check_mcp}
 
 
-def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str]) -> list[dict[str, object]]:
+def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str],
+           emit: Callable[[str, dict[str, object]], None] = lambda kind, data: None) -> list[dict[str, object]]:
     results: list[dict[str, object]] = []
     for spec in specs:
+        started = time.monotonic()
         problem = REGISTRY[spec.type](spec, target, env)
-        results.append({"name": spec.name, "ok": problem is None})
+        results.append({"name": spec.name, "ok": problem is None, "seconds": round(time.monotonic() - started, 3)})
+        emit("check", {"step": "verify", **results[-1]})
         if problem:
             raise VerifyFailed(f"verify {spec.name}: {problem.splitlines()[0]}", detail=problem)
     return results

@@ -58,6 +58,8 @@ def test_pipes_get_plain_step_lines_without_colour_or_bars(project: Project) -> 
     assert "\x1b[" not in proc.stdout + proc.stderr and "━" not in proc.stderr
     assert "[staging] stage" in proc.stderr and "[copy] 9/9 files" in proc.stderr
     assert "  + server.py (" in proc.stdout  # sizes next to files
+    assert re.search(r"  validate json: ok \([0-9.]+ s\)", proc.stderr)
+    assert re.search(r"  verify command: ok \([0-9.]+ s\)", proc.stderr)
 
 
 def test_json_output_has_no_progress_and_parses(project: Project) -> None:

@@ -28,7 +28,8 @@ def test_json_schema_validator_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed, match=r"validator agents schema: agents.json: agents\[0\].name: 'Bad Name' does not match"):
         validate((spec,), tmp_path, files, {})
     stage(tmp_path, {"agents.json": '{"agents": [{"name": "ok", "description": "d", "workflow": "w"}]}'})
-    assert validate((spec,), tmp_path, files, {}) == [{"name": "agents schema", "files": 1, "ok": True}]
+    [result] = validate((spec,), tmp_path, files, {})
+    assert (result["name"], result["files"], result["ok"]) == ("agents schema", 1, True)
 
 
 def test_yaml_and_python_validators_only_see_the_sync_set(tmp_path: Path) -> None:

@@ -24,4 +24,4 @@ class Validate(Step):
     state = State.VALIDATING
 
     def run(self, ctx: Context) -> None:
-        ctx.checks += validate(ctx.profile.validators, ctx.swap_path, sorted(ctx.desired), check_env(ctx))
+        ctx.checks += validate(ctx.profile.validators, ctx.swap_path, sorted(ctx.desired), check_env(ctx), ctx.emit)

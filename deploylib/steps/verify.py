@@ -14,4 +14,4 @@ class Verify(Step):
     state = State.VERIFYING
 
     def run(self, ctx: Context) -> None:
-        ctx.checks += verify(ctx.profile.verify, ctx.target, check_env(ctx))
+        ctx.checks += verify(ctx.profile.verify, ctx.target, check_env(ctx), ctx.emit)
