@@ -21,14 +21,13 @@ from .config import CheckSpec
 
 def check_mcp(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
     """The problem (first line: what failed), or None when the handshake passed."""
-    opts = spec.options
-    cwd = target / str(opts.get("cwd", "."))
+    opts: dict[str, Any] = dict(spec.options)  # shape guaranteed by the packaged JSON Schema
     params = StdioServerParameters(
         command=str(opts["command"]), args=[str(a) for a in opts.get("args", [])],
-        env={**env, **{str(k): str(v) for k, v in dict(opts.get("env", {})).items()}},  # type: ignore[call-overload]
-        cwd=cwd,
+        env={**env, **{str(k): str(v) for k, v in opts.get("env", {}).items()}},
+        cwd=target / str(opts.get("cwd", ".")),
     )
-    expected = [str(t) for t in opts.get("expect_tools", [])]  # type: ignore[union-attr]
+    expected = [str(t) for t in opts.get("expect_tools", [])]
     with tempfile.TemporaryFile("w+") as errlog:
         try:
             tools = anyio.run(_handshake, params, spec.timeout, errlog)

@@ -22,6 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from . import __version__, operations
 from .config import load_profile
 from .errors import DeployError, PlanMismatch
+from .report import files, touched
 from .results import OperationResult
 
 PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
@@ -96,11 +97,10 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
 
 
 def preview_summary(r: OperationResult) -> str:
-    counts = r.plan["counts"]
-    n = counts["added"] + counts["changed"] + counts["removed"]
+    counts, n = r.plan["counts"], touched(r.plan)
     if not n:
         return "Nothing to deploy: production already matches the source."
-    return (f"Found {n} file{'s' if n != 1 else ''} to update ({counts['added']} added, {counts['changed']} changed, "
+    return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
             f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}. "
             f"Deploy with plan_digest={r.plan['digest']}.")
 
@@ -108,10 +108,8 @@ def preview_summary(r: OperationResult) -> str:
 def deploy_summary(r: OperationResult) -> str:
     if not r.changed:
         return "Nothing to deploy: production already matches the source."
-    counts = r.plan["counts"]
-    n = counts["added"] + counts["changed"] + counts["removed"]
     backup = "Creating backup... " if r.snapshot_id else ""
-    return f"Found {n} file{'s' if n != 1 else ''} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
+    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
 
 
 class ProgressRelay:

@@ -23,6 +23,7 @@ from .lock import DeployLock, current_holder
 from .manifest import HashCache
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
                       StatsResult, StatusResult)
+from .report import files
 from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import SnapshotSource, TreeSource, default_snapshot
@@ -65,10 +66,10 @@ def _operation(ctx: Context, dry_run: bool) -> OperationResult:
     if plan.empty:
         message = ctx.stop_reason or f"nothing to {'deploy' if ctx.record.operation == 'deploy' else 'roll back'}: production already matches"
     elif dry_run:
-        message = f"{_count(plan)} would change (dry run, nothing written); plan {plan.digest}"
+        message = f"{files(plan.size)} would change (dry run, nothing written); plan {plan.digest}"
     else:
         verb = "deployed" if ctx.record.operation == "deploy" else "rolled back to"
-        message = f"{verb} {info.get('version')} ({_count(plan)}); {ctx.op_id}"
+        message = f"{verb} {info.get('version')} ({files(plan.size)}); {ctx.op_id}"
     return OperationResult(
         ok=True, operation=ctx.record.operation, profile=ctx.profile.name, target=str(ctx.target),
         dry_run=dry_run, changed=changed, message=message,
@@ -79,11 +80,6 @@ def _operation(ctx: Context, dry_run: bool) -> OperationResult:
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=ctx.checks, notes=ctx.notes, timings=ctx.timings,
     )
-
-
-def _count(plan: Any) -> str:
-    n = len(plan.added) + len(plan.changed) + len(plan.removed)
-    return f"{n} file{'s' if n != 1 else ''}"
 
 
 def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,
@@ -123,16 +119,16 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     age = None
     if prev.get("deployed"):
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
-    pending = len(plan.added) + len(plan.changed) + len(plan.removed)
+    pending = plan.size
     if ctx.previous:
         shown = str(prev.get("version"))
         shown = f"v{shown}" if shown[:1].isdigit() else shown
         summary = (f"Production {shown} ({_age(age)} old). "
-                   f"{pending} file{'s' if pending != 1 else ''} pending deployment.")
+                   f"{files(pending)} pending deployment.")
     else:
-        summary = f"Nothing deployed yet to {prof.target}. {pending} file{'s' if pending != 1 else ''} pending deployment."
+        summary = f"Nothing deployed yet to {prof.target}. {files(pending)} pending deployment."
     if drift:
-        summary += f" {len(drift)} file{'s' if len(drift) != 1 else ''} changed in production since the deploy."
+        summary += f" {files(len(drift))} changed in production since the deploy."
     return StatusResult(
         profile=prof.name, source=str(prof.source), target=str(prof.target), deployed=ctx.previous is not None,
         summary=summary, version=prev.get("version"), deploy_id=prev.get("deploy_id"),

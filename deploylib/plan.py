@@ -19,8 +19,13 @@ class Plan:
     withheld: list[str] = field(default_factory=list)
 
     @property
+    def size(self) -> int:
+        """How many files the plan touches."""
+        return len(self.added) + len(self.changed) + len(self.removed)
+
+    @property
     def empty(self) -> bool:
-        return not (self.added or self.changed or self.removed)
+        return self.size == 0
 
     @property
     def bytes_to_copy(self) -> int:

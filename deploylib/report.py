@@ -16,10 +16,19 @@ def size(n: int) -> str:
     return str(n)
 
 
+def files(n: int) -> str:
+    return f"{n} file{'s' if n != 1 else ''}"
+
+
+def touched(plan: dict[str, Any]) -> int:
+    """How many files a plan (as in the JSON output) adds, changes or removes."""
+    counts = plan["counts"]
+    return int(counts["added"] + counts["changed"] + counts["removed"])
+
+
 def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
     counts = plan["counts"]
-    total = counts["added"] + counts["changed"] + counts["removed"]
-    lines = [f"Found {total} file{'s' if total != 1 else ''} to update: {counts['added']} added, "
+    lines = [f"Found {files(touched(plan))} to update: {counts['added']} added, "
              f"{counts['changed']} changed, {counts['removed']} removed, {counts['unchanged']} unchanged "
              f"({size(plan['bytes'])} to copy)"]
     shown = 0
@@ -36,7 +45,7 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
 
 
 def operation(r: OperationResult) -> str:
-    pending = any(r.plan["counts"][k] for k in ("added", "changed", "removed"))
+    pending = touched(r.plan) > 0
     lines = plan_lines(r.plan) if pending else []
     lines += [f"note: {n}" for n in r.notes]
     if r.changed:
