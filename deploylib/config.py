@@ -102,7 +102,7 @@ def _read_yaml(path: Path) -> tuple[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -111,6 +111,21 @@ def _read_yaml(path: Path) -> tuple[str, Any]:
     if data is None:
         raise ConfigError(f"{path}: config is empty; it needs a 'profiles:' mapping")
     return text, data
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: YAML keeps the last one silently, hiding a typo."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:  # explicit keys only: a `<<` merge may be overridden on purpose
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key_node.value}' (YAML would silently keep only the last one)",
+                        key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _check_schema(path: Path, text: str, data: Any) -> None:
@@ -256,7 +271,8 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
 
     source, target = p("source"), p("target")
     if not source.is_dir():
-        raise fail(at + ["source"], f"source directory {source} does not exist; check the path")
+        what = "is not a directory" if source.exists() else "does not exist"
+        raise fail(at + ["source"], f"source directory {source} {what}; check the path")
     if target == source or target.is_relative_to(source) or source.is_relative_to(target):
         raise fail(at + ["target"], f"target {target} overlaps source {source}; they must be separate trees")
     if target.is_symlink():
@@ -264,6 +280,9 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
                    f"({target.resolve()}) so the swap replaces the directory, not the link")
     if target.exists() and not target.is_dir():
         raise fail(at + ["target"], f"target {target} exists and is not a directory")
+    blocker = _not_a_directory(target.parent)
+    if blocker is not None:
+        raise fail(at + ["target"], f"target {target} cannot be created: {blocker} is not a directory")
     sibling = target.parent / f".{target.name}"
     state_dir = p("state_dir", Path(f"{sibling}.deploy-state"))
     backup_dir = p("backup_dir", Path(f"{sibling}.backups"))
@@ -289,6 +308,14 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
         retention=retention, deployed_by=raw.get("deployed_by") or _whoami(),
         tool_prefix=raw.get("mcp", {}).get("tool_prefix", "ua_self_"),
     )
+
+
+def _not_a_directory(path: Path) -> Path | None:
+    """The first existing component of `path` that is not a directory (so nothing can be created under it)."""
+    for candidate in [path, *path.parents]:
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def _check(spec: dict[str, Any], keys: list[Any], path: Path, text: str, base: Path) -> CheckSpec:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LockHeld
+from .errors import LockHeld, PreflightFailed
 from .ids import utc_now
 
 LOCK_NAME = "lock"
@@ -43,8 +43,12 @@ class DeployLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise PreflightFailed(f"{exc.filename or self.path}: cannot create the lock ({exc.strerror}); "
+                                  "fix its permissions or set state_dir in deploy.yaml") from None
         deadline = time.monotonic() + self.wait
         while True:
             try:

@@ -59,6 +59,18 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         terminal.print_result(render(result))
 
 
+def _count(value: str | None, flag: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected a whole number, got '{value}'") from None
+    if number < 0:
+        raise ConfigError(f"{flag}: expected a whole number of 0 or more, got '{value}'")
+    return number
+
+
 def _seconds(value: str | None) -> float:
     if value in (None, ""):
         return 0.0
@@ -113,13 +125,15 @@ def diff(c, profile=None, config=None, json_=False, verbose=False):
             "stats": "Report metrics instead: operations per period, success rate, step durations "
                      "(median, p95), time to recover, files per deploy.",
             "period": "With --stats: group counts by 'day' (default), 'week' or 'month'."})
-def history(c, limit=20, stats=False, period="day", profile=None, config=None, json_=False, verbose=False):
+def history(c, limit=None, stats=False, period="day", profile=None, config=None, json_=False, verbose=False):
     """The deployment log: every deploy, rollback, failure and recovery (or its metrics with --stats)."""
+    # a string flag parsed here: invoke's own int parsing would answer "abc" with a traceback
     if stats:
         _run(lambda events: operations.history_stats(config, profile, period=period), json_, verbose,
              report.stats)
     else:
-        _run(lambda events: operations.history(config, profile, limit=limit), json_, verbose, report.history)
+        _run(lambda events: operations.history(config, profile, limit=_count(limit, "--limit", 20)), json_, verbose,
+             report.history)
 
 
 @task(help=COMMON)

@@ -282,3 +282,20 @@ def test_help_documents_every_task_and_flag() -> None:
     for flag in ("--dry-run", "--json", "--profile", "--config", "--plan", "--wait", "--verbose"):
         assert flag in help_text
     assert "Exit codes" in help_text
+
+
+def test_bad_flag_values_are_one_line_errors(project: Project) -> None:
+    for args, expected in ((("history", "--limit", "abc"), "--limit: expected a whole number, got 'abc'"),
+                           (("deploy", "--wait", "-1"), "--wait: expected a non-negative number of seconds"),
+                           (("deploy", "--profile", "nope"), "--profile: no profile named 'nope'")):
+        proc = project.run(*args)
+        assert proc.returncode == 2, args
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_uncreatable_state_dir_is_refused_cleanly(project: Project) -> None:
+    (project.root / "blocker").write_text("a file, not a directory")
+    project.write_config(state_dir="blocker/state")
+    proc = project.run("deploy")
+    assert proc.returncode == 4 and "cannot create the lock" in proc.stderr and "Traceback" not in proc.stderr
+    assert not project.target.exists()

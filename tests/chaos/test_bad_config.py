@@ -52,6 +52,11 @@ BAD = [
     ("undefined env var", GOOD.replace("target: prod/server", "target: ${MCP_DEPLOY_TEST_UNSET}/x"),
      "environment variable ${MCP_DEPLOY_TEST_UNSET} is not set"),
     ("unknown profile requested", GOOD + "default_profile: prod\n", "default_profile: no profile named 'prod'"),
+    ("duplicate key", GOOD.replace("    target: prod/server\n", "    target: prod/server\n    target: prod/other\n"),
+     "duplicate key 'target' (YAML would silently keep only the last one)"),
+    ("target under a file", GOOD.replace("target: prod/server", "target: deploy.yaml/server"),
+     "deploy.yaml is not a directory"),
+    ("source is a file", GOOD.replace("source: dev", "source: deploy.yaml"), "deploy.yaml is not a directory"),
 ]
 
 
