@@ -42,7 +42,8 @@ class Replica:
 
     def apply_modes(self) -> None:
         for path, mode in reversed(self.modes):  # children first, so a read-only parent is set last
-            os.chmod(path, mode)
+            if os.path.isdir(path) and not os.path.islink(path):  # a directory the new release replaced is not
+                os.chmod(path, mode)
 
 
 def link_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
@@ -95,6 +96,16 @@ def symlinked_parent(root: Path, rel: str) -> str | None:
         sub = "/".join(parts[:i])
         if os.path.islink(os.path.join(root, sub)):
             return sub
+    return None
+
+
+def file_parent(root: Path, rel: str) -> str | None:
+    """The first parent of `rel` under `root` that exists as something other than a directory."""
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        sub = os.path.join(root, *parts[:i])
+        if os.path.lexists(sub) and not os.path.isdir(sub):
+            return "/".join(parts[:i])
     return None
 
 

@@ -12,7 +12,7 @@ from ..fsutil import nearest_existing
 from ..journal import State
 from ..manifest import load_manifest, scan
 from ..plan import diff
-from ..trees import symlinked_parent
+from ..trees import file_parent, symlinked_parent
 from ..version import read_version
 from . import Step
 
@@ -80,14 +80,22 @@ def check_no_secrets(ctx: Context) -> None:
 
 
 def check_no_symlinked_parents(ctx: Context) -> None:
-    """A file must never be written through a symlinked directory in production (it would land outside)."""
+    """A file must never be written through a symlinked directory in production (it would land outside),
+    nor below something that is a file there."""
     assert ctx.plan is not None
+    removed = {e.path for e in ctx.plan.removed}
     for entry in ctx.plan.added + ctx.plan.changed:
         link = symlinked_parent(ctx.target, entry.path)
         if link is not None:
             raise PreflightFailed(
                 f"{ctx.target / link}: is a symlink in production, and {entry.path} would be written through it; "
                 "replace the link with a real directory (MCP Deploy never writes outside the target)"
+            )
+        blocker = file_parent(ctx.target, entry.path)
+        if blocker is not None and blocker not in removed:
+            raise PreflightFailed(
+                f"{ctx.target / blocker}: is a file in production, but the source has {entry.path} below it; "
+                "move that file away (it is not managed, so MCP Deploy will not replace it)"
             )
 
 

@@ -65,3 +65,26 @@ def test_a_symlinked_target_is_refused(project: Project) -> None:
     assert proc.returncode == 2
     assert "is a symlink; point 'target' at the real directory" in proc.stderr
     assert list(real.iterdir()) == []
+
+
+def test_type_conflicts_between_the_trees(project: Project) -> None:
+    """A user's file where the source has a directory is refused by name; a directory the new release turns
+    into a file is replaced cleanly, with the file's own mode."""
+    (project.root / "prod" / "server").mkdir(parents=True)
+    (project.target / "workflow").write_text("the user's notes")
+    proc = project.run("deploy")
+    assert proc.returncode == 4
+    assert f"{project.target / 'workflow'}: is a file in production, but the source has workflow/" in proc.stderr
+    assert (project.target / "workflow").read_text() == "the user's notes"
+    (project.target / "workflow").unlink()
+    ok(project.run("deploy"))
+    import shutil
+    import stat
+
+    shutil.rmtree(project.source / "templates")
+    (project.source / "templates").write_text("{}")
+    os.chmod(project.source / "templates", 0o600)
+    project.write_config(include=project.profile["include"] + ["templates"])
+    ok(project.run("deploy"))
+    assert (project.target / "templates").read_text() == "{}"
+    assert stat.S_IMODE(os.stat(project.target / "templates").st_mode) == 0o600
