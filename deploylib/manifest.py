@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 from pathlib import Path
@@ -52,8 +53,16 @@ class Scan:
     withheld: list[str]  # secret-looking files kept out of the sync set
 
 
+RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
+
+
 class HashCache:
-    """sha256 by (dev, ino, size, mtime_ns); saved atomically, keeping only entries seen this run."""
+    """sha256 by (dev, ino, size, mtime_ns); saved atomically, keeping only entries seen this run.
+
+    Like git's "racy clean" rule: mtimes come from a coarse clock (a tick is milliseconds, up to 2 s on
+    some filesystems), so a file rewritten in place at the same size within one tick keeps its key.
+    Entries for files modified within RACY_NS of now are therefore neither trusted nor kept.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -71,6 +80,8 @@ class HashCache:
         return f"{st.st_dev}:{st.st_ino}"
 
     def get(self, st: os.stat_result) -> str | None:
+        if _racy(st):
+            return None
         key = self._key(st)
         hit = self._new.get(key) or self._old.get(key)
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
@@ -79,7 +90,8 @@ class HashCache:
         return None
 
     def put(self, st: os.stat_result, sha: str) -> None:
-        self._new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+        if not _racy(st):
+            self._new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
 
     def save(self) -> None:
         if self.path is not None and self.path.parent.is_dir():
@@ -93,6 +105,10 @@ class HashCache:
             if self.on_hash is not None:
                 self.on_hash(path, st.st_size)
         return sha
+
+
+def _racy(st: os.stat_result) -> bool:
+    return time.time_ns() - st.st_mtime_ns < RACY_NS
 
 
 def link_entry(relpath: str, target: str, mode: int) -> Entry:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,8 @@ def test_symlink_leaving_the_source_root_is_refused(tmp_path: Path) -> None:
 
 def test_hash_cache_skips_rereading_unchanged_files(tmp_path: Path) -> None:
     write(tmp_path / "t", {"a.py": "original"})
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # old enough to be trusted (see the racy test below)
+    os.utime(tmp_path / "t" / "a.py", ns=(an_hour_ago, an_hour_ago))
     cache_file = tmp_path / "cache.json"
     cache = HashCache(cache_file)
     first = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"].sha256
@@ -96,6 +100,21 @@ def test_hash_cache_skips_rereading_unchanged_files(tmp_path: Path) -> None:
     # a real edit changes mtime or size and is re-hashed
     path.write_text("edited!!!")
     assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 != first
+
+
+def test_recently_modified_files_are_never_taken_from_the_cache(tmp_path: Path) -> None:
+    """A same-size rewrite within one tick of the filesystem's coarse clock keeps (inode, size, mtime)."""
+    write(tmp_path / "t", {"a.py": "version 1"})
+    path = tmp_path / "t" / "a.py"
+    cache_file = tmp_path / "cache.json"
+    cache = HashCache(cache_file)
+    first = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"].sha256
+    cache.save()
+    st = path.stat()
+    path.write_text("version 2")  # same size ...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and, on a coarse clock, the same mtime
+    second = scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256
+    assert second != first and second == hashlib.sha256(b"version 2").hexdigest()
 
 
 def test_walk_only_enters_directories_the_globs_can_reach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
