@@ -56,24 +56,18 @@ class Scan:
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
 
 
-class HashCache:
-    """sha256 by (dev, ino, size, mtime_ns); saved atomically, keeping only entries seen this run.
+class TreeHashes:
+    """sha256 by (dev, ino, size, mtime_ns) for the files of one tree, keeping only entries seen this run.
 
     Like git's "racy clean" rule: mtimes come from a coarse clock (a tick is milliseconds, up to 2 s on
     some filesystems), so a file rewritten in place at the same size within one tick keeps its key.
     Entries for files modified within RACY_NS of now are therefore neither trusted nor kept.
     """
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.on_hash: Callable[[str, int], None] | None = None  # told of every file actually read
-        self._old: dict[str, list[object]] = {}
-        self._new: dict[str, list[object]] = {}
-        if path is not None:
-            try:
-                self._old = json.loads(path.read_bytes())
-            except (OSError, ValueError):
-                self._old = {}  # a missing or damaged cache only costs re-hashing
+    def __init__(self, old: dict[str, list[object]], on_hash: Callable[[str, int], None] | None) -> None:
+        self.on_hash = on_hash  # told of every file actually read
+        self._old = old
+        self.new: dict[str, list[object]] = {}
 
     @staticmethod
     def _key(st: os.stat_result) -> str:
@@ -83,19 +77,15 @@ class HashCache:
         if _racy(st):
             return None
         key = self._key(st)
-        hit = self._new.get(key) or self._old.get(key)
+        hit = self.new.get(key) or self._old.get(key)
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            self._new[key] = hit
+            self.new[key] = hit
             return str(hit[2])
         return None
 
     def put(self, st: os.stat_result, sha: str) -> None:
         if not _racy(st):
-            self._new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
-
-    def save(self) -> None:
-        if self.path is not None and self.path.parent.is_dir():
-            atomic_write(self.path, json.dumps(self._new, separators=(",", ":")).encode())
+            self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
 
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
@@ -105,6 +95,45 @@ class HashCache:
             if self.on_hash is not None:
                 self.on_hash(path, st.st_size)
         return sha
+
+
+class HashCache:
+    """The hash cache file: one section per tree root, saved atomically.
+
+    A run replaces the sections of the trees it scanned and keeps the others as they were: a
+    rollback scans only production and must not make the next deploy re-read the whole source.
+    """
+
+    FORMAT = 2
+
+    def __init__(self, path: Path | None, roots: list[Path] | None = None) -> None:
+        self.path = path
+        self.roots = None if roots is None else {str(r) for r in roots}  # sections worth keeping
+        self.on_hash: Callable[[str, int], None] | None = None
+        self._saved: dict[str, dict[str, list[object]]] = {}
+        self._trees: dict[str, TreeHashes] = {}
+        if path is not None:
+            try:
+                data = json.loads(path.read_bytes())
+                if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
+                    self._saved = data["trees"]
+            except (OSError, ValueError):
+                pass  # a missing or damaged cache only costs re-hashing
+
+    def tree(self, root: Path | str) -> TreeHashes:
+        key = str(root)
+        if key not in self._trees:
+            self._trees[key] = TreeHashes(self._saved.get(key) or {}, self.on_hash)
+        self._trees[key].on_hash = self.on_hash
+        return self._trees[key]
+
+    def save(self) -> None:
+        if self.path is None or not self.path.parent.is_dir():
+            return
+        trees = {**self._saved, **{root: t.new for root, t in self._trees.items()}}
+        if self.roots is not None:
+            trees = {root: section for root, section in trees.items() if root in self.roots}
+        atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees}, separators=(",", ":")).encode())
 
 
 def _racy(st: os.stat_result) -> bool:
@@ -160,6 +189,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
     withheld: list[str] = []
     if not root.is_dir():
         return Scan(entries, withheld)
+    hashes = cache.tree(root)
     seen: set[str] = set()
     for relpath, dirent in walk(root, rules):
         seen.add(relpath)
@@ -167,7 +197,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
                 withheld.append(relpath)
             continue
-        entry = _entry(root, relpath, dirent.stat(follow_symlinks=False), cache, source)
+        entry = _entry(root, relpath, dirent.stat(follow_symlinks=False), hashes, source)
         if entry is not None:
             entries[relpath] = entry
     for relpath in also - seen:  # previously deployed paths outside today's walk roots
@@ -175,13 +205,13 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             st = os.lstat(os.path.join(root, relpath))
         except OSError:
             continue
-        entry = _entry(root, relpath, st, cache, source)
+        entry = _entry(root, relpath, st, hashes, source)
         if entry is not None:
             entries[relpath] = entry
     return Scan(dict(sorted(entries.items())), sorted(withheld))
 
 
-def _entry(root: Path, relpath: str, st: os.stat_result, cache: HashCache, source: bool) -> Entry | None:
+def _entry(root: Path, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:
     path = os.path.join(root, relpath)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
@@ -194,7 +224,7 @@ def _entry(root: Path, relpath: str, st: os.stat_result, cache: HashCache, sourc
     if not stat.S_ISREG(st.st_mode):
         return None  # sockets, fifos and devices are never deployed
     try:
-        sha = cache.hash(path, st)
+        sha = hashes.hash(path, st)
     except PermissionError:
         raise PreflightFailed(f"{path}: cannot read file (permission denied); fix its permissions") from None
     return Entry(relpath, st.st_size, stat.S_IMODE(st.st_mode), sha)

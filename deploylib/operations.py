@@ -46,7 +46,7 @@ def _context(profile: Profile, source: Source, *, wait: float = 0.0, digest: str
     )
     return Context(
         profile=profile, source=source, record=record, journal=Journal(profile.state_dir),
-        store=Store(profile.backup_dir), cache=HashCache(profile.state_dir / "hashcache.json"),
+        store=Store(profile.backup_dir), cache=HashCache(profile.state_dir / "hashcache.json", [profile.source, target]),
         emit=on_event or (lambda kind, data: None), wait=wait, expected_digest=digest,
     )
 

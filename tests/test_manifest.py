@@ -102,6 +102,31 @@ def test_hash_cache_skips_rereading_unchanged_files(tmp_path: Path) -> None:
     assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 != first
 
 
+def test_a_run_that_scans_one_tree_keeps_the_other_trees_hashes(tmp_path: Path) -> None:
+    """A rollback scans only production; the next deploy must not re-read the whole source."""
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    for tree in ("src", "prod", "elsewhere"):
+        write(tmp_path / tree, {"a.py": f"{tree} original"})
+        os.utime(tmp_path / tree / "a.py", ns=(an_hour_ago, an_hour_ago))
+    cache_file = tmp_path / "cache.json"
+    roots = [tmp_path / "src", tmp_path / "prod"]
+    cache = HashCache(cache_file, roots)
+    first = {tree: scan(tmp_path / tree, rules(["*.py"]), cache).entries["a.py"].sha256
+             for tree in ("src", "prod", "elsewhere")}
+    cache.save()
+    only_prod = HashCache(cache_file, roots)
+    scan(tmp_path / "prod", rules(["*.py"]), only_prod)
+    only_prod.save()
+    for tree in ("src", "elsewhere"):  # same size and mtime, new bytes: only a kept cache entry says "original"
+        path = tmp_path / tree / "a.py"
+        path.write_text(path.read_text().upper())
+        os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    again = HashCache(cache_file, roots)
+    assert scan(tmp_path / "src", rules(["*.py"]), again).entries["a.py"].sha256 == first["src"]
+    # a tree that is neither the profile's source nor its target is not kept at all
+    assert scan(tmp_path / "elsewhere", rules(["*.py"]), again).entries["a.py"].sha256 != first["elsewhere"]
+
+
 def test_recently_modified_files_are_never_taken_from_the_cache(tmp_path: Path) -> None:
     """A same-size rewrite within one tick of the filesystem's coarse clock keeps (inode, size, mtime)."""
     write(tmp_path / "t", {"a.py": "version 1"})

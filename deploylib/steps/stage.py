@@ -39,7 +39,7 @@ class Stage(Step):
             dest = ensure_parent(stage, entry.path)
             ctx.source.fetch(entry, dest)
             if entry.link is None:
-                ctx.cache.put(os.lstat(dest), entry.sha256)
+                ctx.cache.tree(ctx.target).put(os.lstat(dest), entry.sha256)
             ctx.emit("file", {"step": self.name, "path": entry.path, "bytes": entry.size})
             faults.point(f"copy:{n}")
         ctx.version_info = ctx.source.version_info(ctx)
