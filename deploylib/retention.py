@@ -50,12 +50,12 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     kept = [s for s in snapshots if s.id not in gone]
     if not gone and not collect_always:
         return PruneReport([], [s.id for s in kept], 0, 0, dry_run)  # nothing expired: nothing became garbage
-    try:
-        kept = [store.load(s.id) for s in kept]  # GC must see every object the kept snapshots reference
+    try:  # GC must see every object the kept snapshots reference
+        wanted = set().union(*(store.objects_of(s.id) for s in kept))
     except CorruptState as exc:
         raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
     if not dry_run:
         for snap in expired:
             store.delete(snap.id)
-    objects, size = store.collect_garbage(kept, dry_run=dry_run)
+    objects, size = store.collect_garbage(wanted, dry_run=dry_run)
     return PruneReport(sorted(gone), [s.id for s in kept], objects, size, dry_run)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .errors import CorruptState
 from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
@@ -105,17 +106,19 @@ class Store:
 
     def load(self, snapshot_id: str, with_files: bool = True) -> Snapshot:
         path = self.snapshot_dir / f"{snapshot_id}.json"
-        try:
+        with _reading(path, snapshot_id):
             snap = Snapshot(**json.loads(path.read_bytes()))
-            if with_files:
-                path = self.snapshot_dir / f"{snapshot_id}.files.json"
+        if with_files:
+            path = self.snapshot_dir / f"{snapshot_id}.files.json"
+            with _reading(path, snapshot_id):
                 snap.files = {p: Entry.from_json(e) for p, e in json.loads(path.read_bytes()).items()}
-            return snap
-        except FileNotFoundError:
-            raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `invoke backups`") from None
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
-                               "roll back to another snapshot (see `invoke backups`)") from None
+        return snap
+
+    def objects_of(self, snapshot_id: str) -> set[str]:
+        """The objects a snapshot references, without building its manifest (retention reads them all)."""
+        path = self.snapshot_dir / f"{snapshot_id}.files.json"
+        with _reading(path, snapshot_id):
+            return {e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e}
 
     def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
         """Snapshots oldest first (headers only unless `with_files`), and the problems of unreadable ones."""
@@ -165,26 +168,37 @@ class Store:
 
     # -- retention -----------------------------------------------------------
 
-    def collect_garbage(self, keep: list[Snapshot], dry_run: bool = False) -> tuple[int, int]:
-        """Delete objects no kept snapshot references; returns (objects, bytes) removed."""
-        wanted = {e.sha256 for s in keep for e in s.files.values() if e.link is None}
+    def collect_garbage(self, wanted: set[str], dry_run: bool = False) -> tuple[int, int]:
+        """Delete every object not in `wanted` (what the kept snapshots reference); returns (objects, bytes)."""
         count = size = 0
         if not self.object_dir.is_dir():
             return 0, 0
-        for sub in self.object_dir.iterdir():
-            if sub.is_file() and sub.name.startswith("tmp-"):
+        for sub in os.scandir(self.object_dir):
+            if sub.name.startswith("tmp-") and sub.is_file(follow_symlinks=False):
                 if not dry_run:
-                    sub.unlink()  # left by a killed backup
+                    os.unlink(sub.path)  # left by a killed backup
                 continue
-            if not sub.is_dir():
+            if not sub.is_dir(follow_symlinks=False):
                 continue
-            for obj in sub.iterdir():
+            for obj in os.scandir(sub.path):
                 if obj.name not in wanted:
                     count += 1
-                    size += obj.stat().st_size
+                    size += obj.stat(follow_symlinks=False).st_size
                     if not dry_run:
-                        obj.unlink()
+                        os.unlink(obj.path)
         return count, size
+
+
+@contextmanager
+def _reading(path: Path, snapshot_id: str) -> Iterator[None]:
+    """Turn a missing or unparsable snapshot file into the CorruptState a user can act on."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `invoke backups`") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
+                           "roll back to another snapshot (see `invoke backups`)") from None
 
 
 def select_expired(snapshots: list[Snapshot], keep_last: int, keep_days: float | None,

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 
+import pytest
+
 from conftest import Project, bump, ok, tree
 from invariants import baseline, check
 
@@ -48,15 +50,21 @@ def test_rollback_from_a_damaged_backup_is_refused_before_anything_changes(proje
     check(project, baseline(project), expect="old")
 
 
-def test_damaged_snapshot_manifest_blocks_prune_but_not_status(project: Project) -> None:
+@pytest.mark.parametrize("part", ["header", "file list"])
+def test_damaged_snapshot_manifest_blocks_prune_but_not_status(project: Project, part: str) -> None:
     ok(project.run("deploy"))
     bump(project)
     ok(project.run("deploy"))
-    header = next(p for p in (project.backups / "snapshots").glob("*.json") if not p.name.endswith(".files.json"))
-    header.write_text("{torn")
-    code, listing = project.json("backups")
-    assert code == 0 and "snapshot manifest is damaged" in listing["problems"][0]
+    suffix = ".files.json" if part == "file list" else ".json"
+    torn = next(p for p in sorted((project.backups / "snapshots").glob("*.json"))
+                if p.name.endswith(".files.json") == (part == "file list"))
+    torn.write_text("{torn")
+    objects = sorted((project.backups / "objects").rglob("*"))
     proc = project.run("prune")
     assert proc.returncode == 5 and "prune refuses to collect objects" in proc.stderr
-    assert any((project.backups / "objects").rglob("*"))
+    assert str(torn) in proc.stderr and torn.name.endswith(suffix)
+    assert sorted((project.backups / "objects").rglob("*")) == objects  # not one backup object lost
     ok(project.run("status"))
+    if part == "header":
+        code, listing = project.json("backups")
+        assert code == 0 and "snapshot manifest is damaged" in listing["problems"][0]
