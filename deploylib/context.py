@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -67,13 +68,18 @@ class Context:
     def op_id(self) -> str:
         return self.record.op_id
 
-    @property
-    def target(self) -> Path:
+    @cached_property
+    def target(self) -> Path:  # cached: per-file loops ask for it ten thousand times
         return Path(self.record.target)
 
     @property
     def swap_path(self) -> Path:
         return Path(self.record.swap_path)
+
+    @property
+    def spare_path(self) -> Path:
+        """The tree the last swap replaced, kept beside production so the next stage is O(changed)."""
+        return self.target.parent / f".{self.target.name}.deploy-spare"
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -5,7 +5,8 @@
 
 POINT is a journal state (STAGING, SWAPPING, ...: right after the state is
 journaled), `backup:N` / `copy:N` (after the N-th file backed up / staged), or
-`swap:parked` / `swap:moved` (between the renames of the fallback swap).
+`swap:parked` / `swap:moved` (between the renames of the fallback swap), or `spare:taken` (the
+spare tree just renamed to be the stage, not yet refreshed).
 """
 
 from __future__ import annotations

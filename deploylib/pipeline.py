@@ -61,7 +61,7 @@ def _reconstruct(ctx: Context) -> Record | None:
     """Rebuild a journal record from the trees on disk when the journal itself is unreadable."""
     target = ctx.target
     prefix = f".{target.name}.deploy-"
-    leftovers = sorted(target.parent.glob(prefix + "*")) if target.parent.is_dir() else []
+    leftovers = sorted(target.parent.glob(prefix + "[dr]-*")) if target.parent.is_dir() else []  # op ids only
     if not leftovers:
         return None
     swap_path = leftovers[-1]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from .. import faults
 from ..context import Context
 from ..ids import new_id, utc_now
@@ -22,8 +20,9 @@ class Backup(Step):
         files = {}
         ctx.emit("begin", {"step": self.name, "what": "backup", "files": len(ctx.production),
                            "bytes": sum(e.size for e in ctx.production.values())})
+        root = str(ctx.target)
         for n, (path, entry) in enumerate(ctx.production.items(), 1):
-            files[path] = ctx.store.put(os.path.join(ctx.target, path), entry)
+            files[path] = ctx.store.put(f"{root}/{path}", entry)
             ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
             faults.point(f"backup:{n}")
         prev = ctx.previous or {}

@@ -1,15 +1,14 @@
-"""Make the new tree final: keep late files, drop the old tree, log the result, apply retention."""
+"""Make the new tree final: carry late files, keep the old tree as the spare, log, apply retention."""
 
 from __future__ import annotations
 
 from ..context import Context
 from ..errors import DeployError
-from ..fsutil import remove_tree
 from ..history import append
 from ..ids import iso, utc_now
 from ..journal import State
 from ..retention import prune
-from ..trees import carry_late_files
+from ..trees import carry_late_files, keep_as_spare
 from ..version import deploy_id_of
 from .preflight import release_path
 from . import Step
@@ -46,7 +45,7 @@ def finish(ctx: Context) -> None:
             moved = carry_late_files(old, ctx.target, ctx.is_managed, ctx.replica)
             if moved:
                 ctx.note(f"carried {len(moved)} late file(s) into the new tree: {', '.join(moved[:5])}")
-        remove_tree(old)
+        keep_as_spare(old, ctx.spare_path)
     releases = release_path(ctx, ctx.op_id).parent
     if releases.is_dir():
         for path in releases.glob("*.json"):

@@ -1,4 +1,8 @@
-"""Build the complete new tree beside production: hard links for what stays, copies for what changes."""
+"""Build the complete new tree beside production: hard links for what stays, copies for what changes.
+
+The stage starts from the spare tree (the one the last swap replaced) when there is one, so only
+what changed since is written; a stage that fails is deleted, spare and all, and the next starts fresh.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from ..errors import CorruptState
 from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..manifest import save_manifest
-from ..trees import ensure_parent, link_tree, remove_empty_parents
+from ..trees import ensure_parent, remove_empty_parents, replicate
 from ..version import VERSION_FILE, deploy_id_of, write_version
 from .preflight import release_path
 from . import Step
@@ -25,7 +29,7 @@ class Stage(Step):
         stage = ctx.swap_path
         replaced = {e.path for e in ctx.plan.changed + ctx.plan.removed}
         if ctx.record.target_existed:
-            ctx.replica = link_tree(ctx.target, stage, skip=replaced | {VERSION_FILE})
+            ctx.replica = replicate(ctx.target, stage, replaced | {VERSION_FILE}, ctx.spare_path)
         else:  # first deploy: the target (and maybe its parents) do not exist yet
             stage.parent.mkdir(parents=True, exist_ok=True)
             stage.mkdir(mode=0o755)

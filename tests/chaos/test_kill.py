@@ -139,8 +139,9 @@ def test_cleanup_failure_after_verify_keeps_the_new_version_and_is_finished_late
     (project.target / "logs").mkdir()
     bump(project)
     base = baseline(project)
-    # a mount point inside the old tree (EBUSY on removal) stands in for any I/O error while tidying up
-    blocker = 'mkdir -p "$MCP_DEPLOY_STAGE/logs/busy" && mount -t tmpfs tmpfs "$MCP_DEPLOY_STAGE/logs/busy"'
+    # a mount point inside a stray spare tree (EBUSY when record replaces it) stands in for any I/O error
+    spare = project.target.parent / ".server.deploy-spare"
+    blocker = f'mkdir -p "{spare}/busy" && mount -t tmpfs tmpfs "{spare}/busy"'
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs inside the old tree")
     project.profile["verify"].append({"type": "command", "run": blocker})
@@ -149,8 +150,7 @@ def test_cleanup_failure_after_verify_keeps_the_new_version_and_is_finished_late
     assert "could not finish tidying up" in proc.stdout and "the next command completes it" in proc.stdout
     assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()
     assert (project.state / "journal.json").exists()
-    busy = next(project.target.parent.glob(".server.deploy-*")) / "logs" / "busy"
-    subprocess.run(["umount", "-l", str(busy)], check=True)
+    subprocess.run(["umount", "-l", str(spare / "busy")], check=True)
     project.profile["verify"].pop()
     project.write_config()
     assert check(project, base) == "new"
