@@ -37,16 +37,24 @@ def test_history_with_a_torn_last_line(project: Project) -> None:
     assert json.loads(lines[-1])["event"] == "deploy"
 
 
-def test_garbage_journal_with_a_leftover_stage_is_recovered(project: Project) -> None:
+@pytest.mark.parametrize("beside", [[], [".server.deploy-spare", ".server.deploy-state"]])
+def test_garbage_journal_with_a_leftover_stage_is_recovered(project: Project, beside: list[str]) -> None:
+    """Recovery finds the stage by its operation id, not by the other `.server.deploy-*` entries beside it:
+    the default state dir and the spare tree."""
+    if beside:
+        project.write_config(state_dir="prod/.server.deploy-state")
+        ok(project.run("deploy"))
+        bump(project, text="# first\n")
     ok(project.run("deploy"))
     v1 = project.managed()
+    assert sorted(p.name for p in project.target.parent.glob(".server.deploy-*")) == beside
     bump(project)
     proc = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "VERIFYING"})
     assert proc.returncode == -9
     (project.state / "journal.json").write_bytes(b"\x00garbage")
     status = ok(project.run("status"))
     assert "recovered interrupted deploy" in status.stdout and "Traceback" not in status.stderr
-    assert project.managed() == v1 and project.leftovers() == []
+    assert project.managed() == v1 and project.leftovers() == beside[1:]
     ok(project.run("deploy"))
 
 
