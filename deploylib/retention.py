@@ -38,8 +38,8 @@ def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> 
 
 def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_run: bool = False,
           collect_always: bool = True) -> PruneReport:
-    """Delete expired snapshots, then unreferenced objects. After a deploy (`collect_always=False`) the
-    object sweep runs only when a snapshot expired: only then can an object have become garbage."""
+    """Delete expired snapshots, then unreferenced objects. After a deploy (`collect_always=False`) only
+    the objects of snapshots that just expired can have become garbage: only those are looked at."""
     snapshots, problems = store.all_snapshots()
     if problems:
         # an unreadable snapshot may reference any object: collecting now could destroy a backup
@@ -54,8 +54,20 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
         wanted = set().union(*(store.objects_of(s.id) for s in kept))
     except CorruptState as exc:
         raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
+    candidates = None if collect_always else _objects_of(store, expired)
     if not dry_run:
         for snap in expired:
             store.delete(snap.id)
-    objects, size = store.collect_garbage(wanted, dry_run=dry_run)
+    if candidates is None:
+        objects, size = store.collect_garbage(wanted, dry_run=dry_run)
+    else:
+        objects, size = store.remove_objects(candidates - wanted, dry_run=dry_run)
     return PruneReport(sorted(gone), [s.id for s in kept], objects, size, dry_run)
+
+
+def _objects_of(store: Store, snapshots: list[Snapshot]) -> set[str] | None:
+    """Every object these snapshots reference, or None (sweep the whole store) if one cannot be read."""
+    try:
+        return set().union(*(store.objects_of(s.id) for s in snapshots))
+    except CorruptState:
+        return None

@@ -168,6 +168,20 @@ class Store:
 
     # -- retention -----------------------------------------------------------
 
+    def remove_objects(self, shas: Iterable[str], dry_run: bool = False) -> tuple[int, int]:
+        """Delete these objects (those that exist); returns (objects, bytes) removed."""
+        count = size = 0
+        for sha in shas:
+            path = self.object_path(sha)
+            try:
+                size += path.stat().st_size
+            except FileNotFoundError:
+                continue
+            count += 1
+            if not dry_run:
+                path.unlink()
+        return count, size
+
     def collect_garbage(self, wanted: set[str], dry_run: bool = False) -> tuple[int, int]:
         """Delete every object not in `wanted` (what the kept snapshots reference); returns (objects, bytes)."""
         count = size = 0

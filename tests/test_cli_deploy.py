@@ -256,6 +256,11 @@ def test_prune_applies_keep_last_and_never_drops_the_rollback_target(project: Pr
     assert listing["snapshots"][0]["rollback_target"] is True
     code, pruned = project.json("prune", "--dry-run")
     assert code == 0 and pruned["removed"] == []
+    # the deploys' own garbage collection left exactly the objects the kept snapshot needs
+    assert pruned["objects_removed"] == 0
+    kept = json.loads(next((project.backups / "snapshots").glob("*.files.json")).read_text())
+    stored = {p.name for p in (project.backups / "objects").rglob("*") if p.is_file()}
+    assert stored == {e["sha256"] for e in kept.values()}
     ok(project.run("rollback"))
 
 
