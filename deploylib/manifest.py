@@ -68,13 +68,14 @@ class TreeHashes:
         self.on_hash = on_hash  # told of every file actually read
         self._old = old
         self.new: dict[str, list[object]] = {}
+        self._racy_after = time.time_ns() - RACY_NS  # mtimes above this are too recent to trust
 
     @staticmethod
     def _key(st: os.stat_result) -> str:
         return f"{st.st_dev}:{st.st_ino}"
 
     def get(self, st: os.stat_result) -> str | None:
-        if _racy(st):
+        if st.st_mtime_ns > self._racy_after:
             return None
         key = self._key(st)
         hit = self.new.get(key) or self._old.get(key)
@@ -84,7 +85,7 @@ class TreeHashes:
         return None
 
     def put(self, st: os.stat_result, sha: str) -> None:
-        if not _racy(st):
+        if st.st_mtime_ns <= self._racy_after:
             self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
 
     def hash(self, path: str, st: os.stat_result) -> str:
@@ -134,10 +135,6 @@ class HashCache:
         if self.roots is not None:
             trees = {root: section for root, section in trees.items() if root in self.roots}
         atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees}, separators=(",", ":")).encode())
-
-
-def _racy(st: os.stat_result) -> bool:
-    return time.time_ns() - st.st_mtime_ns < RACY_NS
 
 
 def link_entry(relpath: str, target: str, mode: int) -> Entry:
@@ -190,29 +187,31 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
     if not root.is_dir():
         return Scan(entries, withheld)
     hashes = cache.tree(root)
+    base, is_managed = str(root), rules.is_managed  # hoisted: this loop runs once per file
     seen: set[str] = set()
     for relpath, dirent in walk(root, rules):
-        seen.add(relpath)
-        if not rules.is_managed(relpath) and relpath not in also:
+        if also:
+            seen.add(relpath)
+        if not is_managed(relpath) and relpath not in also:
             if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
                 withheld.append(relpath)
             continue
-        entry = _entry(root, relpath, dirent.stat(follow_symlinks=False), hashes, source)
+        entry = _entry(f"{base}/{relpath}", relpath, dirent.stat(follow_symlinks=False), hashes, source)
         if entry is not None:
             entries[relpath] = entry
     for relpath in also - seen:  # previously deployed paths outside today's walk roots
+        path = f"{base}/{relpath}"
         try:
-            st = os.lstat(os.path.join(root, relpath))
+            st = os.lstat(path)
         except OSError:
             continue
-        entry = _entry(root, relpath, st, hashes, source)
+        entry = _entry(path, relpath, st, hashes, source)
         if entry is not None:
             entries[relpath] = entry
-    return Scan(dict(sorted(entries.items())), sorted(withheld))
+    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld))
 
 
-def _entry(root: Path, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:
-    path = os.path.join(root, relpath)
+def _entry(path: str, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(path)
         if source and link_escapes(relpath, target):
