@@ -7,18 +7,22 @@ the bad key and what is expected, so a typo never turns into a silent default.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .fsutil import atomic_write
+
+if TYPE_CHECKING:
+    import jsonschema
 from .globs import PatternSet, SyncRules, pattern_problem
 
 CONFIG_ENV = "MCP_DEPLOY_CONFIG"
@@ -71,8 +75,11 @@ class Profile:
 
 def schema() -> dict[str, Any]:
     """The JSON Schema of deploy.yaml, as shipped inside the package."""
-    text = resources.files("deploylib").joinpath("schema/deploy.schema.json").read_text()
-    return json.loads(text)
+    return json.loads(_schema_text())
+
+
+def _schema_text() -> str:
+    return resources.files("deploylib").joinpath("schema/deploy.schema.json").read_text()
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -129,9 +136,27 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _check_schema(path: Path, text: str, data: Any) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
+    """Validate against the schema, unless these exact bytes already passed this exact schema.
+
+    Importing jsonschema is a third of the CLI's start-up; a config is edited far less often than
+    it is read, and validation is a pure function of (schema, text), so a pass is remembered.
+    """
+    schema_text = _schema_text()
+    passed = _validated_mark(path)
+    key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
+    if passed is not None and passed.is_file() and passed.read_text() == key:
+        return
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(schema_text))
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
+        if passed is not None:
+            try:
+                passed.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(passed, key.encode())
+            except OSError:
+                pass  # an unwritable cache only costs validating again next time
         return
     keys = list(error.absolute_path)
     detail = _describe(error)
@@ -140,6 +165,15 @@ def _check_schema(path: Path, text: str, data: Any) -> None:
         if unknown:
             keys.append(unknown[0])
     raise ConfigError(f"{_where(path, text, keys)}: {yaml_path(keys)}: {detail}")
+
+
+def _validated_mark(config: Path) -> Path | None:
+    """Where the hash of the last version of `config` that passed validation is kept (per config path)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
+    name = hashlib.sha256(str(config).encode()).hexdigest()[:32]
+    return Path(base) / "mcp-deploy" / "validated" / name
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import metrics, pipeline
+from . import pipeline
 from .config import Profile, load_profile
 from .context import Context, EventSink, Source
 from .errors import ConfigError, LockHeld
@@ -213,6 +213,8 @@ def history(config: PathLike = None, profile: str | None = None, limit: int = 20
 
 def history_stats(config: PathLike = None, profile: str | None = None, period: str = "day") -> StatsResult:
     """Metrics from the history log: per-period counts, success rate, step durations, time to recover."""
+    from . import metrics  # statistics and friends load only for `history --stats`
+
     if period not in ("day", "week", "month"):
         raise ConfigError(f"--period: expected day, week or month, got '{period}'")
     prof = load_profile(config, profile)

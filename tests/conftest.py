@@ -102,6 +102,13 @@ class Project:
         return json.loads((self.target / "VERSION").read_text())
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and every CLI it runs) keeps its validated-config marks in its own tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / ".cache"))
+    return tmp_path / ".cache"
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     shutil.copytree(EXAMPLE, tmp_path / "dev")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import Project, tree
+from conftest import Project, ok, tree
 from deploylib.config import load_profile, schema
 from deploylib.errors import ConfigError
 
@@ -24,6 +24,18 @@ def test_errors_point_at_the_line_of_the_bad_key(project: Project) -> None:
     project.config.write_text(GOOD + "    retention:\n      keep_last: many\n")
     proc = project.run("status")
     assert f"{project.config}:7: profiles.default.retention.keep_last" in proc.stderr
+
+
+def test_a_config_edited_after_a_good_run_is_validated_again(project: Project, private_cache: Path) -> None:
+    """A passing config is remembered by its exact bytes (start-up skips jsonschema); an edit is checked."""
+    ok(project.run("status"))
+    assert len(list((private_cache / "mcp-deploy" / "validated").iterdir())) == 1
+    good = project.config.read_text()
+    project.config.write_text(good + "    retention:\n      keep_last: many\n")
+    proc = project.run("status")
+    assert proc.returncode == 2 and "profiles.default.retention.keep_last: expected an integer" in proc.stderr
+    project.config.write_text(good)
+    ok(project.run("status"))
 
 
 def test_bad_json_mode_error_is_still_one_json_object(project: Project) -> None:
