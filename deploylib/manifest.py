@@ -11,7 +11,7 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +51,7 @@ Manifest = dict[str, Entry]
 class Scan:
     entries: Manifest
     withheld: list[str]  # secret-looking files kept out of the sync set
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # source scans: (size, mtime_ns) before hashing
 
 
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
@@ -184,6 +185,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
     """
     entries: Manifest = {}
     withheld: list[str] = []
+    stamps: dict[str, tuple[int, int]] = {}
     if not root.is_dir():
         return Scan(entries, withheld)
     hashes = cache.tree(root)
@@ -196,9 +198,12 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
                 withheld.append(relpath)
             continue
-        entry = _entry(f"{base}/{relpath}", relpath, dirent.stat(follow_symlinks=False), hashes, source)
+        st = dirent.stat(follow_symlinks=False)
+        entry = _entry(f"{base}/{relpath}", relpath, st, hashes, source)
         if entry is not None:
             entries[relpath] = entry
+            if source:
+                stamps[relpath] = (st.st_size, st.st_mtime_ns)
     for relpath in also - seen:  # previously deployed paths outside today's walk roots
         path = f"{base}/{relpath}"
         try:
@@ -208,7 +213,9 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         entry = _entry(path, relpath, st, hashes, source)
         if entry is not None:
             entries[relpath] = entry
-    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld))
+            if source:
+                stamps[relpath] = (st.st_size, st.st_mtime_ns)
+    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps)
 
 
 def _entry(path: str, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:

@@ -23,15 +23,19 @@ class TreeSource:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
 
     def desired(self, ctx: Context) -> Scan:
-        return scan(self.root, ctx.profile.rules, ctx.cache, source=True)
+        found = scan(self.root, ctx.profile.rules, ctx.cache, source=True)
+        self.stamps = found.stamps
+        return found
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
 
-        Aborting (not retrying) keeps the promise that production gets exactly the
-        plan that was previewed and validated.
+        The file must show the size and mtime it had when planned, before and after the copy, and
+        the bytes copied must hash as planned. Aborting (not retrying) keeps the promise that
+        production gets exactly the plan that was previewed and validated.
         """
         if entry.link is not None:
             os.symlink(entry.link, dest)
@@ -40,7 +44,9 @@ class TreeSource:
         before = os.stat(src)
         sha = copy_with_hash(src, dest, mode=entry.mode)
         after = os.stat(src)
-        if sha != entry.sha256 or (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        stamps = {(before.st_size, before.st_mtime_ns), (after.st_size, after.st_mtime_ns)}
+        stamps.add(self.stamps.get(entry.path, (before.st_size, before.st_mtime_ns)))
+        if sha != entry.sha256 or len(stamps) > 1:
             dest.unlink()
             raise SourceChanged(
                 f"{self.root / entry.path}: changed while being deployed; "

@@ -6,12 +6,14 @@ deploy (exit 1, production untouched) instead of retrying, so production only ev
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from conftest import Project, ok
-from invariants import digest_tree, release_manifest
+from conftest import REPO, Project, ok
+from invariants import baseline, check, digest_tree, release_manifest
 
 WRITER = """
 import sys, time
@@ -65,3 +67,32 @@ def test_no_torn_file_reaches_production(project: Project) -> None:
     assert 1 in outcomes, "the writer never overlapped a copy: the test proved nothing"
     ok(project.run("deploy"))  # once edits settle, the deploy goes through
     assert (project.target / "workflow" / "busy.py").read_bytes() == busy.read_bytes()
+
+
+def test_a_file_rewritten_between_plan_and_copy_aborts_even_if_it_reads_the_same(project: Project,
+                                                                                tmp_path: Path) -> None:
+    """A file caught empty mid-rewrite, both when planned and when copied, would hash as planned; that
+    it was written in between shows only in its stat, so the copy compares that with the plan's too."""
+    ok(project.run("deploy"))
+    base = baseline(project)
+    server = project.source / "server.py"
+    server.write_text(server.read_text() + "# edited\n")
+    planned = server.read_bytes()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy", "--config", str(project.config)]
+    proc = subprocess.Popen(cmd, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MCP_DEPLOY_PAUSE_AT": f"STAGING:{gate}"})
+    while not (gate / "reached").exists():  # planned and validated; nothing copied yet
+        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    server.write_bytes(b"")  # an editor truncates and rewrites the same bytes
+    server.write_bytes(planned)
+    os.utime(server, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))  # a new mtime even on a coarse clock
+    (gate / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert f"{server}: changed while being deployed; rerun the deploy once edits have settled" in err
+    check(project, base, expect="old")
+    ok(project.run("deploy"))
+    assert (project.target / "server.py").read_bytes() == planned
