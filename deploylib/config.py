@@ -144,7 +144,7 @@ def _check_schema(path: Path, text: str, data: Any) -> None:
     schema_text = _schema_text()
     passed = _validated_mark(path)
     key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
-    if passed is not None and passed.is_file() and passed.read_text() == key:
+    if passed is not None and _read_quietly(passed) == key:
         return
     import jsonschema
 
@@ -165,6 +165,14 @@ def _check_schema(path: Path, text: str, data: Any) -> None:
         if unknown:
             keys.append(unknown[0])
     raise ConfigError(f"{_where(path, text, keys)}: {yaml_path(keys)}: {detail}")
+
+
+def _read_quietly(path: Path) -> str | None:
+    """The text of a cache file, or None when it is missing or unreadable (e.g. another user's cache)."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _validated_mark(config: Path) -> Path | None:
