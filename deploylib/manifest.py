@@ -12,7 +12,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 from pathlib import Path
 from typing import Iterator
 
@@ -40,8 +40,8 @@ class Entry(NamedTuple):
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> "Entry":
-        return cls(**data)  # type: ignore[arg-type]  # NamedTuple builds from a mapping like a dataclass
+    def from_json(cls, data: dict[str, Any]) -> "Entry":
+        return cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
 
 
 Manifest = dict[str, Entry]
@@ -135,6 +135,8 @@ class HashCache:
         trees = {**self._saved, **{root: t.new for root, t in self._trees.items()}}
         if self.roots is not None:
             trees = {root: section for root, section in trees.items() if root in self.roots}
+        if trees == self._saved:
+            return  # e.g. a status on an unchanged tree: nothing to write
         atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees}, separators=(",", ":")).encode())
 
 
@@ -246,5 +248,5 @@ def load_manifest(path: Path) -> Manifest | None:
     try:
         data = json.loads(path.read_bytes())
         return {p: Entry.from_json(e) for p, e in data.items()}
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
