@@ -104,69 +104,60 @@ def link_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
 def refresh_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
     """Turn `dst`, an older replica of `src` (the spare tree), into what link_tree(src, dst, skip) builds.
 
-    Reads both trees and touches only what differs: an entry missing, extra, of another type, a file
-    that is not the same inode, a symlink with another target. After a deploy that changed 1% of the
-    files that is 1% of the writes of a fresh replica, and no tree of 10,000 links to unlink later.
+    Reads both trees a directory at a time and touches only what differs: an entry missing, extra, of
+    another type, a file that is not the same inode, a symlink with another target. Files are told
+    apart by the inode number readdir returns, so only directories are stat'ed; after a deploy that
+    changed 1% of the files, that is 1% of the writes of a fresh replica and no 10,000 unlinks later.
     """
     replica = Replica()
-    source, dest = str(src), str(dst)
-    have = _inventory(dest)
     owner = _owner_fixer()
-    root_stat = os.stat(source)
-    owner(dest, root_stat)
-    replica.modes.append((dest, stat.S_IMODE(root_stat.st_mode)))
-    replica.dir_mtimes[""] = root_stat.st_mtime_ns
-    for rel, entry, is_dir in walk_all(source):
-        if rel in skip:
-            continue
-        target = os.path.join(dest, rel)
-        st = entry.stat(follow_symlinks=False)
-        old = have.pop(rel, None)
-        if is_dir:
-            if old is None or not stat.S_ISDIR(old.st_mode):
-                _remove(target, old)
-                os.mkdir(target, 0o700)
-            owner(target, st)
-            replica.modes.append((target, stat.S_IMODE(st.st_mode)))
-            replica.dir_mtimes[rel] = st.st_mtime_ns
-        elif stat.S_ISLNK(st.st_mode):
-            link = os.readlink(entry.path)
-            if old is not None and stat.S_ISLNK(old.st_mode) and os.readlink(target) == link:
+    pending = [("", str(src), str(dst))]
+    while pending:
+        rel, source, dest = pending.pop()
+        st, old = os.lstat(source), os.lstat(dest)
+        if stat.S_IMODE(old.st_mode) & 0o700 != 0o700:
+            os.chmod(dest, 0o700)  # we are about to add and remove entries here
+        owner(dest, st)
+        replica.modes.append((dest, stat.S_IMODE(st.st_mode)))
+        replica.dir_mtimes[rel] = st.st_mtime_ns
+        same_fs = st.st_dev == old.st_dev  # else inode numbers cannot be compared
+        with os.scandir(dest) as it:
+            have = {d.name: d for d in it}
+        with os.scandir(source) as it:
+            children = sorted(it, key=lambda d: d.name)
+        for child in children:
+            childrel = f"{rel}/{child.name}" if rel else child.name
+            if childrel in skip:
                 continue
-            _remove(target, old)
-            os.symlink(link, target)
-        elif old is None or (old.st_ino, old.st_dev) != (st.st_ino, st.st_dev):
-            _remove(target, old)
-            _link_or_copy(entry.path, target)
-    for rel in sorted(have, reverse=True):  # not in `src` (or skipped): children before their parents
-        _remove(os.path.join(dest, rel), have[rel])
+            target = os.path.join(dest, child.name)
+            prev = have.pop(child.name, None)
+            if child.is_dir(follow_symlinks=False):
+                if prev is None or not prev.is_dir(follow_symlinks=False):
+                    _remove(target, prev)
+                    os.mkdir(target, 0o700)
+                pending.append((childrel, child.path, target))
+            elif child.is_symlink():
+                link = os.readlink(child.path)
+                if prev is None or not prev.is_symlink() or os.readlink(target) != link:
+                    _remove(target, prev)
+                    os.symlink(link, target)
+            elif not (prev is not None and same_fs and prev.is_file(follow_symlinks=False)
+                      and prev.inode() == child.inode()):
+                _remove(target, prev)
+                _link_or_copy(child.path, target)
+        for prev in have.values():  # not in `src` (or skipped)
+            _remove(prev.path, prev)
     return replica
 
 
-def _inventory(root: str) -> dict[str, os.stat_result]:
-    """Every entry under `root` by relpath, making each directory writable by us on the way down."""
-    found: dict[str, os.stat_result] = {}
-    os.chmod(root, 0o700)
-    for rel, entry, is_dir in walk_all(root):
-        st = entry.stat(follow_symlinks=False)
-        found[rel] = st
-        if is_dir and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
-            os.chmod(entry.path, 0o700)  # before walk_all reads it: we are about to add and remove entries
-    return found
-
-
-def _remove(path: str, st: os.stat_result | None) -> None:
-    """Remove what `st` says is at `path`; gone already (inside a directory removed or replaced) is fine."""
-    if st is None:
+def _remove(path: str, entry: os.DirEntry[str] | None) -> None:
+    """Remove the entry at `path` (a directory with everything below it, read-only parts too)."""
+    if entry is None:
         return
-    if stat.S_ISDIR(st.st_mode):
-        if os.path.lexists(path):
-            shutil.rmtree(path)  # _inventory made every directory below writable
-        return
-    try:
+    if entry.is_dir(follow_symlinks=False):
+        remove_tree(Path(path))
+    else:
         os.unlink(path)
-    except (FileNotFoundError, NotADirectoryError):
-        pass
 
 
 def _link_or_copy(src: str, dst: str) -> None:
