@@ -20,10 +20,10 @@ import yaml
 
 from .errors import ConfigError
 from .fsutil import atomic_write
+from .globs import PatternSet, SyncRules, pattern_problem
 
 if TYPE_CHECKING:
     import jsonschema
-from .globs import PatternSet, SyncRules, pattern_problem
 
 CONFIG_ENV = "MCP_DEPLOY_CONFIG"
 DEFAULT_CONFIG = "deploy.yaml"

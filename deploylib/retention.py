@@ -51,10 +51,10 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     if not gone and not collect_always:
         return PruneReport([], [s.id for s in kept], 0, 0, dry_run)  # nothing expired: nothing became garbage
     try:  # GC must see every object the kept snapshots reference
-        wanted = set().union(*(store.objects_of(s.id) for s in kept))
+        wanted = store.objects_of(s.id for s in kept)
     except CorruptState as exc:
         raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
-    candidates = None if collect_always else _objects_of(store, expired)
+    candidates = None if collect_always else _expired_objects(store, expired)
     if not dry_run:
         for snap in expired:
             store.delete(snap.id)
@@ -65,9 +65,9 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     return PruneReport(sorted(gone), [s.id for s in kept], objects, size, dry_run)
 
 
-def _objects_of(store: Store, snapshots: list[Snapshot]) -> set[str] | None:
-    """Every object these snapshots reference, or None (sweep the whole store) if one cannot be read."""
+def _expired_objects(store: Store, expired: list[Snapshot]) -> set[str] | None:
+    """Every object the expired snapshots reference, or None (sweep the whole store) if one cannot be read."""
     try:
-        return set().union(*(store.objects_of(s.id) for s in snapshots))
+        return store.objects_of(s.id for s in expired)
     except CorruptState:
         return None

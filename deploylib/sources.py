@@ -44,9 +44,8 @@ class TreeSource:
         before = os.stat(src)
         sha = copy_with_hash(src, dest, mode=entry.mode)
         after = os.stat(src)
-        stamps = {(before.st_size, before.st_mtime_ns), (after.st_size, after.st_mtime_ns)}
-        stamps.add(self.stamps.get(entry.path, (before.st_size, before.st_mtime_ns)))
-        if sha != entry.sha256 or len(stamps) > 1:
+        stamp = (before.st_size, before.st_mtime_ns)
+        if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
             dest.unlink()
             raise SourceChanged(
                 f"{self.root / entry.path}: changed while being deployed; "

@@ -114,11 +114,14 @@ class Store:
                 snap.files = {p: Entry.from_json(e) for p, e in json.loads(path.read_bytes()).items()}
         return snap
 
-    def objects_of(self, snapshot_id: str) -> set[str]:
-        """The objects a snapshot references, without building its manifest (retention reads them all)."""
-        path = self.snapshot_dir / f"{snapshot_id}.files.json"
-        with _reading(path, snapshot_id):
-            return {e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e}
+    def objects_of(self, snapshot_ids: Iterable[str]) -> set[str]:
+        """The objects these snapshots reference, without building their manifests (retention reads them all)."""
+        found: set[str] = set()
+        for snapshot_id in snapshot_ids:
+            path = self.snapshot_dir / f"{snapshot_id}.files.json"
+            with _reading(path, snapshot_id):
+                found.update(e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e)
+        return found
 
     def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
         """Snapshots oldest first (headers only unless `with_files`), and the problems of unreadable ones."""

@@ -36,12 +36,19 @@ def walk_all(root: str) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
 
 
 class Replica:
-    """What link_tree learned: directory modes to apply last, and directory mtimes for the late-file carry."""
+    """What building a replica learned: directory modes to apply last, and directory mtimes for the late-file carry."""
 
     def __init__(self) -> None:
         self.modes: list[tuple[str, int]] = []
         self.dir_mtimes: dict[str, int] = {}
         self.taken_ns = time.time_ns()
+        self._owner = _owner_fixer()
+
+    def directory(self, rel: str, path: str, st: os.stat_result) -> None:
+        """Note a replica directory made for the source directory `st` describes: its owner now, its mode last."""
+        self._owner(path, st)
+        self.modes.append((path, stat.S_IMODE(st.st_mode)))
+        self.dir_mtimes[rel] = st.st_mtime_ns
 
     def apply_modes(self) -> None:
         for path, mode in reversed(self.modes):  # children first, so a read-only parent is set last
@@ -78,12 +85,8 @@ def link_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
     """
     replica = Replica()
     source, dest = str(src), str(dst)
-    root_stat = os.stat(source)
     os.mkdir(dest, 0o700)
-    owner = _owner_fixer()
-    owner(dest, root_stat)
-    replica.modes.append((dest, stat.S_IMODE(root_stat.st_mode)))
-    replica.dir_mtimes[""] = root_stat.st_mtime_ns
+    replica.directory("", dest, os.stat(source))
     for rel, entry, is_dir in walk_all(source):
         if rel in skip:
             continue
@@ -91,9 +94,7 @@ def link_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
         st = entry.stat(follow_symlinks=False)
         if is_dir:
             os.mkdir(target, 0o700)
-            owner(target, st)
-            replica.modes.append((target, stat.S_IMODE(st.st_mode)))
-            replica.dir_mtimes[rel] = st.st_mtime_ns
+            replica.directory(rel, target, st)
         elif stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(entry.path), target)
         else:
@@ -110,16 +111,13 @@ def refresh_tree(src: Path, dst: Path, skip: set[str]) -> Replica:
     changed 1% of the files, that is 1% of the writes of a fresh replica and no 10,000 unlinks later.
     """
     replica = Replica()
-    owner = _owner_fixer()
     pending = [("", str(src), str(dst))]
     while pending:
         rel, source, dest = pending.pop()
         st, old = os.lstat(source), os.lstat(dest)
         if stat.S_IMODE(old.st_mode) & 0o700 != 0o700:
             os.chmod(dest, 0o700)  # we are about to add and remove entries here
-        owner(dest, st)
-        replica.modes.append((dest, stat.S_IMODE(st.st_mode)))
-        replica.dir_mtimes[rel] = st.st_mtime_ns
+        replica.directory(rel, dest, st)
         same_fs = st.st_dev == old.st_dev  # else inode numbers cannot be compared
         with os.scandir(dest) as it:
             have = {d.name: d for d in it}

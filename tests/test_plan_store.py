@@ -102,7 +102,7 @@ def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_pat
     assert {s.id for s in kept} == {old[0].id, young.id, newest.id}
     for s in expired:
         store.delete(s.id)
-    count, size = store.collect_garbage(set().union(*(store.objects_of(s.id) for s in kept)))
+    count, size = store.collect_garbage(store.objects_of(s.id for s in kept))
     assert count == 3 and size == 6
     for s in kept:
         assert store.check(store.load(s.id).files.values()) == []

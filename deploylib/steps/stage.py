@@ -39,11 +39,12 @@ class Stage(Step):
         what = "copy" if ctx.record.operation == "deploy" else "restore"
         ctx.emit("begin", {"step": self.name, "what": what, "files": len(incoming),
                            "bytes": sum(e.size for e in incoming)})
+        staged = ctx.cache.tree(ctx.target)  # the stage becomes production: its files' hashes are known
         for n, entry in enumerate(incoming, 1):
             dest = ensure_parent(stage, entry.path)
             ctx.source.fetch(entry, dest)
             if entry.link is None:
-                ctx.cache.tree(ctx.target).put(os.lstat(dest), entry.sha256)
+                staged.put(os.lstat(dest), entry.sha256)
             ctx.emit("file", {"step": self.name, "path": entry.path, "bytes": entry.size})
             faults.point(f"copy:{n}")
         ctx.version_info = ctx.source.version_info(ctx)
