@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Program, task
+from invoke.exceptions import ParseError
+from invoke.main import program as invoke_program
 
 from . import operations, report, terminal
 from .config import schema as config_schema
 from .errors import ConfigError, DeployError
+from .naming import command
 from .results import Result
 
 COMMON = {
@@ -71,6 +75,14 @@ def _count(value: str | None, flag: str, default: int) -> int:
     return number
 
 
+def _digest(value: str | None) -> str | None:
+    """`--plan ''` must not mean "no plan given": that would deploy whatever the plan is now, unchecked."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"--plan: expected the plan digest printed by `{command('deploy --dry-run')}`, "
+                          "got an empty value")
+    return value
+
+
 def _seconds(value: str | None) -> float:
     if value in (None, ""):
         return 0.0
@@ -93,7 +105,7 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, js
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
     3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed.
     """
-    _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=plan,
+    _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
                                           wait=_seconds(wait), on_event=events),
          json_, verbose, report.operation, live=True)
 
@@ -155,8 +167,13 @@ def schema(c, write=None):
     """Print the JSON Schema of deploy.yaml (for editors: `# yaml-language-server: $schema=PATH`)."""
     text = json.dumps(config_schema(), indent=2) + "\n"
     if write:
-        with open(write, "w") as f:
-            f.write(text)
+        try:
+            with open(write, "w") as f:
+                f.write(text)
+        except OSError as exc:
+            terminal.print_error(f"--write {write}: cannot write the schema: {exc.strerror or exc}; "
+                                 "pass the path of a file in a writable directory")
+            raise Exit(code=ConfigError.exit_code) from None
         print(f"wrote {write}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -170,8 +187,40 @@ def mcp(c, profile=None, config=None):
     try:
         mcp_server.serve(config, profile)
     except DeployError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        for line in exc.message.splitlines():
+            print(f"error: {line}", file=sys.stderr)
         raise Exit(code=exc.exit_code) from None
 
 
 namespace = Collection(deploy, rollback, status, diff, history, backups, prune, schema, mcp)
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """An unknown flag or task, or a flag without its value, exits 2 (bad usage), not invoke's 1,
+    which the README's exit-code table reserves for "the operation failed and was undone"."""
+    try:
+        yield
+    except ParseError as exc:
+        task_name = getattr(exc.context, "name", None)
+        see = command(f"--help {task_name}") if task_name else command("--list")
+        raise Exit(f"error: {exc} (see `{see}`)", code=ConfigError.exit_code) from None
+
+
+def _exit_2_on_usage_errors(program: Program) -> None:
+    """Wrap the parse steps of invoke's own Program (the repo's `invoke`) in `usage_errors`.
+
+    That Program is not ours to subclass (cli.DeployProgram is, for `mcp-deploy`), but it imports
+    this module while loading tasks.py, before it parses the task names and flags, so wrapping
+    that one instance here still catches them. Nothing else runs that instance.
+    """
+    for name in ("parse_tasks", "parse_cleanup"):
+
+        def wrapped(_method: Callable[[], None] = getattr(program, name)) -> None:
+            with usage_errors():
+                _method()
+
+        setattr(program, name, wrapped)
+
+
+_exit_2_on_usage_errors(invoke_program)
