@@ -9,6 +9,7 @@ A pattern ending in `/` or `/**` matches everything under that directory.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -60,14 +61,41 @@ def _segment(part: str) -> str:
     return "".join(rx)
 
 
+def normalize(pattern: str) -> str:
+    """The canonical spelling of a pattern: `./a.py` -> `a.py`, `lib//*.py` -> `lib/*.py`, `a/./b` -> `a/b`.
+
+    Paths are matched as plain `a/b` strings, so a `.` or empty segment would make a
+    pattern silently match nothing; one trailing `/` ("everything under") is kept.
+    A leading `/` is kept too, for `pattern_problem` to refuse.
+    """
+    parts = [part for part in pattern.split("/") if part not in ("", ".")]
+    out = "/".join(parts)
+    if pattern.startswith("/"):
+        out = "/" + out
+    if pattern.endswith("/") and parts:
+        out += "/"
+    return out
+
+
 def pattern_problem(pattern: str) -> str | None:
-    """Why a pattern is unusable (escapes the root, absolute, empty), or None when fine."""
+    """Why a pattern is unusable (escapes the root, absolute, empty, not a valid glob), or None when fine."""
     if not pattern.strip():
         return "is empty"
+    if "\x00" in pattern:
+        return "contains a NUL byte; no file name can"
     if pattern.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", pattern):
         return "is absolute; patterns are relative to the tree root"
     if ".." in pattern.split("/"):
         return "contains '..'; patterns may not leave the tree root"
+    if not normalize(pattern):
+        return "names only the tree root; write '**' for every file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "[[:alpha:]]": Python warns of a nested set
+            re.compile(translate(normalize(pattern)))
+    except (re.error, FutureWarning) as exc:  # the regex's "at position N" would not point into the glob
+        why = str(getattr(exc, "msg", exc)).split(" at position")[0]
+        return f"is not a valid glob ({why}); check its [...] character classes"
     return None
 
 
