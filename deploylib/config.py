@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -20,7 +22,8 @@ import yaml
 
 from .errors import ConfigError
 from .fsutil import atomic_write
-from .globs import PatternSet, SyncRules, pattern_problem
+from .globs import PatternSet, SyncRules, normalize, pattern_problem
+from .ids import new_id
 
 if TYPE_CHECKING:
     import jsonschema
@@ -28,6 +31,14 @@ if TYPE_CHECKING:
 CONFIG_ENV = "MCP_DEPLOY_CONFIG"
 DEFAULT_CONFIG = "deploy.yaml"
 DEFAULT_TIMEOUT = 60.0
+MAX_CONFIG_BYTES = 1 << 20  # characters; a deploy.yaml is a few KiB, anything near this is the wrong file
+MAX_VALUES = 100_000  # YAML values once aliases are expanded: bounds a "billion laughs" alias bomb
+MAX_ECHO = 200  # characters of any one user value quoted in a message
+MAX_REPORTED = 10  # lines of problems reported at once
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+# MCP Deploy creates `.<target>.deploy-<operation id>` beside the target: its name must fit too
+TARGET_NAME_MAX = NAME_MAX - len(".") - len(".deploy-") - len(new_id("d"))
+TREES = ("source", "target", "backup_dir", "state_dir")  # none may be inside another
 DEFAULT_FILES = {
     "json": ("**/*.json",),
     "yaml": ("**/*.yaml", "**/*.yml"),
@@ -89,7 +100,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     if not path.is_file():
         how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "the current directory")
         raise ConfigError(
-            f"{path}: config file not found (from {how}); pass --config PATH or set {CONFIG_ENV}"
+            f"{clip(str(path))}: config file not found (from {how}); pass --config PATH or set {CONFIG_ENV}"
         )
     return path.resolve()
 
@@ -105,23 +116,42 @@ def load_profile(config: str | os.PathLike[str] | None = None, profile: str | No
 
 def _read_yaml(path: Path) -> tuple[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)  # no further: a config pointed at a huge file costs nothing
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config is larger than {MAX_CONFIG_BYTES >> 20} MiB; a deploy.yaml is a few KiB: "
+                          f"check that --config or ${CONFIG_ENV} names the right file")
     try:
         data = yaml.load(text, Loader=_StrictLoader)
+    except _Refused as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the YAML and rerun") from None
+        raise ConfigError(f"{where}: YAML syntax error: {clip(problem)}; fix the YAML and rerun") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML is nested too deeply to read; a deploy.yaml needs a few levels") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(f"{path}: YAML value error: {clip(str(exc))}; fix the value and rerun") from None
     if data is None:
         raise ConfigError(f"{path}: config is empty; it needs a 'profiles:' mapping")
     return text, data
 
 
+class _Refused(Exception):
+    """A YAML document refused before it is built (too large once its aliases are expanded)."""
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: YAML keeps the last one silently, hiding a typo."""
+    """SafeLoader that refuses duplicate keys (YAML keeps the last one silently, hiding a typo)
+    and documents whose aliases expand beyond MAX_VALUES values (an alias bomb)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
@@ -129,10 +159,79 @@ class _StrictLoader(yaml.SafeLoader):
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key '{key_node.value}' (YAML would silently keep only the last one)",
+                        None, None,
+                        f"duplicate key '{clip(key_node.value)}' (YAML would silently keep only the last one)",
                         key_node.start_mark)
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document that refers to itself or expands beyond MAX_VALUES values.
+
+    The composer shares one node per anchor, so nine lines of nested aliases build a
+    billion-element structure that every later step (schema check, messages) walks.
+    Sizes are counted per node, once, so this check costs one pass over the file.
+    """
+    sizes: dict[int, int] = {}
+    busy: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in busy:
+            raise _Refused(f"YAML alias at line {node.start_mark.line + 1} refers to itself; "
+                           "a deploy.yaml cannot be recursive")
+        busy.add(id(node))
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise _Refused(f"YAML expands to more than {MAX_VALUES} values once its aliases are "
+                               "resolved (an alias bomb?); write shared settings out once instead of "
+                               "nesting aliases")
+        busy.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """A user's value as quoted in a message: control characters escaped (so it stays one line)
+    and at most `limit` characters (so a huge value cannot flood the terminal or a CI log)."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text
+
+
+class _Problems:
+    """Every mistake found in one pass, so a config with three is fixed in one edit, not three reruns."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, keys: list[Any], what: str) -> None:
+        line = _line(self.text, keys)
+        self.found.append((line, f"{self.path}:{line}: {yaml_path(keys)}: {what}"))
+
+    def raise_any(self) -> None:
+        """One ConfigError with one line per problem, in file order, at most MAX_REPORTED lines."""
+        if not self.found:
+            return
+        lines = list(dict.fromkeys(message for _, message in sorted(self.found, key=lambda f: f[0])))
+        if len(lines) > MAX_REPORTED:
+            rest = len(lines) - (MAX_REPORTED - 1)
+            lines = lines[: MAX_REPORTED - 1] + [f"{self.path}: ... and {rest} more problems; fix these and rerun"]
+        raise ConfigError("\n".join(lines))
 
 
 def _check_schema(path: Path, text: str, data: Any) -> None:
@@ -149,8 +248,10 @@ def _check_schema(path: Path, text: str, data: Any) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(json.loads(schema_text))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is None:
+    problems = _Problems(path, text)
+    for error in validator.iter_errors(data):
+        _schema_problem(jsonschema.exceptions.best_match([error]), problems)
+    if not problems.found:
         if passed is not None:
             try:
                 passed.parent.mkdir(parents=True, exist_ok=True)
@@ -158,13 +259,32 @@ def _check_schema(path: Path, text: str, data: Any) -> None:
             except OSError:
                 pass  # an unwritable cache only costs validating again next time
         return
+    problems.raise_any()
+
+
+def _schema_problem(error: jsonschema.ValidationError, problems: _Problems) -> None:
+    """Record one schema error; an unknown-keys error becomes one line per unknown key, each at its own line."""
     keys = list(error.absolute_path)
-    detail = _describe(error)
-    if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        if unknown:
-            keys.append(unknown[0])
-    raise ConfigError(f"{_where(path, text, keys)}: {yaml_path(keys)}: {detail}")
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        for unknown in _unknown_keys(error):
+            problems.add(keys + [unknown], _unknown_key(unknown, allowed))
+        return
+    problems.add(keys, _describe(error))
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[Any]:
+    """Keys of the instance neither named in `properties` nor matched by `patternProperties` (e.g. `x-...`)."""
+    named = error.schema.get("properties", {})
+    patterns = list(error.schema.get("patternProperties", {}))
+    return [key for key in error.instance
+            if key not in named and not any(re.search(p, str(key)) for p in patterns)]
+
+
+def _unknown_key(unknown: Any, allowed: list[str]) -> str:
+    hint = difflib.get_close_matches(str(unknown), allowed, n=1) if allowed else []
+    also = f"; did you mean '{hint[0]}'?" if hint else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+    return f"unknown key '{clip(str(unknown))}'{also}"
 
 
 def _read_quietly(path: Path) -> str | None:
@@ -185,32 +305,39 @@ def _validated_mark(config: Path) -> Path | None:
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
-    """A short, human sentence for a schema error: what is expected."""
+    """A short, human sentence for a schema error: what is expected (quoting the user's value, clipped)."""
     kind, inst = error.validator, error.instance
-    if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(inst) - set(allowed))
-        hint = difflib.get_close_matches(str(unknown[0]), allowed, n=1) if unknown and allowed else []
-        also = f"; did you mean '{hint[0]}'?" if hint else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-        return f"unknown key '{unknown[0] if unknown else '?'}'{also}"
     if kind == "required":
-        return error.message.replace("is a required property", "is required here").replace("'", "'", 1)
+        return error.message.replace("is a required property", "is required here")
+    if kind == "type" and not error.absolute_path:  # e.g. --config /etc/passwd: quote none of it
+        return f"expected {_a(error.validator_value)} with a 'profiles:' key, got {_kind(inst)}; is this a deploy.yaml?"
     if kind == "type":
-        return f"expected {_a(error.validator_value)}, got {json.dumps(inst, default=str)}"
+        return f"expected {_a(error.validator_value)}, got {_dump(inst)}"
     if kind == "oneOf" and isinstance(error.schema, dict) and "oneOf" in error.schema:
         kinds = [s.get("type") for s in error.schema["oneOf"] if isinstance(s, dict)]
         if all(kinds):
-            return f"expected {' or '.join(_a(k) for k in kinds)}, got {json.dumps(inst, default=str)}"
+            return f"expected {' or '.join(_a(k) for k in kinds)}, got {_dump(inst)}"
     if kind in ("enum", "const"):
         allowed = error.validator_value if kind == "enum" else [error.validator_value]
-        return f"must be one of {', '.join(map(str, allowed))}; got {json.dumps(inst, default=str)}"
-    if kind in ("minimum", "exclusiveMinimum", "maximum"):
-        return f"{error.message}"
+        return f"must be one of {', '.join(map(str, allowed))}; got {_dump(inst)}"
     if kind == "minLength":
         return "must not be empty"
     if kind == "minProperties":
         return "needs at least one entry"
-    return error.message
+    return clip(error.message)
+
+
+def _dump(value: Any) -> str:
+    return clip(json.dumps(value, default=str))
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without quoting it: "a string of 1335 characters", "a list of 2 items"."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return _a({bool: "boolean", int: "integer", float: "number"}.get(type(value), type(value).__name__))
 
 
 def _a(kind: object) -> str:
@@ -225,16 +352,13 @@ def yaml_path(keys: list[Any]) -> str:
     """Render ['profiles', 'default', 'include', 2] as profiles.default.include[2]."""
     out = ""
     for key in keys:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+        out += f"[{key}]" if isinstance(key, int) else (f".{clip(str(key))}" if out else clip(str(key)))
     return out or "(top level)"
 
 
-def _where(path: Path, text: str, keys: list[Any]) -> str:
-    """file:line of the YAML node at `keys` (or of its closest existing parent)."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return str(path)
+def _line(text: str, keys: list[Any]) -> int:
+    """The 1-based line of the YAML node at `keys` (or of its closest existing parent)."""
+    node = _compose(text)
     line = node.start_mark.line if node is not None else 0
     for key in keys:
         child = None
@@ -249,7 +373,16 @@ def _where(path: Path, text: str, keys: list[Any]) -> str:
         if child is None:
             break
         node = child
-    return f"{path}:{line + 1}"
+    return line + 1
+
+
+@lru_cache(maxsize=1)
+def _compose(text: str) -> yaml.Node | None:
+    """The node tree of the config (composed once for all the problems of one run)."""
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
 
 
 def _pick_profile(path: Path, data: dict[str, Any], requested: str | None) -> str:
@@ -257,30 +390,28 @@ def _pick_profile(path: Path, data: dict[str, Any], requested: str | None) -> st
     name = requested or data.get("default_profile") or ("default" if "default" in profiles else None)
     if name is None and len(profiles) == 1:
         name = next(iter(profiles))
+    known = clip(", ".join(map(str, profiles)))
     if name is None:
-        raise ConfigError(f"{path}: several profiles and none chosen; pass --profile ({', '.join(profiles)})")
+        raise ConfigError(f"{path}: several profiles and none chosen; pass --profile ({known})")
     if name not in profiles:
         key = "--profile" if requested else "default_profile"
-        raise ConfigError(f"{path}: {key}: no profile named '{name}'; known profiles: {', '.join(profiles)}")
+        raise ConfigError(f"{path}: {key}: no profile named '{clip(str(name))}'; known profiles: {known}")
     return name
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand(value: str, keys: list[Any], path: Path, text: str, base: Path) -> Path:
-    """Expand ${ENV} and ~, and anchor a relative path at the config file's directory."""
-
-    def env(match: re.Match[str]) -> str:
-        var = match.group(1)
-        if var not in os.environ:
-            raise ConfigError(
-                f"{_where(path, text, keys)}: {yaml_path(keys)}: environment variable ${{{var}}} is not set; "
-                "export it or write the path out"
-            )
-        return os.environ[var]
-
-    expanded = Path(os.path.expanduser(_ENV_REF.sub(env, value)))
+def _expand(value: str, keys: list[Any], base: Path, problems: _Problems) -> Path | None:
+    """Expand ${ENV} and ~, and anchor a relative path at the config file's directory (None: a problem)."""
+    if "\x00" in value:
+        problems.add(keys, "contains a NUL byte, which no path can; remove it")
+        return None
+    unset = [var for var in _ENV_REF.findall(value) if var not in os.environ]
+    if unset:
+        problems.add(keys, f"environment variable ${{{clip(unset[0])}}} is not set; export it or write the path out")
+        return None
+    expanded = Path(os.path.expanduser(_ENV_REF.sub(lambda m: os.environ[m.group(1)], value)))
     return Path(os.path.normpath(base / expanded))
 
 
@@ -290,66 +421,139 @@ def _globs(raw: Any) -> tuple[str, ...]:
     return (raw,) if isinstance(raw, str) else tuple(raw)
 
 
+def _patterns(raw: Any, keys: list[Any], problems: _Problems) -> tuple[str, ...]:
+    """The globs under one key, normalised (`./a.py` is `a.py`), each unusable one recorded as a problem."""
+    out = []
+    for i, pattern in enumerate(_globs(raw)):
+        problem = pattern_problem(pattern)
+        if problem:
+            problems.add(keys + ([i] if isinstance(raw, list) else []), f"glob '{clip(pattern)}' {problem}")
+        else:
+            out.append(normalize(pattern))
+    return tuple(out)
+
+
 def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
     base = path.parent
     at = ["profiles", name]
-
-    def p(key: str, default: Path | None = None) -> Path:
-        if key not in raw:
-            assert default is not None
-            return default
-        return _expand(raw[key], at + [key], path, text, base)
-
-    def fail(keys: list[Any], what: str) -> ConfigError:
-        return ConfigError(f"{_where(path, text, keys)}: {yaml_path(keys)}: {what}")
-
-    for key in ("include", "exclude", "unsafe_allow_secrets"):
-        values = raw.get(key)
-        for i, pattern in enumerate(_globs(values)):
-            problem = pattern_problem(pattern)
-            if problem:
-                keys = at + [key] + ([i] if isinstance(values, list) else [])
-                raise fail(keys, f"glob '{pattern}' {problem}")
-
-    source, target = p("source"), p("target")
-    if not source.is_dir():
-        what = "is not a directory" if source.exists() else "does not exist"
-        raise fail(at + ["source"], f"source directory {source} {what}; check the path")
-    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
-        raise fail(at + ["target"], f"target {target} overlaps source {source}; they must be separate trees")
-    if target.is_symlink():
-        raise fail(at + ["target"], f"target {target} is a symlink; point 'target' at the real directory "
-                   f"({target.resolve()}) so the swap replaces the directory, not the link")
-    if target.exists() and not target.is_dir():
-        raise fail(at + ["target"], f"target {target} exists and is not a directory")
-    blocker = _not_a_directory(target.parent)
-    if blocker is not None:
-        raise fail(at + ["target"], f"target {target} cannot be created: {blocker} is not a directory")
-    sibling = target.parent / f".{target.name}"
-    state_dir = p("state_dir", Path(f"{sibling}.deploy-state"))
-    backup_dir = p("backup_dir", Path(f"{sibling}.backups"))
-    for key, value in (("state_dir", state_dir), ("backup_dir", backup_dir)):
-        if value.is_relative_to(target) or value.is_relative_to(source):
-            raise fail(at + [key], f"{value} is inside the source or target tree; put it beside them")
-    log = p("log", state_dir / "history.jsonl")
-
-    rules = SyncRules(
-        include=PatternSet(_globs(raw["include"])),
-        exclude=PatternSet(_globs(raw.get("exclude"))),
-        secrets_allowed=PatternSet(_globs(raw.get("unsafe_allow_secrets"))),
-    )
-    validators = tuple(
-        _check(spec, at + ["validators", i], path, text, base) for i, spec in enumerate(raw.get("validators", []))
-    )
-    verify = tuple(_check(spec, at + ["verify", i], path, text, base) for i, spec in enumerate(raw.get("verify", [])))
+    problems = _Problems(path, text)
+    include, exclude, allowed = (_patterns(raw.get(key), at + [key], problems)
+                                 for key in ("include", "exclude", "unsafe_allow_secrets"))
+    places = _places(raw, at, base, problems)
+    validators = tuple(_check(spec, at + ["validators", i], base, problems)
+                       for i, spec in enumerate(raw.get("validators", [])))
+    verify = tuple(_check(spec, at + ["verify", i], base, problems) for i, spec in enumerate(raw.get("verify", [])))
+    problems.raise_any()
     retention_raw = raw.get("retention", {})
     retention = Retention(keep_last=retention_raw.get("keep_last", 10), keep_days=retention_raw.get("keep_days"))
     return Profile(
-        name=name, config_path=path, source=source, target=target, backup_dir=backup_dir,
-        state_dir=state_dir, log=log, rules=rules, validators=validators, verify=verify,
-        retention=retention, deployed_by=raw.get("deployed_by") or _whoami(),
+        name=name, config_path=path, source=places["source"], target=places["target"],
+        backup_dir=places["backup_dir"], state_dir=places["state_dir"], log=places["log"],
+        rules=SyncRules(include=PatternSet(include), exclude=PatternSet(exclude),
+                        secrets_allowed=PatternSet(allowed)),
+        validators=validators, verify=verify, retention=retention,
+        deployed_by=raw.get("deployed_by") or _whoami(),
         tool_prefix=raw.get("mcp", {}).get("tool_prefix", "ua_self_"),
     )
+
+
+def _places(raw: dict[str, Any], at: list[Any], base: Path, problems: _Problems) -> dict[str, Path]:
+    """source, target, backup_dir, state_dir and log as absolute paths, each checked alone and against
+    the others. A path with a problem is left out (the problem is recorded), so the rest are still checked."""
+    places: dict[str, Path] = {}
+    for key in (*TREES, "log"):
+        if key in raw:
+            value = _expand(raw[key], at + [key], base, problems)
+            if value is not None and _fits(key, value, at, problems):
+                places[key] = value
+    target = places.get("target")
+    if target is not None:
+        sibling = target.parent / f".{target.name}"
+        for key, default in (("backup_dir", f"{sibling}.backups"), ("state_dir", f"{sibling}.deploy-state")):
+            if key not in raw:
+                places[key] = Path(default)
+    if "log" not in raw and "state_dir" in places:
+        places["log"] = places["state_dir"] / "history.jsonl"
+    if "source" in places:
+        source = places["source"]
+        if not source.is_dir():
+            what = "is not a directory" if source.exists() else "does not exist"
+            problems.add(at + ["source"], f"source directory {clip(str(source))} {what}; check the path")
+    if target is not None:
+        what = _target_problem(target)
+        if what:
+            problems.add(at + ["target"], what)
+    for key, what in _nesting(places, given={key for key in places if key in raw}):
+        problems.add(at + [key], what)
+    return places
+
+
+def _fits(key: str, path: Path, at: list[Any], problems: _Problems) -> bool:
+    """False (and a problem recorded) when a component of `path` is longer than the filesystem allows.
+
+    The kernel answers such a name with ENAMETOOLONG at the first mkdir or rename, in the
+    middle of a deploy; the target's own name must also leave room for the
+    `.<name>.deploy-<id>` directory MCP Deploy creates beside it.
+    """
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            problems.add(at + [key], f"the name '{clip(part)}' is {len(os.fsencode(part))} bytes; "
+                         f"the filesystem allows at most {NAME_MAX} per name: shorten it")
+            return False
+    if key == "target" and len(os.fsencode(path.name)) > TARGET_NAME_MAX:
+        problems.add(at + [key], f"the target's name '{clip(path.name)}' is {len(os.fsencode(path.name))} bytes; "
+                     f"it may be at most {TARGET_NAME_MAX}, so that '.<name>.deploy-<operation id>' beside it "
+                     f"fits in {NAME_MAX}: shorten it")
+        return False
+    return True
+
+
+def _target_problem(target: Path) -> str | None:
+    """Why the target cannot be swapped in place, or None."""
+    if target.is_symlink():
+        return (f"target {clip(str(target))} is a symlink; point 'target' at the real directory "
+                f"({clip(str(target.resolve()))}) so the swap replaces the directory, not the link")
+    if target.exists() and not target.is_dir():
+        return f"target {clip(str(target))} exists and is not a directory"
+    blocker = _not_a_directory(target.parent)
+    if blocker is not None:
+        return f"target {clip(str(target))} cannot be created: {clip(str(blocker))} is not a directory"
+    return None
+
+
+def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
+    """(key, problem) for every pair of trees where one is, or is inside, the other, and for a log inside
+    the source or target: a deploy would copy it, or the swap would replace it. Symlinks are resolved first.
+
+    Only keys the user wrote are blamed: a default beside the target is wrong only when the target is.
+    """
+    real = {key: Path(os.path.realpath(value)) for key, value in places.items()}
+    found = []
+    for inner, outer in itertools.combinations(TREES, 2):
+        if inner not in real or outer not in real:
+            continue
+        if real[inner] == real[outer]:
+            key, other = (outer, inner) if outer in given else (inner, outer)
+            found.append((key, f"{key} {clip(str(places[key]))} is the same directory as {other}; "
+                          "each needs a directory of its own, side by side"))
+            continue
+        for a, b in ((inner, outer), (outer, inner)):
+            if a in given and real[a].is_relative_to(real[b]) and not _state_beside_snapshots(a, b, real):
+                found.append((a, f"{a} {clip(str(places[a]))} is inside {b} {clip(str(places[b]))}; "
+                              "they must be separate trees, side by side"))
+    for outer in ("source", "target"):
+        if "log" in given and {"log", outer} <= real.keys() and real["log"].is_relative_to(real[outer]):
+            found.append(("log", f"log {clip(str(places['log']))} is inside {outer} {clip(str(places[outer]))}; "
+                          "keep the history outside the trees MCP Deploy copies and swaps"))
+    return found
+
+
+def _state_beside_snapshots(inner: str, outer: str, real: dict[str, Path]) -> bool:
+    """state_dir in its own subdirectory of backup_dir (the README's layout) shares nothing with the
+    backup store, which owns only backup_dir/objects and backup_dir/snapshots."""
+    if (inner, outer) != ("state_dir", "backup_dir"):
+        return False
+    return real[inner].relative_to(real[outer]).parts[0] not in ("objects", "snapshots")
 
 
 def _not_a_directory(path: Path) -> Path | None:
@@ -360,20 +564,14 @@ def _not_a_directory(path: Path) -> Path | None:
     return None
 
 
-def _check(spec: dict[str, Any], keys: list[Any], path: Path, text: str, base: Path) -> CheckSpec:
+def _check(spec: dict[str, Any], keys: list[Any], base: Path, problems: _Problems) -> CheckSpec:
     kind = spec["type"]
-    files = _globs(spec.get("files")) or DEFAULT_FILES.get(kind, ())
-    for pattern in files:
-        problem = pattern_problem(pattern)
-        if problem:
-            raise ConfigError(f"{_where(path, text, keys + ['files'])}: {yaml_path(keys + ['files'])}: "
-                              f"glob '{pattern}' {problem}")
+    files = _patterns(spec.get("files"), keys + ["files"], problems) or DEFAULT_FILES.get(kind, ())
     schema_path = None
     if "schema" in spec:
-        schema_path = _expand(spec["schema"], keys + ["schema"], path, text, base)
-        if not schema_path.is_file():
-            raise ConfigError(f"{_where(path, text, keys + ['schema'])}: {yaml_path(keys + ['schema'])}: "
-                              f"schema file {schema_path} does not exist")
+        schema_path = _expand(spec["schema"], keys + ["schema"], base, problems)
+        if schema_path is not None and not schema_path.is_file():
+            problems.add(keys + ["schema"], f"schema file {clip(str(schema_path))} does not exist")
     extra = {k: v for k, v in spec.items() if k not in {"type", "name", "files", "schema", "run", "timeout"}}
     return CheckSpec(
         type=kind, name=spec.get("name") or kind,

@@ -40,7 +40,8 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         if as_json:
             print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
                               "step": exc.step, "error_type": type(exc).__name__}))
-        terminal.print_error(exc.message)
+        for line in exc.message.splitlines():  # a config with several mistakes: one "error:" line each
+            terminal.print_error(line)
         if verbose:
             if exc.detail:
                 print(exc.detail, file=sys.stderr)

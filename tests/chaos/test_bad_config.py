@@ -57,6 +57,22 @@ BAD = [
     ("target under a file", GOOD.replace("target: prod/server", "target: deploy.yaml/server"),
      "deploy.yaml is not a directory"),
     ("source is a file", GOOD.replace("source: dev", "source: deploy.yaml"), "deploy.yaml is not a directory"),
+    ("glob with an invalid character class", GOOD.replace('"server.py"', '"[z-a]*.py"'),
+     "profiles.default.include[0]: glob '[z-a]*.py' is not a valid glob (bad character range z-a)"),
+    ("validator glob with an invalid character class", GOOD + "    validators: [{type: json, files: '[b-a].json'}]\n",
+     "profiles.default.validators[0].files: glob '[b-a].json' is not a valid glob"),
+    ("glob naming only the root", GOOD.replace('"server.py"', '"./"'),
+     "profiles.default.include[0]: glob './' names only the tree root"),
+    ("NUL byte in a glob", GOOD + '    exclude: "a\\0b"\n', "profiles.default.exclude: glob 'a\\x00b' contains a NUL byte"),
+    ("NUL byte in a path", GOOD.replace("target: prod/server", 'target: "prod/ser\\0ver"'),
+     "profiles.default.target: contains a NUL byte"),
+    ("source inside target", GOOD.replace("target: prod/server", "target: ."),
+     "profiles.default.source: source"),
+    ("backup dir inside source", GOOD + "    backup_dir: dev/.backups\n", "profiles.default.backup_dir: backup_dir"),
+    ("log inside target", GOOD + "    log: prod/server/history.jsonl\n", "profiles.default.log: log"),
+    ("target name too long", GOOD.replace("target: prod/server", "target: prod/" + "n" * 256),
+     "profiles.default.target: the name"),
+    ("huge unknown key", GOOD + "    ? " + "k" * 100_000 + "\n    : 1\n", "... (100000 characters)"),
 ]
 
 
