@@ -265,7 +265,10 @@ def test_a_target_name_just_short_enough_deploys(project: Project) -> None:
 
     project.write_config(target=f"prod/{long_name(TARGET_NAME_MAX)}")
     ok(project.run("deploy"))
-    assert (project.target / "server.py").is_file()
+    bump(project)
+    ok(project.run("deploy"))
+    ok(project.run("rollback"))
+    assert (project.target / "server.py").is_file() and project.leftovers() == []
 
 
 TREES = ("source", "target", "backup_dir", "state_dir")
