@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from . import __version__, operations
 from .config import load_profile
 from .errors import DeployError, PlanMismatch
-from .report import files, touched
+from .report import deploy_summary, preview_summary
 from .results import OperationResult
 
 PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
@@ -94,22 +94,6 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
     for fn in (status, deploy, rollback, history, diff):
         server.add_tool(fn, name=prefix + fn.__name__, description=fn.__doc__, structured_output=True)
     return server
-
-
-def preview_summary(r: OperationResult) -> str:
-    counts, n = r.plan["counts"], touched(r.plan)
-    if not n:
-        return "Nothing to deploy: production already matches the source."
-    return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
-            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}. "
-            f"Deploy with plan_digest={r.plan['digest']}.")
-
-
-def deploy_summary(r: OperationResult) -> str:
-    if not r.changed:
-        return "Nothing to deploy: production already matches the source."
-    backup = "Creating backup... " if r.snapshot_id else ""
-    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
 
 
 class ProgressRelay:
