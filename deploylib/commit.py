@@ -22,6 +22,7 @@ Applied in that order; undone in reverse.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -30,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults
-from .fsutil import remove_tree, sync_filesystem
+from .errors import CorruptState
+from .fsutil import atomic_write, remove_tree, sync_filesystem
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
 from .store import Store
@@ -38,6 +40,7 @@ from .store import Store
 RELEASE_DIR = "release"  # <stage>/release: the new release as validators see it
 UNDO_DIR = "undo"  # <stage>/undo: restored files on their way back into production
 PREVIOUS_VERSION = "VERSION.previous"  # <stage>/VERSION.previous: production's VERSION, byte for byte
+PLAN_FILE = "commit.json"  # <stage>/commit.json: the journaled plan again, for when the journal is damaged
 
 
 @dataclass
@@ -71,6 +74,26 @@ class CommitPlan:
         if any(old is not None and old.path != p for p, old in plan.puts):
             raise ValueError("a backup entry names another path")
         return plan
+
+
+def save_plan(plan: CommitPlan, stage: Path) -> None:
+    atomic_write(stage / PLAN_FILE, json.dumps(plan.to_json()).encode())
+
+
+def load_plan(stage: Path) -> CommitPlan | None:
+    """The plan kept in a stage, or None when there is none (the stage never got that far)."""
+    try:
+        data = json.loads((stage / PLAN_FILE).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CorruptState(f"{stage / PLAN_FILE}: commit plan is damaged ({exc.__class__.__name__}); "
+                           "it is kept and nothing was touched; inspect the target") from None
+    try:
+        return CommitPlan.from_json(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptState(f"{stage / PLAN_FILE}: commit plan is damaged ({str(exc)[:120]}); "
+                           "it is kept and nothing was touched; inspect the target") from None
 
 
 def save_previous_version(target: Path, stage: Path) -> bool:

@@ -53,6 +53,10 @@ class Record:
 _FIELDS = {f.name for f in fields(Record)}
 
 
+class DamagedJournal(CorruptState):
+    """The journal's bytes do not parse: recovery falls back to what the stage beside production holds."""
+
+
 class Journal:
     def __init__(self, state_dir: Path) -> None:
         self.path = journal_path(state_dir)
@@ -74,11 +78,14 @@ class Journal:
         """The journaled record, checked for shape: a damaged one is CorruptState, never trusted."""
         try:
             data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise DamagedJournal(f"{self.path}: journal is damaged ({exc.__class__.__name__}); {KEPT}") from None
+        try:
             if not isinstance(data, dict) or set(data) - _FIELDS:
                 raise ValueError("unexpected fields")
             record = Record(**data)
-        except (OSError, ValueError, TypeError) as exc:
-            raise CorruptState(f"{self.path}: journal is damaged ({exc.__class__.__name__}); {KEPT}") from None
+        except (ValueError, TypeError) as exc:
+            raise CorruptState(f"{self.path}: journal is damaged ({exc}); {KEPT}") from None
         problem = _problem(record)
         if problem:
             raise CorruptState(f"{self.path}: journal is damaged ({problem}); {KEPT}")

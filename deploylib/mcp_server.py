@@ -58,11 +58,11 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         try:
             result = await anyio.to_thread.run_sync(
                 lambda: operations.deploy(config, profile, plan_digest=plan_digest, on_event=relay))
-        except PlanMismatch as exc:
+        except DeployError as exc:
+            if exc.kind != PlanMismatch.__name__:
+                raise ToolError(exc.message) from None
             fresh = await call(lambda: operations.deploy(config, profile, dry_run=True))
             raise ToolError(f"{exc.message}. New preview: {preview_summary(fresh)}") from None
-        except DeployError as exc:
-            raise ToolError(exc.message) from None
         return {**result.to_json(), "summary": deploy_summary(result)}
 
     async def rollback(ctx: Context, to: str | None = None, list_backups: bool = False,

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 from . import signals
 from .context import Operation, Survey
-from .errors import StepFailed, UndoFailed
+from .errors import Interrupted, StepFailed, UndoFailed
 from .history import append
 from .ids import iso, utc_now
 from .journal import State
@@ -52,6 +52,7 @@ def run(op: Operation) -> Outcome:
     """Run the operation under the lock; raise a DeployError naming the failing step (undone)."""
     out = Outcome()
     started = time.monotonic()
+    op.emit("step", {"step": "lock", "state": State.IDLE.value})
     with DeployLock(op.profile.state_dir, op.name, wait=op.wait):
         out.timings["lock"] = round(time.monotonic() - started, 4)
         recover(op)  # holding the lock: any journal left behind belongs to a dead process
@@ -117,7 +118,7 @@ def _record(op: Operation, out: Outcome) -> None:
     out.timings[finish.NAME] = round(time.monotonic() - started, 4)
     try:
         finish.housekeeping(op, history_record(op, out, ok=True), out.staged.version_info)
-    except (KeyboardInterrupt, signals.Interrupted):
+    except (KeyboardInterrupt, Interrupted):
         op.note("interrupted during housekeeping: the release is live; history or retention may be missing")
 
 

@@ -9,14 +9,14 @@ command tries again.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-from .commit import drop_stage
+from .commit import drop_stage, load_plan
 from .context import Operation
 from .errors import CorruptState, DeployError, UndoFailed
 from .history import append
-from .journal import Record, State
-from .layout import is_op_id, stage_path
+from .journal import DamagedJournal, Record, State
+from .layout import DEPLOY_PREFIX, is_op_id, stage_path
 from .steps import reached, undo
 from .steps.finish import finish
 
@@ -27,16 +27,31 @@ def recover(op: Operation) -> None:
     if journal.exists():
         try:
             dead = journal.read()
-        except CorruptState as exc:
-            if leftover_stages(op):  # an operation got as far as staging, maybe committing: keep the evidence
-                raise CorruptState(f"{exc.message}; an interrupted operation left "
-                                   f"{', '.join(map(str, leftover_stages(op)))}") from None
-            journal.clear()
-            op.note(f"{journal.path}: damaged journal with no operation in flight; removed it")
+        except DamagedJournal:
+            _recover_from_stages(op)
             return
         _recover(op, dead)
     for stage in leftover_stages(op):
         drop_stage(stage)  # a stage whose journal was closed (e.g. a failed tidy-up): nothing refers to it
+
+
+def _recover_from_stages(op: Operation) -> None:
+    """The journal's bytes are gone: each stage left beside production still holds its commit plan
+    (or never got as far as one), which is all an undo needs. Verify's verdict is lost with the
+    journal, so the interrupted operation is undone: production ends exactly as before it."""
+    stages = leftover_stages(op)
+    if not stages:
+        op.journal.clear()
+        op.note(f"{op.journal.path}: damaged journal with no operation in flight; removed it")
+        return
+    for stage in stages:
+        op_id = stage.name.rpartition(".deploy-")[2]
+        plan = load_plan(stage)
+        dead = Record(op_id=op_id, operation="deploy" if op_id.startswith(DEPLOY_PREFIX) else "rollback",
+                      state=(State.COMMITTING if plan else State.STAGING).value, target=str(op.target),
+                      stage=str(stage), commit=plan.to_json() if plan else None)
+        _recover(op, dead)
+    op.note(f"{op.journal.path}: the journal was damaged; recovered from the stage beside production")
 
 
 def _recover(op: Operation, dead: Record) -> None:
@@ -68,7 +83,7 @@ def _recover(op: Operation, dead: Record) -> None:
     op.note(f"recovered interrupted {dead.operation} {dead.op_id} (stopped at {state.value}): {action}")
 
 
-def leftover_stages(op: Operation) -> list[os.PathLike[str]]:
+def leftover_stages(op: Operation) -> list[Path]:
     """Stages beside production, recognised by their exact name (an operation id), never by a prefix alone."""
     parent = op.target.parent
     prefix = f".{op.target.name}.deploy-"

@@ -101,8 +101,10 @@ def check_no_user_files(op: Operation, found: Survey) -> None:
         raise PreflightFailed(
             f"{op.target}: the rollback would overwrite {len(foreign)} file(s) that MCP Deploy did not deploy: "
             f"{', '.join(foreign[:SHOWN])}; a rollback adopts nothing: move them away first")
+    lost = " (no record of what the release in production deployed was found)" \
+        if found.previous is not None and not found.release.files else ""
     raise PreflightFailed(
-        f"{op.target}: the deploy would overwrite {len(foreign)} file(s) that MCP Deploy did not deploy: "
+        f"{op.target}: the deploy would overwrite {len(foreign)} file(s) that MCP Deploy did not deploy{lost}: "
         f"{', '.join(foreign[:SHOWN])}; they may be yours: move them away, or pass --adopt PATH "
         "(a glob; repeatable; --adopt '**' for all) to let the deploy take them over (the backup keeps them)")
 
@@ -132,7 +134,7 @@ def check_paths(op: Operation, found: Survey) -> None:
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PreflightFailed(
                 f"{directory}: not writable by this user (uid {os.geteuid()}); make it writable "
-                "(chmod u+w) or deploy as its owner; nothing was changed")
+                "(chmod u+w) or deploy as its owner")
 
 
 def _parent_problem(target: Path, rel: str, removed: set[str], seen: dict[str, str | None]) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import faults
-from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_previous_version
+from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version
 from ..context import Operation, Survey
 from ..fsutil import sync_filesystem
 from ..journal import State
@@ -91,6 +91,7 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version)
     save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned))
     sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
+    save_plan(commit, op.stage)
     op.record.commit = commit.to_json()
     op.journal.write(op.record)  # the plan is on disk before the commit starts
     staged = {e.path for e in incoming} | {VERSION_FILE}

@@ -75,9 +75,15 @@ def test_non_root_deploy_with_read_only_files_and_directories(shared: Project, d
     bump(shared)
     (shared.source / "workflow" / "review.py").write_text("def run(task):\n    return task\n")
     os.chmod(shared.source / "workflow" / "plan.py", 0o644)
+    before = tree(shared.target)
+    refused = as_user(shared, deployer, "deploy")  # the commit would have to write in a read-only directory
+    assert refused.returncode == 4, refused.stderr
+    assert f"{shared.target / 'workflow'}: not writable by this user (uid {deployer.pw_uid})" in refused.stderr
+    assert tree(shared.target) == before and shared.leftovers() == []
+    os.chmod(shared.target / "workflow", 0o755)
     ok(as_user(shared, deployer, "deploy"))
     assert (shared.target / "workflow" / "plan.py").read_bytes() == (shared.source / "workflow/plan.py").read_bytes()
-    assert stat.S_IMODE(os.stat(shared.target / "workflow").st_mode) == 0o555  # kept read-only
+    assert stat.S_IMODE(os.stat(shared.target / "workflow" / "plan.py").st_mode) == 0o644  # the new file's mode
     assert (shared.target / "notes.txt").read_text() == "read-only user file"
     assert stat.S_IMODE(os.stat(shared.target / "notes.txt").st_mode) == 0o400
     assert shared.leftovers() == []
