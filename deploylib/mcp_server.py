@@ -22,6 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from . import __version__, operations
 from .config import load_profile
 from .errors import DeployError, PlanMismatch
+from . import report
 from .report import deploy_summary, preview_summary
 from .results import OperationResult
 
@@ -71,25 +72,20 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         list_backups=true only lists the snapshots; `to` takes a snapshot id, deploy id or version."""
         if list_backups:
             listing = await call(lambda: operations.backups(config, profile))
-            return {**listing.to_json(), "summary": f"{len(listing.snapshots)} snapshot(s); rollback target "
-                                                    f"{listing.rollback_target or 'none'}"}
+            return {**listing.to_json(), "summary": report.backups_summary(listing)}
         relay = ProgressRelay(ctx)
         result = await call(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run, on_event=relay))
-        verb = "Would roll back" if dry_run else "Rolled back"
-        return {**result.to_json(), "summary": f"{verb} to {result.restored_from} "
-                                              f"({result.version or 'preview'}): {result.message}."}
+        return {**result.to_json(), "summary": report.rollback_summary(result)}
 
     async def history(limit: int = 20) -> dict[str, Any]:
         """The deployment log: deploys, rollbacks, failures and recoveries, newest last."""
         result = await call(lambda: operations.history(config, profile, limit=limit))
-        return {**result.to_json(), "summary": f"{len(result.records)} record(s) from {result.log}"}
+        return {**result.to_json(), "summary": report.history_summary(result)}
 
     async def diff() -> dict[str, Any]:
         """The pending changes between the source and production, with unified diffs of text files."""
         result = await call(lambda: operations.diff(config, profile))
-        counts = result.plan["counts"]
-        return {**result.to_json(), "summary": f"{counts['added']} added, {counts['changed']} changed, "
-                                              f"{counts['removed']} removed"}
+        return {**result.to_json(), "summary": report.diff_summary(result)}
 
     for fn in (status, deploy, rollback, history, diff):
         server.add_tool(fn, name=prefix + fn.__name__, description=fn.__doc__, structured_output=True)

@@ -100,6 +100,24 @@ def deploy_summary(r: OperationResult) -> str:
     return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
 
 
+def rollback_summary(r: OperationResult) -> str:
+    verb = "Would roll back" if r.dry_run else "Rolled back"
+    return f"{verb} to {r.restored_from} ({r.version or 'preview'}): {r.message}."
+
+
+def backups_summary(r: BackupsResult) -> str:
+    return f"{len(r.snapshots)} snapshot(s); rollback target {r.rollback_target or 'none'}"
+
+
+def history_summary(r: HistoryResult) -> str:
+    return f"{len(r.records)} record(s) from {r.log}"
+
+
+def diff_summary(r: DiffResult) -> str:
+    counts = r.plan["counts"]
+    return f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed"
+
+
 def operation(r: OperationResult) -> str:
     pending = touched(r.plan) > 0
     lines = plan_lines(r.plan) if pending else []

@@ -111,3 +111,21 @@ def test_unreadable_source_file_is_a_clear_refusal(shared: Project, deployer: pw
     proc = as_user(shared, deployer, "deploy")
     assert proc.returncode == 4 and "server.py: cannot read file (permission denied)" in proc.stderr
     assert not shared.target.exists()
+
+
+def test_a_root_owned_log_survives_a_non_root_deploy_under_protected_hardlinks(
+        shared: Project, deployer: pwd.struct_passwd) -> None:
+    """Case 4 of issue 10: the deployer can neither link nor read root's live log; nothing may copy or move it."""
+    ok(as_user(shared, deployer, "deploy"))
+    logs = shared.target / "logs"
+    logs.mkdir()
+    log = logs / "daemon.log"
+    log.write_text("root's daemon writes here\n")
+    os.chmod(log, 0o600)  # owned by root: no link, no read for the deployer
+    inode = os.stat(log).st_ino
+    bump(shared)
+    ok(as_user(shared, deployer, "deploy"))
+    ok(as_user(shared, deployer, "rollback"))
+    assert os.stat(log).st_ino == inode and os.stat(log).st_uid == 0
+    assert log.read_text() == "root's daemon writes here\n"
+    assert shared.leftovers() == []
