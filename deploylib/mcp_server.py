@@ -24,7 +24,6 @@ from .config import load_profile
 from .errors import DeployError, PlanMismatch
 from . import report
 from .report import deploy_summary, preview_summary
-from .results import OperationResult
 
 PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
 

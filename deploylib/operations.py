@@ -10,7 +10,6 @@ import difflib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from . import pipeline, recovery, report
 from .config import Profile, load_profile
