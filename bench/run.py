@@ -8,6 +8,7 @@ Prints one table; targets are pass/fail columns (issue 5), not test asserts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -166,6 +167,24 @@ def bench(work: Path, runs: int, big_files: int, big_bytes: int) -> list[Row]:
     return rows
 
 
+def commit_windows(work: Path, runs: int, files: int, total_bytes: int) -> str:
+    """How long readers of production may see a mix of releases: the commit step's renames (plus one
+    syncfs), from the deploy's own --json timings, for 1% and for all of the files changed."""
+    case = Case(work, "window", files, total_bytes)
+    lines = ["| files changed | commit window (median) | max |", "| ---: | ---: | ---: |"]
+    for share in (100, 1):
+        picked = case.paths[:: share][: len(case.paths) // share]
+        seconds = []
+        for i in range(runs):
+            mutate(picked, f"window {share} {i}")
+            out = subprocess.run([*MCP_DEPLOY, "deploy", "--json", "--config", str(case.config)], cwd=case.root,
+                                 capture_output=True, text=True, check=True).stdout
+            seconds.append(json.loads(out)["timings"]["commit"])
+        lines.append(f"| {len(picked):,} of {len(case.paths):,} | {statistics.median(seconds) * 1000:.0f} ms | "
+                     f"{max(seconds) * 1000:.0f} ms |")
+    return "\n".join(lines)
+
+
 def render(rows: list[Row], runs: int) -> str:
     head = ("| case | mcp-deploy | rsync -a | cp -a | ratio vs rsync | peak RSS (ours / rsync / cp) | target | pass |\n"
             "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |")
@@ -212,7 +231,10 @@ def main() -> None:
     ensure_rsync()
     with tempfile.TemporaryDirectory(prefix="mcp-deploy-bench-") as tmp:
         rows = bench(Path(tmp), args.runs, args.files, args.mb << 20)
+        windows = commit_windows(Path(tmp), args.runs, args.files, args.mb << 20)
     print(render(rows, args.runs))
+    print("\nCommit window (readers may see old and new files side by side only during it):\n")
+    print(windows)
 
 
 if __name__ == "__main__":

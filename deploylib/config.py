@@ -509,10 +509,10 @@ def _fits(key: str, path: Path, at: list[Any], problems: _Problems) -> bool:
 
 
 def _target_problem(target: Path) -> str | None:
-    """Why the target cannot be swapped in place, or None."""
+    """Why the target cannot be deployed into, or None."""
     if target.is_symlink():
         return (f"target {clip(str(target))} is a symlink; point 'target' at the real directory "
-                f"({clip(str(target.resolve()))}) so the swap replaces the directory, not the link")
+                f"({clip(str(target.resolve()))}), where the files are written, not at the link")
     if target.exists() and not target.is_dir():
         return f"target {clip(str(target))} exists and is not a directory"
     blocker = _not_a_directory(target.parent)
@@ -523,7 +523,7 @@ def _target_problem(target: Path) -> str | None:
 
 def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
     """(key, problem) for every pair of trees where one is, or is inside, the other, and for a log inside
-    the source or target: a deploy would copy it, or the swap would replace it. Symlinks are resolved first.
+    the source or target: a deploy would copy it, or manage it as a release file. Symlinks are resolved first.
 
     Only keys the user wrote are blamed: a default beside the target is wrong only when the target is.
     """
@@ -544,7 +544,7 @@ def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
     for outer in ("source", "target"):
         if "log" in given and {"log", outer} <= real.keys() and real["log"].is_relative_to(real[outer]):
             found.append(("log", f"log {clip(str(places['log']))} is inside {outer} {clip(str(places[outer]))}; "
-                          "keep the history outside the trees MCP Deploy copies and swaps"))
+                          "keep the history outside the trees MCP Deploy reads and writes"))
     return found
 
 

@@ -19,33 +19,58 @@ class DeployError(Exception):
         self.message = message
         self.detail = detail  # longer text (command output, ...) for --verbose and history
 
+    @property
+    def kind(self) -> str:
+        """The name scripts see as `error_type` in --json output."""
+        return type(self).__name__
+
 
 class StepFailed(DeployError):
-    """A pipeline step failed; the completed steps were undone and production is as before."""
+    """A pipeline step failed and the steps already run were undone: production is as before.
 
-    exit_code = 1
+    Wraps the cause (raised `from` it), keeping its exit code and its `kind`.
+    """
 
-    def __init__(self, step: str, message: str, *, detail: str = "") -> None:
-        super().__init__(f"{step} failed: {message}", detail=detail)
+    def __init__(self, operation: str, step: str, cause: BaseException, *, undone: bool = True) -> None:
+        reason = cause.message if isinstance(cause, DeployError) else _describe(cause)
+        outcome = "undone; production is as before" if undone else "nothing was changed"
+        super().__init__(f"{operation} failed at {step}: {reason} ({outcome})",
+                         detail=getattr(cause, "detail", ""))
         self.step = step
+        self.cause = cause
+        self.exit_code = cause.exit_code if isinstance(cause, DeployError) else 1
+
+    @property
+    def kind(self) -> str:
+        return self.cause.kind if isinstance(self.cause, DeployError) else type(self).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    return str(exc) or type(exc).__name__
 
 
 class ValidationFailed(DeployError):
     """A validator rejected a staged file; raised inside the validate step."""
 
-    exit_code = 1
-
 
 class VerifyFailed(DeployError):
-    """A post-swap verify check failed; raised inside the verify step."""
-
-    exit_code = 1
+    """A verify check failed against the committed release; raised inside the verify step."""
 
 
 class SourceChanged(DeployError):
     """A source file changed while it was being copied; deploying it could ship a torn file."""
 
-    exit_code = 1
+
+class Interrupted(DeployError):
+    """SIGINT, SIGTERM or SIGHUP arrived before verify passed; the operation was undone."""
+
+    exit_code = 130
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
 
 
 class ConfigError(DeployError):
@@ -61,13 +86,19 @@ class LockHeld(DeployError):
 
 
 class PreflightFailed(DeployError):
-    """A pre-flight check refused to start (disk space, permissions, secrets); nothing was changed."""
+    """A pre-flight check refused to start (disk space, permissions, secrets, user files); nothing was changed."""
 
     exit_code = 4
 
 
 class CorruptState(DeployError):
     """On-disk state (VERSION, a backup object, a journal) is damaged; nothing was changed."""
+
+    exit_code = 5
+
+
+class UndoFailed(DeployError):
+    """Undoing a failed operation failed too: production may be partly changed; the journal is kept."""
 
     exit_code = 5
 

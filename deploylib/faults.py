@@ -3,10 +3,9 @@
     MCP_DEPLOY_CRASH_AT=POINT        SIGKILL this process on reaching POINT
     MCP_DEPLOY_PAUSE_AT=POINT:DIR    on reaching POINT, create DIR/reached and wait for DIR/go
 
-POINT is a journal state (STAGING, SWAPPING, ...: right after the state is
-journaled), `backup:N` / `copy:N` (after the N-th file backed up / staged), or
-`swap:parked` / `swap:moved` (between the renames of the fallback swap), or `spare:taken` (the
-spare tree just renamed to be the stage, not yet refreshed).
+POINT is a journal state (STAGING, COMMITTING, ...: fired right after the state is
+journaled) or one of the per-file points below with its count, e.g. `copy:2`.
+DIR is an absolute path, so POINT itself may contain ':'.
 """
 
 from __future__ import annotations
@@ -16,18 +15,34 @@ import signal
 import time
 from pathlib import Path
 
+BACKUP = "backup"  # backup:N  after the N-th file is stored
+COPY = "copy"  # copy:N  after the N-th file is staged
+COMMIT = "commit"  # commit:N  after the N-th change of the commit is applied
+UNDO = "undo"  # undo:N  after the N-th change of the commit is undone
+
 CRASH_AT = os.environ.get("MCP_DEPLOY_CRASH_AT")
 PAUSE_AT = os.environ.get("MCP_DEPLOY_PAUSE_AT")
 ENABLED = bool(CRASH_AT or PAUSE_AT)  # read once: the hot loops only test this flag
 
 
-def point(name: str) -> None:
+def _pause_spec() -> tuple[str, Path] | None:
+    if not PAUSE_AT or ":/" not in PAUSE_AT:
+        return None
+    point, folder = PAUSE_AT.split(":/", 1)
+    return point, Path("/" + folder)
+
+
+PAUSE = _pause_spec()
+
+
+def point(name: str, n: int | None = None) -> None:
+    """Fire the fault point `name` (or `name:n`): the one place every injected fault goes through."""
     if not ENABLED:
         return
-    if CRASH_AT == name:
+    here = name if n is None else f"{name}:{n}"
+    if CRASH_AT == here:
         os.kill(os.getpid(), signal.SIGKILL)
-    if PAUSE_AT and PAUSE_AT.split(":", 1)[0] == name:
-        folder = Path(PAUSE_AT.split(":", 1)[1])
-        (folder / "reached").touch()
-        while not (folder / "go").exists():
+    if PAUSE is not None and PAUSE[0] == here:
+        (PAUSE[1] / "reached").touch()
+        while not (PAUSE[1] / "go").exists():
             time.sleep(0.02)

@@ -49,7 +49,7 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, fsync: bool = False) -> str:
+def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.
 
     Hashing while copying means one read of the source and a hash of exactly the
@@ -62,9 +62,6 @@ def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, fs
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
-            if fsync:
-                fout.flush()
-                os.fsync(fout.fileno())
     except BaseException:
         Path(dst).unlink(missing_ok=True)
         raise
@@ -96,8 +93,8 @@ def nearest_existing(path: Path) -> Path:
 def sync_filesystem(path: Path) -> None:
     """Flush every dirty page of the filesystem holding `path` in one call (dpkg-style batching).
 
-    One syncfs before a swap is far cheaper than an fsync per file and gives the
-    same guarantee: nothing the swap publishes is still only in memory.
+    One syncfs before a commit is far cheaper than an fsync per file and gives the
+    same guarantee: nothing the commit publishes is still only in memory.
     """
     import ctypes
     import sys

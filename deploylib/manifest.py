@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from .errors import PreflightFailed
+from .errors import CorruptState, PreflightFailed
 from .fsutil import atomic_write, sha256_file
 from .globs import SyncRules
+from .layout import safe_relpath
 
 
 class Entry(NamedTuple):
@@ -41,10 +42,21 @@ class Entry(NamedTuple):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Entry":
-        return cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
+        """An entry read back from a state file; ValueError unless every field is what we write."""
+        entry = cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
+        if not (safe_relpath(entry.path) and _whole(entry.size) and _whole(entry.mode) and entry.mode <= 0o7777
+                and isinstance(entry.sha256, str) and _SHA256.match(entry.sha256)
+                and (entry.link is None or (isinstance(entry.link, str) and entry.link and "\0" not in entry.link))):
+            raise ValueError(f"bad manifest entry {str(entry.path)[:80]!r}")
+        return entry
 
 
 Manifest = dict[str, Entry]
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def _whole(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
 @dataclass
@@ -178,9 +190,8 @@ def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]
                     yield childrel, child
 
 
-def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False,
-         also: frozenset[str] = frozenset()) -> Scan:
-    """Manifest of the managed files under `root` (plus any of the paths in `also` that exist).
+def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False) -> Scan:
+    """Manifest of the files under `root` that the sync rules select (the source tree).
 
     With `source=True` a symlink that escapes the root is an error: deploying it
     would make production read files outside the tree.
@@ -192,11 +203,8 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         return Scan(entries, withheld)
     hashes = cache.tree(root)
     base, is_managed = str(root), rules.is_managed  # hoisted: this loop runs once per file
-    seen: set[str] = set()
     for relpath, dirent in walk(root, rules):
-        if also:
-            seen.add(relpath)
-        if not is_managed(relpath) and relpath not in also:
+        if not is_managed(relpath):
             if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
                 withheld.append(relpath)
             continue
@@ -206,18 +214,46 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             entries[relpath] = entry
             if source:
                 stamps[relpath] = (st.st_size, st.st_mtime_ns)
-    for relpath in also - seen:  # previously deployed paths outside today's walk roots
+    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps)
+
+
+def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
+    """Entries for those of `paths` that exist under `root` as files or symlinks (production).
+
+    Only named paths are looked at, never a walk: production's other files are
+    the user's business. A path below a symlinked or non-directory parent counts
+    as absent, so nothing is ever read through a link out of the tree.
+    """
+    entries: Manifest = {}
+    if not root.is_dir():
+        return entries
+    hashes = cache.tree(root)
+    base = str(root)
+    real_dirs: dict[str, bool] = {"": True}
+    for relpath in sorted(paths):
+        if not _real_parent(base, relpath, real_dirs):
+            continue
         path = f"{base}/{relpath}"
         try:
             st = os.lstat(path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        entry = _entry(path, relpath, st, hashes, source)
+        entry = _entry(path, relpath, st, hashes, source=False)
         if entry is not None:
             entries[relpath] = entry
-            if source:
-                stamps[relpath] = (st.st_size, st.st_mtime_ns)
-    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps)
+    return entries
+
+
+def _real_parent(base: str, relpath: str, known: dict[str, bool]) -> bool:
+    """Whether every parent directory of `relpath` under `base` is a real directory (memoised per directory)."""
+    parent = relpath.rpartition("/")[0]
+    if parent not in known:
+        try:
+            real = _real_parent(base, parent, known) and stat.S_ISDIR(os.lstat(f"{base}/{parent}").st_mode)
+        except OSError:
+            real = False
+        known[parent] = real
+    return known[parent]
 
 
 def _entry(path: str, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:
@@ -238,15 +274,41 @@ def _entry(path: str, relpath: str, st: os.stat_result, hashes: TreeHashes, sour
     return Entry(relpath, st.st_size, stat.S_IMODE(st.st_mode), sha)
 
 
-def save_manifest(path: Path, entries: Manifest) -> None:
+@dataclass
+class Release:
+    """What a release manages: its files, and the directories this tool created for them."""
+
+    files: Manifest
+    dirs: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {"format": 2, "files": {p: e.to_json() for p, e in self.files.items()}, "dirs": self.dirs}
+
+
+def save_release(path: Path, release: Release) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({p: e.to_json() for p, e in entries.items()}).encode())
+    atomic_write(path, json.dumps(release.to_json()).encode())
 
 
-def load_manifest(path: Path) -> Manifest | None:
-    """A saved manifest, or None when it is missing or unreadable."""
+def load_release(path: Path) -> Release | None:
+    """A saved release record, or None when it is missing or unparsable (the record is then lost).
+
+    A record that parses but names a path outside its tree is hostile or damaged
+    state: CorruptState, and nothing is touched.
+    """
     try:
         data = json.loads(path.read_bytes())
-        return {p: Entry.from_json(e) for p, e in data.items()}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError):
         return None
+    try:
+        if isinstance(data, dict) and data.get("format") == 2:
+            files, dirs = data["files"], data["dirs"]
+        else:  # the first format: a bare manifest
+            files, dirs = data, []
+        release = Release({p: Entry.from_json(e) for p, e in files.items()}, list(dirs))
+        if any(p != e.path for p, e in release.files.items()) or not all(map(safe_relpath, release.dirs)):
+            raise ValueError("a path does not match its entry")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
+                           "redeploy (production is untouched)") from None
+    return release

@@ -17,6 +17,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from .config import CheckSpec
+from .shell import QUIET_PYTHON
 
 
 def check_mcp(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
@@ -24,7 +25,7 @@ def check_mcp(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
     opts: dict[str, Any] = dict(spec.options)  # shape guaranteed by the packaged JSON Schema
     params = StdioServerParameters(
         command=str(opts["command"]), args=[str(a) for a in opts.get("args", [])],
-        env={**env, **{str(k): str(v) for k, v in opts.get("env", {}).items()}},
+        env={**env, **{str(k): str(v) for k, v in opts.get("env", {}).items()}, **QUIET_PYTHON},
         cwd=target / str(opts.get("cwd", ".")),
     )
     expected = [str(t) for t in opts.get("expect_tools", [])]

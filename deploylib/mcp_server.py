@@ -22,8 +22,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from . import __version__, operations
 from .config import load_profile
 from .errors import DeployError, PlanMismatch
-from .report import files, touched
-from .results import OperationResult
+from . import report
+from .report import deploy_summary, preview_summary
 
 PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
 
@@ -58,11 +58,11 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         try:
             result = await anyio.to_thread.run_sync(
                 lambda: operations.deploy(config, profile, plan_digest=plan_digest, on_event=relay))
-        except PlanMismatch as exc:
+        except DeployError as exc:
+            if exc.kind != PlanMismatch.__name__:
+                raise ToolError(exc.message) from None
             fresh = await call(lambda: operations.deploy(config, profile, dry_run=True))
             raise ToolError(f"{exc.message}. New preview: {preview_summary(fresh)}") from None
-        except DeployError as exc:
-            raise ToolError(exc.message) from None
         return {**result.to_json(), "summary": deploy_summary(result)}
 
     async def rollback(ctx: Context, to: str | None = None, list_backups: bool = False,
@@ -71,45 +71,24 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         list_backups=true only lists the snapshots; `to` takes a snapshot id, deploy id or version."""
         if list_backups:
             listing = await call(lambda: operations.backups(config, profile))
-            return {**listing.to_json(), "summary": f"{len(listing.snapshots)} snapshot(s); rollback target "
-                                                    f"{listing.rollback_target or 'none'}"}
+            return {**listing.to_json(), "summary": report.backups_summary(listing)}
         relay = ProgressRelay(ctx)
         result = await call(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run, on_event=relay))
-        verb = "Would roll back" if dry_run else "Rolled back"
-        return {**result.to_json(), "summary": f"{verb} to {result.restored_from} "
-                                              f"({result.version or 'preview'}): {result.message}."}
+        return {**result.to_json(), "summary": report.rollback_summary(result)}
 
     async def history(limit: int = 20) -> dict[str, Any]:
         """The deployment log: deploys, rollbacks, failures and recoveries, newest last."""
         result = await call(lambda: operations.history(config, profile, limit=limit))
-        return {**result.to_json(), "summary": f"{len(result.records)} record(s) from {result.log}"}
+        return {**result.to_json(), "summary": report.history_summary(result)}
 
     async def diff() -> dict[str, Any]:
         """The pending changes between the source and production, with unified diffs of text files."""
         result = await call(lambda: operations.diff(config, profile))
-        counts = result.plan["counts"]
-        return {**result.to_json(), "summary": f"{counts['added']} added, {counts['changed']} changed, "
-                                              f"{counts['removed']} removed"}
+        return {**result.to_json(), "summary": report.diff_summary(result)}
 
     for fn in (status, deploy, rollback, history, diff):
         server.add_tool(fn, name=prefix + fn.__name__, description=fn.__doc__, structured_output=True)
     return server
-
-
-def preview_summary(r: OperationResult) -> str:
-    counts, n = r.plan["counts"], touched(r.plan)
-    if not n:
-        return "Nothing to deploy: production already matches the source."
-    return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
-            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}. "
-            f"Deploy with plan_digest={r.plan['digest']}.")
-
-
-def deploy_summary(r: OperationResult) -> str:
-    if not r.changed:
-        return "Nothing to deploy: production already matches the source."
-    backup = "Creating backup... " if r.snapshot_id else ""
-    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
 
 
 class ProgressRelay:

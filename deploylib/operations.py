@@ -10,20 +10,20 @@ import difflib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from . import pipeline
+from . import pipeline, recovery, report
 from .config import Profile, load_profile
-from .context import Context, EventSink, Source
+from .context import EventSink, Operation, Source
 from .errors import ConfigError, LockHeld
+from .globs import PatternSet
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
+from .layout import DEPLOY_PREFIX, ROLLBACK_PREFIX, hash_cache_path, stage_path
 from .lock import DeployLock, current_holder
 from .manifest import HashCache
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
                       StatsResult, StatusResult)
-from .report import files
 from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import SnapshotSource, TreeSource, default_snapshot
@@ -34,143 +34,120 @@ from .version import read_version
 PathLike = str | os.PathLike[str] | None
 
 
-def _context(profile: Profile, source: Source, *, wait: float = 0.0, digest: str | None = None,
-             on_event: EventSink | None = None) -> Context:
-    prefix = "d" if source.operation == "deploy" else "r"
+def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: str | None = None,
+               adopt: tuple[str, ...] = (), on_event: EventSink | None = None) -> Operation:
+    prefix = DEPLOY_PREFIX if source.operation == "deploy" else ROLLBACK_PREFIX
     op_id = new_id(prefix)
     target = profile.target
-    record = Record(
-        op_id=op_id, operation=source.operation, state=State.IDLE.value, target=str(target),
-        swap_path=str(target.parent / f".{target.name}.deploy-{op_id}"), backup_dir=str(profile.backup_dir),
-        log=str(profile.log), target_existed=target.exists(),
-    )
-    return Context(
+    record = Record(op_id=op_id, operation=source.operation, state=State.IDLE.value, target=str(target),
+                    stage=str(stage_path(target, op_id)))
+    return Operation(
         profile=profile, source=source, record=record, journal=Journal(profile.state_dir),
-        store=Store(profile.backup_dir), cache=HashCache(profile.state_dir / "hashcache.json", [profile.source, target]),
+        store=Store(profile.backup_dir),
+        cache=HashCache(hash_cache_path(profile.state_dir), [profile.source, target]),
         emit=on_event or (lambda kind, data: None), wait=wait, expected_digest=digest,
+        adopt=PatternSet(tuple(adopt)),
     )
 
 
-def _operation(ctx: Context, dry_run: bool) -> OperationResult:
+def _run(op: Operation, dry_run: bool) -> OperationResult:
     if dry_run:
-        if ctx.journal.exists():
-            ctx.note("an interrupted operation is pending recovery; the next real run recovers it first")
-        survey(ctx)
+        if op.journal.exists():
+            op.note("an interrupted operation is pending recovery; the next real run recovers it first")
+        out = pipeline.Outcome(survey=survey(op))
     else:
-        pipeline.run(ctx)
-    plan = ctx.plan
-    assert plan is not None
-    info, prev = ctx.version_info, ctx.previous or {}
-    changed = not dry_run and not ctx.stop_reason
-    snapshot = getattr(ctx.source, "snapshot", None)  # what a rollback restores (also in a dry run)
-    if plan.empty:
-        message = ctx.stop_reason or f"nothing to {'deploy' if ctx.record.operation == 'deploy' else 'roll back'}: production already matches"
-    elif dry_run:
-        message = f"{files(plan.size)} would change (dry run, nothing written); plan {plan.digest}"
-    else:
-        verb = "deployed" if ctx.record.operation == "deploy" else "rolled back to"
-        message = f"{verb} {info.get('version')} ({files(plan.size)}); {ctx.op_id}"
-    return OperationResult(
-        ok=True, operation=ctx.record.operation, profile=ctx.profile.name, target=str(ctx.target),
-        dry_run=dry_run, changed=changed, message=message,
-        deploy_id=ctx.op_id if changed else None,
-        version=info.get("version") if changed else (ctx.source.next_version() if dry_run else None),
+        out = pipeline.run(op)
+    assert out.survey is not None
+    plan, prev = out.survey.plan, out.survey.previous or {}
+    info = out.staged.version_info if out.staged else {}
+    snapshot = getattr(op.source, "snapshot", None)  # what a rollback restores (also in a dry run)
+    changed = out.changed
+    result = OperationResult(
+        ok=True, operation=op.name, profile=op.profile.name, target=str(op.target),
+        dry_run=dry_run, changed=changed, message="",
+        deploy_id=op.op_id if changed else None,
+        version=info.get("version") if changed else (op.source.next_version() if dry_run else None),
         previous_version=prev.get("version"), previous_id=prev.get("deploy_id"),
-        snapshot_id=ctx.snapshot.id if ctx.snapshot else None,
+        snapshot_id=op.record.snapshot_id if changed else None,
         restored_from=snapshot.id if snapshot else None,
-        plan=plan.summary(), checks=ctx.checks, notes=ctx.notes, timings=ctx.timings,
+        plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
     )
+    result.message = report.operation_message(result)
+    return result
 
 
 def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,
-           plan_digest: str | None = None, wait: float = 0.0, on_event: EventSink | None = None) -> OperationResult:
-    """Deploy the source tree into production (or, with dry_run, only plan it)."""
+           plan_digest: str | None = None, wait: float = 0.0, adopt: tuple[str, ...] = (),
+           on_event: EventSink | None = None) -> OperationResult:
+    """Deploy the source tree into production (or, with dry_run, only plan it).
+
+    `adopt` names (globs) files in production that MCP Deploy did not deploy but may overwrite.
+    """
     prof = load_profile(config, profile)
-    ctx = _context(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, on_event=on_event)
-    return _operation(ctx, dry_run)
+    op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt, on_event=on_event)
+    return _run(op, dry_run)
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
              dry_run: bool = False, wait: float = 0.0, on_event: EventSink | None = None) -> OperationResult:
     """Restore production's managed files from a snapshot (default: the release before the current one)."""
     prof = load_profile(config, profile)
-    ctx = _context(prof, SnapshotSource(Store(prof.backup_dir), to), wait=wait, on_event=on_event)
-    return _operation(ctx, dry_run)
+    op = _operation(prof, SnapshotSource(Store(prof.backup_dir), to), wait=wait, on_event=on_event)
+    return _run(op, dry_run)
 
 
 def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     """What is in production, what is pending, what drifted, who holds the lock."""
     prof = load_profile(config, profile)
-    ctx = _context(prof, TreeSource(prof.source))
+    op = _operation(prof, TreeSource(prof.source))
     notes: list[str] = []
-    if ctx.journal.exists():
-        notes += _recover_now(ctx)
-    survey(ctx)
-    notes += ctx.notes
-    ctx.cache.save()
-    plan, prev = ctx.plan, ctx.previous or {}
-    assert plan is not None
-    drift = sorted(p for p, e in ctx.deployed.items()
-                   if p not in ctx.production or ctx.production[p].sha256 != e.sha256)
-    holder = current_holder(prof.state_dir)
+    if op.journal.exists() or recovery.leftover_stages(op):
+        notes += _recover_now(op)
+    found = survey(op)
+    notes += op.notes
+    op.cache.save()
+    plan, prev = found.plan, found.previous or {}
+    drift = sorted(p for p, e in found.release.files.items()
+                   if p not in found.production or found.production[p].sha256 != e.sha256)
     records, _ = read_history(prof.log)
-    snapshots, _ = ctx.store.all_snapshots()
-    target_snap = default_snapshot(snapshots, ctx.previous)
+    snapshots, _ = op.store.all_snapshots()
+    target_snap = default_snapshot(snapshots, found.previous)
     age = None
     if prev.get("deployed"):
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
-    pending = plan.size
-    if ctx.previous:
-        shown = str(prev.get("version"))
-        shown = f"v{shown}" if shown[:1].isdigit() else shown
-        summary = (f"Production {shown} ({_age(age)} old). "
-                   f"{files(pending)} pending deployment.")
-    else:
-        summary = f"Nothing deployed yet to {prof.target}. {files(pending)} pending deployment."
-    if drift:
-        summary += f" {files(len(drift))} changed in production since the deploy."
-    return StatusResult(
-        profile=prof.name, source=str(prof.source), target=str(prof.target), deployed=ctx.previous is not None,
-        summary=summary, version=prev.get("version"), deploy_id=prev.get("deploy_id"),
+    holder = current_holder(prof.state_dir)
+    result = StatusResult(
+        profile=prof.name, source=str(prof.source), target=str(prof.target), deployed=found.previous is not None,
+        summary="", version=prev.get("version"), deploy_id=prev.get("deploy_id"),
         deployed_at=prev.get("deployed"), age_seconds=round(age, 1) if age is not None else None,
         operation=prev.get("operation"), pending=plan.summary(), drift=drift,
         lock=holder.__dict__ if holder else None, last=records[-1] if records else None,
         rollback_target=target_snap.id if target_snap else None, notes=notes,
     )
+    result.summary = report.status_summary(result)
+    return result
 
 
-def _recover_now(ctx: Context) -> list[str]:
+def _recover_now(op: Operation) -> list[str]:
     """Status recovers a dead operation's leftovers, unless a live one holds the lock."""
-    lock = DeployLock(ctx.profile.state_dir, "recovery")
     try:
+        lock = DeployLock(op.profile.state_dir, "recovery")
         lock.acquire()
     except LockHeld:
         return ["an operation is in progress (see lock)"]
     try:
-        pipeline.recover(ctx)
-        return list(ctx.notes)
+        recovery.recover(op)
+        return list(op.notes)
     finally:
-        ctx.notes.clear()
+        op.notes.clear()
         lock.release()
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "unknown age"
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return f"{int(seconds)} seconds"
 
 
 def diff(config: PathLike = None, profile: str | None = None) -> DiffResult:
     """The pending changes, with unified diffs for text files."""
     prof = load_profile(config, profile)
-    ctx = _context(prof, TreeSource(prof.source))
-    survey(ctx)
-    plan = ctx.plan
-    assert plan is not None
+    op = _operation(prof, TreeSource(prof.source))
+    plan = survey(op).plan
     diffs: dict[str, str] = {}
     for entry in plan.added:
         diffs[entry.path] = _unified(None, prof.source / entry.path, entry.path)
@@ -178,7 +155,7 @@ def diff(config: PathLike = None, profile: str | None = None) -> DiffResult:
         diffs[entry.path] = _unified(prof.target / entry.path, prof.source / entry.path, entry.path)
     for entry in plan.removed:
         diffs[entry.path] = _unified(prof.target / entry.path, None, entry.path)
-    return DiffResult(profile=prof.name, plan=plan.summary(), diffs=diffs, notes=ctx.notes)
+    return DiffResult(profile=prof.name, plan=plan.summary(), diffs=diffs, notes=op.notes)
 
 
 MAX_DIFF_BYTES = 1024 * 1024

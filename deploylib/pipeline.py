@@ -1,161 +1,177 @@
 """The table of contents of every deploy and rollback.
 
-    lock -> preflight -> backup -> stage -> validate -> swap -> verify -> record
+    lock -> recover -> preflight -> backup -> stage -> validate -> commit -> verify -> record
 
-Before each step the journal records the state it moves to (fsynced), so that
-a process killed at any instant leaves enough behind for the next one to
-finish or undo its work. When a step fails, the steps already run (and the
-failing one) are undone in reverse and production is exactly as before.
+Before each step the journal records the state it moves to (fsynced), so that a
+process killed at any instant leaves enough behind for the next one to finish
+or undo its work (`recovery.py`). When a step fails, or a signal arrives, the
+steps already run are undone in reverse and production is exactly as before.
+Once verify has passed the only direction is forward: `record` finishes the
+release whatever happens, and housekeeping (history, retention) comes last.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
 
-from .context import Context
-from .errors import CorruptState, DeployError, StepFailed
+from . import signals
+from .context import Operation, Survey
+from .errors import Interrupted, StepFailed, UndoFailed
 from .history import append
-from .journal import Journal, Record, State
-from .manifest import load_manifest
-from .steps import Step
+from .ids import iso, utc_now
+from .journal import State
+from .lock import DeployLock
+from .recovery import recover
+from .steps import Step, backup, commit, finish, preflight, stage, undo, validate, verify
 from .steps.backup import Backup
-from .steps.lock import LockStep
-from .steps.preflight import Preflight, release_path
-from .steps.record import Record as RecordStep
-from .steps.record import finish, history_record
-from .steps.stage import Stage
-from .steps.swap import Swap
-from .steps.validate import Validate
-from .steps.verify import Verify
-from .version import read_version
+from .steps.stage import Staged
+
+T = TypeVar("T")
 
 
-def recover(ctx: Context) -> None:
-    """Finish or undo the operation whose journal a dead process left; called with the lock held."""
-    journal = ctx.journal
-    if not journal.exists():
+@dataclass
+class Outcome:
+    """What a run made, step by step; the operations API turns it into a result."""
+
+    started: float = field(default_factory=time.time)
+    survey: Survey | None = None
+    backup: Backup | None = None
+    staged: Staged | None = None
+    checks: list[dict[str, object]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    done: list[Step] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.staged is not None and commit in self.done
+
+
+def run(op: Operation) -> Outcome:
+    """Run the operation under the lock; raise a DeployError naming the failing step (undone)."""
+    out = Outcome()
+    started = time.monotonic()
+    op.emit("step", {"step": "lock", "state": State.IDLE.value})
+    with DeployLock(op.profile.state_dir, op.name, wait=op.wait):
+        out.timings["lock"] = round(time.monotonic() - started, 4)
+        recover(op)  # holding the lock: any journal left behind belongs to a dead process
+        try:
+            with signals.raising():
+                _steps(op, out)
+        except BaseException as exc:
+            raise _fail(op, out, exc) from exc
+        assert out.survey is not None
+        if out.survey.plan.empty:
+            op.journal.clear()
+            return out
+        _record(op, out)
+    return out
+
+
+def _steps(op: Operation, out: Outcome) -> None:
+    out.survey = _step(op, out, preflight, lambda: preflight.run(op))
+    if out.survey.plan.empty:
         return
+    survey = out.survey
+    out.backup = _step(op, out, backup, lambda: backup.run(op, survey))
+    taken = out.backup
+    out.staged = _step(op, out, stage, lambda: stage.run(op, survey, taken))
+    staged = out.staged
+    out.checks += _step(op, out, validate, lambda: validate.run(op, staged))
+    _step(op, out, commit, lambda: commit.run(op, staged))
+    out.checks += _step(op, out, verify, lambda: verify.run(op))
+
+
+def _step(op: Operation, out: Outcome, step: Step, work: Callable[[], T]) -> T:
+    """Journal the move to `step`'s state, then do its work, timed."""
+    op.journal.advance(op.record, step.STATE)
+    op.emit("step", {"step": step.NAME, "state": step.STATE.value})
+    out.done.append(step)
+    started = time.monotonic()
+    result = work()
+    out.timings[step.NAME] = round(time.monotonic() - started, 4)
+    return result
+
+
+def _record(op: Operation, out: Outcome) -> None:
+    """Verify passed: finish the release, even on a signal or a failed journal write, then log it."""
+    assert out.staged is not None
+    started = time.monotonic()
+    held: list[str] = []
+    op.emit("step", {"step": finish.NAME, "state": finish.STATE.value})
+    with signals.held(held):
+        try:
+            op.journal.advance(op.record, State.RECORDING)
+        except OSError as exc:  # recovery must never find this journal still at VERIFYING
+            op.note(f"{op.journal.path}: could not record that verify passed ({exc.strerror}); removed the journal")
+            op.journal.clear()
+        try:
+            finish.finish(op)
+            op.journal.advance(op.record, State.COMPLETE)
+            op.journal.clear()
+        except OSError as exc:
+            op.note(f"could not finish tidying up ({exc.strerror}: {exc.filename}); the release is live and "
+                    "the next command completes it")
+    if held:
+        op.note(f"{', '.join(held)} arrived after verify passed: the release was finished, never undone")
+    out.timings[finish.NAME] = round(time.monotonic() - started, 4)
     try:
-        dead: Record | None = journal.read()
-    except CorruptState:
-        dead = _reconstruct(ctx)
-    if dead is None:
-        journal.clear()
-        ctx.note(f"{journal.path}: damaged journal with no operation in flight; removed it")
-        return
-    rctx = _recovery_context(ctx, dead)
-    state = State(dead.failed_state or dead.state) if dead.state == State.ROLLING_BACK else State(dead.state)
-    if state in (State.RECORDING, State.COMPLETE):
-        finish(rctx)
-        action = "completed it (verify had passed)"
+        finish.housekeeping(op, history_record(op, out, ok=True), out.staged.version_info)
+    except (KeyboardInterrupt, Interrupted):
+        op.note("interrupted during housekeeping: the release is live; history or retention may be missing")
+
+
+def _fail(op: Operation, out: Outcome, exc: BaseException) -> BaseException:
+    """Undo what ran (signals held meanwhile), log the failure, and return the error to raise."""
+    step = out.done[-1].NAME if out.done else "lock"
+    changed_nothing = [s.NAME for s in out.done] in ([], [preflight.NAME])
+    if changed_nothing:
+        op.journal.clear()
+        error: BaseException = StepFailed(op.name, step, exc, undone=False)
     else:
-        undo(rctx, [s for s in STEPS if ORDER.index(s.state) <= ORDER.index(state)])
-        action = "rolled it back; production is as before it started"
-    journal.clear()
-    append(ctx.profile.log, {"event": "recovery", "id": dead.op_id, "operation": dead.operation,
-                             "ok": True, "state": state.value, "action": action, "profile": ctx.profile.name})
-    ctx.note(f"recovered interrupted {dead.operation} {dead.op_id} (stopped at {state.value}): {action}")
-
-
-def _reconstruct(ctx: Context) -> Record | None:
-    """Rebuild a journal record from the trees on disk when the journal itself is unreadable."""
-    target = ctx.target
-    prefix = f".{target.name}.deploy-"
-    leftovers = sorted(target.parent.glob(prefix + "[dr]-*")) if target.parent.is_dir() else []  # op ids only
-    if not leftovers:
-        return None
-    swap_path = leftovers[-1]
-    op_id = swap_path.name[len(prefix):]
-    swapped = (read_version(target)[0] or {}).get("deploy_id") == op_id
-    return Record(op_id=op_id, operation="deploy", state=(State.VERIFYING if swapped else State.STAGING).value,
-                  target=str(target), swap_path=str(swap_path), backup_dir=str(ctx.store.root),
-                  log=str(ctx.profile.log), target_existed=True)
-
-
-def _recovery_context(ctx: Context, dead: Record) -> Context:
-    rctx = Context(profile=ctx.profile, source=ctx.source, record=dead, journal=ctx.journal,
-                   store=ctx.store, cache=ctx.cache, emit=ctx.emit)
-    desired = load_manifest(release_path(rctx, dead.op_id))
-    swapped = (read_version(rctx.target)[0] or {}).get("deploy_id") == dead.op_id
-    old_version = read_version(rctx.swap_path if swapped else rctx.target)[0]
-    deployed = load_manifest(release_path(rctx, old_version["deploy_id"])) if old_version else {}
-    rctx.desired, rctx.deployed = desired or {}, deployed or {}
-    rctx.managed_known = desired is not None and deployed is not None
-    return rctx
-
-
-STEPS: list[Step] = [LockStep(recover), Preflight(), Backup(), Stage(), Validate(), Swap(), Verify(), RecordStep()]
-ORDER = [State.CHECKING, State.BACKING_UP, State.STAGING, State.VALIDATING, State.SWAPPING,
-         State.VERIFYING, State.RECORDING, State.COMPLETE]
-
-
-def undo(ctx: Context, steps: list[Step]) -> None:
-    for step in reversed(steps):
-        if type(step).undo is not Step.undo:
-            ctx.emit("undo", {"step": step.name})
-        step.undo(ctx)
-
-
-def run(ctx: Context) -> Context:
-    """Run every step; on failure undo and raise a DeployError naming the step. Returns the context."""
-    done: list[Step] = []
+        op.record.failed_state, op.record.error = op.record.state, str(exc)[:2000]
+        try:
+            op.journal.advance(op.record, State.ROLLING_BACK)
+        except OSError:
+            pass  # e.g. the disk is full: undo anyway; the journal's last state leads recovery to the same undo
+        held: list[str] = []
+        with signals.held(held):
+            try:
+                undo(op, out.done)
+            except BaseException as undo_exc:
+                return UndoFailed(
+                    f"{op.target}: {op.name} failed at {step} ({exc}) and undoing it failed too ({undo_exc}); "
+                    f"production may be partly changed: the journal at {op.journal.path} is kept and the next "
+                    "command retries the recovery")
+        op.journal.clear()
+        error = StepFailed(op.name, step, exc)
     try:
-        for step in STEPS:
-            if ctx.lock is not None and ctx.record.state != step.state.value:
-                ctx.journal.advance(ctx.record, step.state)
-            ctx.emit("step", {"step": step.name, "state": step.state.value})
-            started = time.monotonic()
-            done.append(step)
-            step.run(ctx)
-            ctx.timings[step.name] = round(time.monotonic() - started, 4)
-            if ctx.stop_reason:
-                break
-        if ctx.lock is not None and not ctx.keep_journal:
-            ctx.journal.advance(ctx.record, State.COMPLETE)
-            ctx.journal.clear()
-        return ctx
-    except BaseException as exc:
-        if ctx.lock is None:
-            raise  # nothing started: the lock was never ours
-        raise _fail(ctx, done, exc) from (None if isinstance(exc, DeployError) else exc)
-    finally:
-        if ctx.lock is not None:
-            ctx.cache.save()
-            ctx.lock.release()
-
-
-def _fail(ctx: Context, done: list[Step], exc: BaseException) -> BaseException:
-    """Undo `done` in reverse, log the failure, and return the error to raise."""
-    step = done[-1].name if done else "start"
-    ctx.record.failed_state, ctx.record.error = ctx.record.state, str(exc)
-    try:
-        ctx.journal.advance(ctx.record, State.ROLLING_BACK)
-    except OSError:
-        pass  # e.g. the disk is full: undo anyway; the journal's last state leads recovery to the same undo
-    try:
-        undo(ctx, done)
-    except Exception as undo_exc:  # journal kept: the next command retries the recovery
-        return CorruptState(
-            f"{ctx.target}: {ctx.record.operation} failed at {step} ({exc}) and undoing it failed too "
-            f"({undo_exc}); the journal at {ctx.journal.path} is kept and the next command retries the recovery"
-        )
-    ctx.journal.clear()
-    error: BaseException
-    if isinstance(exc, DeployError):
-        error = exc
-    elif isinstance(exc, OSError):
-        error = StepFailed(step, f"{exc.strerror or exc}: {exc.filename or ctx.target}")
-    else:
-        error = exc  # a bug or an interrupt: still undone, re-raised as it is
-    undone = "nothing was changed" if step in ("lock", "preflight") else "undone; production is as before"
-    if isinstance(error, DeployError):
-        error.message = f"{ctx.record.operation} failed at {step}: {error.message.removeprefix(step + ' failed: ')} ({undone})"
-        error.args = (error.message,)
-        error.step = step
-    try:
-        append(ctx.profile.log, history_record(ctx, ok=False, failed_step=step, error=str(error),
-                                               detail=getattr(error, "detail", "")))
+        append(op.profile.log, history_record(op, out, ok=False, failed_step=step, error=str(error),
+                                              detail=getattr(error, "detail", "")))
     except OSError:
         pass  # the failure itself is what the user must see; a full disk must not mask it
     return error
 
+
+def history_record(op: Operation, out: Outcome, ok: bool, **extra: object) -> dict[str, Any]:
+    plan = out.survey.plan if out.survey else None
+    info = out.staged.version_info if out.staged else {}
+    return {
+        "event": op.name if ok else "failure",
+        "operation": op.name,
+        "id": op.op_id,
+        "ok": ok,
+        "profile": op.profile.name,
+        "started": iso(out.started),
+        "finished": utc_now(),
+        "duration": round(sum(out.timings.values()), 4),
+        "version": info.get("version"),
+        "previous_id": (out.survey.previous or {}).get("deploy_id") if out.survey else None,
+        "snapshot_id": op.record.snapshot_id if ok else None,
+        "restored_from": info.get("restored_from"),
+        "counts": plan.summary()["counts"] if plan else None,
+        "files_updated": info.get("files_updated", []),
+        "steps": out.timings,
+        **extra,
+    }

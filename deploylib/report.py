@@ -1,4 +1,7 @@
-"""How results and pipeline events become terminal text (the --json output needs no rendering)."""
+"""All the wording: how results become terminal text, one-line messages and MCP summaries.
+
+The operations API returns data; every sentence a person reads is made here.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +47,77 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
     return lines
 
 
+def operation_message(r: OperationResult) -> str:
+    """The result's one-line `message` (also in --json)."""
+    verb = "deploy" if r.operation == "deploy" else "roll back"
+    if not touched(r.plan):
+        return f"nothing to {verb}: production already matches"
+    if r.dry_run:
+        return f"{files(touched(r.plan))} would change (dry run, nothing written); plan {r.plan['digest']}"
+    done = "deployed" if r.operation == "deploy" else "rolled back to"
+    return f"{done} {r.version} ({files(touched(r.plan))}); {r.deploy_id}"
+
+
+def status_summary(r: StatusResult) -> str:
+    """'Production v0.1.0 (2 hours old). 3 files pending deployment.' (the plan's own words)."""
+    pending = touched(r.pending)
+    if r.deployed:
+        shown = str(r.version)
+        shown = f"v{shown}" if shown[:1].isdigit() else shown
+        text = f"Production {shown} ({_age(r.age_seconds)} old). {files(pending)} pending deployment."
+    else:
+        text = f"Nothing deployed yet to {r.target}. {files(pending)} pending deployment."
+    if r.drift:
+        text += f" {files(len(r.drift))} changed in production since the deploy."
+    return text
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown age"
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= length:
+            n = int(seconds // length)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{int(seconds)} seconds"
+
+
+def preview_summary(r: OperationResult) -> str:
+    """The MCP deploy tool's preview, in a sentence."""
+    counts, n = r.plan["counts"], touched(r.plan)
+    if not n:
+        return "Nothing to deploy: production already matches the source."
+    return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
+            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}. "
+            f"Deploy with plan_digest={r.plan['digest']}.")
+
+
+def deploy_summary(r: OperationResult) -> str:
+    """The MCP deploy tool's outcome, in the plan's words."""
+    if not r.changed:
+        return "Nothing to deploy: production already matches the source."
+    backup = "Creating backup... " if r.snapshot_id else ""
+    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
+
+
+def rollback_summary(r: OperationResult) -> str:
+    verb = "Would roll back" if r.dry_run else "Rolled back"
+    return f"{verb} to {r.restored_from} ({r.version or 'preview'}): {r.message}."
+
+
+def backups_summary(r: BackupsResult) -> str:
+    return f"{len(r.snapshots)} snapshot(s); rollback target {r.rollback_target or 'none'}"
+
+
+def history_summary(r: HistoryResult) -> str:
+    return f"{len(r.records)} record(s) from {r.log}"
+
+
+def diff_summary(r: DiffResult) -> str:
+    counts = r.plan["counts"]
+    return f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed"
+
+
 def operation(r: OperationResult) -> str:
     pending = touched(r.plan) > 0
     lines = plan_lines(r.plan) if pending else []
@@ -52,7 +126,8 @@ def operation(r: OperationResult) -> str:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""
         verb = "Deployed" if r.operation == "deploy" else f"Rolled back to snapshot {r.restored_from}:"
         took = sum(r.timings.values())
-        lines.append(f"{verb} {r.version} as {r.deploy_id} in {took:.2f}s{backup}. Success.")
+        named = r.version if r.version == r.deploy_id else f"{r.version} as {r.deploy_id}"
+        lines.append(f"{verb} {named} in {took:.2f}s{backup}. Success.")
     elif r.dry_run and pending:
         flag = f" with --plan {r.plan['digest']}" if r.operation == "deploy" else ""
         lines.append(f"Dry run: nothing was written. Apply exactly this plan{flag}.")

@@ -17,7 +17,6 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     objects_removed: int = 0
     bytes_freed: int = 0
-    dry_run: bool = False
 
 
 def protected_ids(snapshots: list[Snapshot], current: dict[str, Any] | None) -> set[str]:
@@ -49,7 +48,7 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     gone = {s.id for s in expired}
     kept = [s for s in snapshots if s.id not in gone]
     if not gone and not collect_always:
-        return PruneReport([], [s.id for s in kept], 0, 0, dry_run)  # nothing expired: nothing became garbage
+        return PruneReport([], [s.id for s in kept], 0, 0)  # nothing expired: nothing became garbage
     try:  # GC must see every object the kept snapshots reference
         wanted = store.objects_of(s.id for s in kept)
     except CorruptState as exc:
@@ -62,7 +61,7 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
         objects, size = store.collect_garbage(wanted, dry_run=dry_run)
     else:
         objects, size = store.remove_objects(candidates - wanted, dry_run=dry_run)
-    return PruneReport(sorted(gone), [s.id for s in kept], objects, size, dry_run)
+    return PruneReport(sorted(gone), [s.id for s in kept], objects, size)
 
 
 def _expired_objects(store: Store, expired: list[Snapshot]) -> set[str] | None:

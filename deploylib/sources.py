@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .context import Context
+from .context import Operation, Survey
 from .errors import CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .ids import utc_now
@@ -25,8 +25,8 @@ class TreeSource:
         self.root = root
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
 
-    def desired(self, ctx: Context) -> Scan:
-        found = scan(self.root, ctx.profile.rules, ctx.cache, source=True)
+    def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
+        found = scan(self.root, op.profile.rules, op.cache, source=True)
         self.stamps = found.stamps
         return found
 
@@ -59,25 +59,24 @@ class TreeSource:
     def verify_available(self, plan: Plan) -> None:
         """Source files are checked as they are copied (hash and stat), nothing to do up front."""
 
-    def version_info(self, ctx: Context) -> dict[str, Any]:
-        assert ctx.plan is not None
-        prev = ctx.previous or {}
+    def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
+        prev = survey.previous or {}
         commit, dirty = git_state(self.root)
         return {
-            "version": source_version(self.root) or ctx.op_id,
+            "version": source_version(self.root) or op.op_id,
             "deployed": utc_now(),
             "deployed_from": str(self.root),
             "git_commit": commit,
             "git_dirty": dirty,
-            "deployed_by": ctx.profile.deployed_by,
+            "deployed_by": op.profile.deployed_by,
             "operation": "deploy",
-            "profile": ctx.profile.name,
-            "deploy_id": ctx.op_id,
+            "profile": op.profile.name,
+            "deploy_id": op.op_id,
             "previous_id": prev.get("deploy_id"),
-            "release": ctx.op_id,
+            "release": op.op_id,
             "previous_release": prev.get("release"),
-            "snapshot_id": ctx.snapshot.id if ctx.snapshot else None,
-            **_file_lists(ctx),
+            "snapshot_id": snapshot.id if snapshot else None,
+            **_file_lists(survey),
         }
 
 
@@ -91,8 +90,8 @@ class SnapshotSource:
         self.selector = selector
         self.snapshot: Snapshot | None = None
 
-    def desired(self, ctx: Context) -> Scan:
-        chosen = find_snapshot(self.store, ctx.previous, self.selector)
+    def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
+        chosen = find_snapshot(self.store, previous, self.selector)
         self.snapshot = self.store.load(chosen.id)
         return Scan(dict(self.snapshot.files), [])
 
@@ -113,7 +112,7 @@ class SnapshotSource:
     def next_version(self) -> str | None:
         return self.snapshot.version if self.snapshot else None
 
-    def version_info(self, ctx: Context) -> dict[str, Any]:
+    def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         snap = self.snapshot
         assert snap is not None
         restored = dict(snap.version_info or {})
@@ -121,25 +120,25 @@ class SnapshotSource:
             **restored,
             "version": snap.version or restored.get("version") or "baseline",
             "deployed": utc_now(),
-            "deployed_by": ctx.profile.deployed_by,
+            "deployed_by": op.profile.deployed_by,
             "operation": "rollback",
-            "profile": ctx.profile.name,
-            "deploy_id": ctx.op_id,
-            "previous_id": (ctx.previous or {}).get("deploy_id"),
+            "profile": op.profile.name,
+            "deploy_id": op.op_id,
+            "previous_id": (survey.previous or {}).get("deploy_id"),
             "release": snap.release or f"baseline:{snap.id}",
             "previous_release": restored.get("previous_release"),
-            "snapshot_id": ctx.snapshot.id if ctx.snapshot else None,
+            "snapshot_id": snapshot.id if snapshot else None,
             "restored_from": snap.id,
-            **_file_lists(ctx),
+            **_file_lists(survey),
         }
 
 
-def _file_lists(ctx: Context) -> dict[str, list[str]]:
-    assert ctx.plan is not None
-    added = [e.path for e in ctx.plan.added]
-    changed = [e.path for e in ctx.plan.changed]
+def _file_lists(survey: Survey) -> dict[str, list[str]]:
+    plan = survey.plan
+    added = [e.path for e in plan.added]
+    changed = [e.path for e in plan.changed]
     return {"files_updated": added + changed, "files_added": added, "files_changed": changed,
-            "files_removed": [e.path for e in ctx.plan.removed]}
+            "files_removed": [e.path for e in plan.removed]}
 
 
 def default_snapshot(snapshots: list[Snapshot], previous: dict[str, Any] | None) -> Snapshot | None:

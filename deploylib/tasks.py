@@ -39,7 +39,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
     except DeployError as exc:
         if as_json:
             print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
-                              "step": exc.step, "error_type": type(exc).__name__}))
+                              "step": exc.step, "error_type": exc.kind}))
         for line in exc.message.splitlines():  # a config with several mistakes: one "error:" line each
             terminal.print_error(line)
         if verbose:
@@ -47,8 +47,8 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
                 print(exc.detail, file=sys.stderr)
             traceback.print_exc()
         raise Exit(code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        print("interrupted; production was left as before", file=sys.stderr)
+    except KeyboardInterrupt:  # only outside an operation's steps (they undo and raise Interrupted)
+        print("interrupted before anything changed", file=sys.stderr)
         raise Exit(code=130) from None
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --verbose
         if as_json:
@@ -99,15 +99,19 @@ def _seconds(value: str | None) -> float:
 @task(help={**COMMON,
             "dry_run": "Show the plan and its digest; write nothing anywhere (not even a lock file).",
             "plan": "Deploy only if the plan's digest is still DIGEST (as printed by --dry-run).",
-            "wait": "If another operation holds the lock, wait up to SECONDS for it (default: fail at once)."})
-def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, json_=False, verbose=False):
-    """Deploy the source tree into production: lock, preflight, backup, stage, validate, swap, verify, record.
+            "wait": "If another operation holds the lock, wait up to SECONDS for it (default: fail at once).",
+            "adopt": "Let the deploy overwrite files in production that MCP Deploy did not deploy, if they match "
+                     "this glob (repeatable; '**' for all); without it such files are refused (exit 4)."},
+      iterable=["adopt"])
+def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, json_=False,
+           verbose=False):
+    """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
-    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed.
+    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
-                                          wait=_seconds(wait), on_event=events),
+                                          wait=_seconds(wait), adopt=tuple(adopt or ()), on_event=events),
          json_, verbose, report.operation, live=True)
 
 

@@ -1,32 +1,54 @@
-"""Validators run on the stage before the swap; a failure means production is never touched.
+"""Validators run against the staged release before the commit: a rejected release never reaches production.
 
-Each takes the spec from deploy.yaml, the stage directory and the staged sync-set
-files the spec's globs select, and returns a list of problems (empty when fine).
+Each takes the spec from deploy.yaml, a view of the release (`Tree`: where each
+file of it can be read, and a directory holding all of it for commands) and the
+release files the spec's globs select; it returns its problems (empty when fine).
 `REGISTRY` maps the `type:` names deploy.yaml may use.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import yaml
 
-from . import commands
+from . import checks, shell
 from .config import CheckSpec, yaml_path
 from .errors import ValidationFailed
 from .globs import PatternSet
 
-Validator = Callable[[CheckSpec, Path, list[str], dict[str, str]], list[str]]
+
+class Tree(Protocol):
+    """A release as validators see it: every file readable, a whole directory on demand."""
+
+    def path(self, rel: str) -> Path: ...
+
+    def directory(self) -> Path: ...
 
 
-def check_json(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, str]) -> list[str]:
+class Directory:
+    """A release that is simply a complete directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def directory(self) -> Path:
+        return self.root
+
+
+Validator = Callable[[CheckSpec, Tree, list[str], dict[str, str]], list[str]]
+
+
+def check_json(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     problems = []
     for rel in files:
         try:
-            json.loads((stage / rel).read_bytes())
+            json.loads(release.path(rel).read_bytes())
         except json.JSONDecodeError as exc:
             problems.append(f"{rel}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
         except UnicodeDecodeError:
@@ -34,11 +56,11 @@ def check_json(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, st
     return problems
 
 
-def check_yaml(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, str]) -> list[str]:
+def check_yaml(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     problems = []
     for rel in files:
         try:
-            list(yaml.safe_load_all((stage / rel).read_bytes()))
+            list(yaml.safe_load_all(release.path(rel).read_bytes()))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{rel}:{mark.line + 1}" if mark else rel
@@ -46,12 +68,12 @@ def check_yaml(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, st
     return problems
 
 
-def check_python_syntax(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, str]) -> list[str]:
+def check_python_syntax(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     """Compile (never run) every selected .py file."""
     problems = []
     for rel in files:
         try:
-            compile((stage / rel).read_bytes(), rel, "exec", dont_inherit=True)
+            compile(release.path(rel).read_bytes(), rel, "exec", dont_inherit=True)
         except SyntaxError as exc:
             problems.append(f"{rel}:{exc.lineno}: syntax error: {exc.msg}")
         except ValueError as exc:  # e.g. null bytes
@@ -59,7 +81,7 @@ def check_python_syntax(spec: CheckSpec, stage: Path, files: list[str], env: dic
     return problems
 
 
-def check_json_schema(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, str]) -> list[str]:
+def check_json_schema(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     import jsonschema  # only profiles that use this validator pay for the import
 
     assert spec.schema is not None
@@ -73,7 +95,7 @@ def check_json_schema(spec: CheckSpec, stage: Path, files: list[str], env: dict[
     problems = []
     for rel in files:
         try:
-            doc = json.loads((stage / rel).read_bytes())
+            doc = json.loads(release.path(rel).read_bytes())
         except ValueError as exc:
             problems.append(f"{rel}: invalid JSON: {exc}")
             continue
@@ -82,9 +104,9 @@ def check_json_schema(spec: CheckSpec, stage: Path, files: list[str], env: dict[
     return problems
 
 
-def check_command(spec: CheckSpec, stage: Path, files: list[str], env: dict[str, str]) -> list[str]:
+def check_command(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     assert spec.run is not None
-    result = commands.run(spec.run, stage, spec.timeout, env)
+    result = shell.run(spec.run, release.directory(), spec.timeout, env)
     return [] if result.ok else [f"{result.describe()}\n{result.output.rstrip()}"]
 
 
@@ -97,20 +119,14 @@ REGISTRY: dict[str, Validator] = {
 }
 
 
-def validate(specs: tuple[CheckSpec, ...], stage: Path, sync_set: list[str], env: dict[str, str],
-             emit: Callable[[str, dict[str, object]], None] = lambda kind, data: None) -> list[dict[str, object]]:
+def validate(specs: tuple[CheckSpec, ...], stage: Tree | Path, sync_set: list[str], env: dict[str, str],
+             emit: checks.EventSink | None = None) -> list[dict[str, object]]:
     """Run every validator; raise ValidationFailed naming the first failing one and its problems."""
-    results: list[dict[str, object]] = []
-    for spec in specs:
+    tree = Directory(stage) if isinstance(stage, Path) else stage
+
+    def attempt(spec: CheckSpec) -> tuple[list[str], dict[str, object]]:
         selected = PatternSet(spec.files)
         files = [p for p in sync_set if selected.matches(p)]
-        started = time.monotonic()
-        problems = REGISTRY[spec.type](spec, stage, files, env)
-        seconds = round(time.monotonic() - started, 3)
-        results.append({"name": spec.name, "files": len(files), "ok": not problems, "seconds": seconds})
-        emit("check", {"step": "validate", **results[-1]})
-        if problems:
-            shown = "; ".join(p.splitlines()[0] for p in problems[:3])
-            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-            raise ValidationFailed(f"validator {spec.name}: {shown}{more}", detail="\n".join(problems))
-    return results
+        return REGISTRY[spec.type](spec, tree, files, env), {"files": len(files)}
+
+    return checks.run(specs, "validate", attempt, ValidationFailed, "validator", emit)

@@ -1,16 +1,14 @@
-"""Post-swap health checks against the live production tree; a failure swaps the old tree back.
+"""Verify checks against the committed release in production; a failure undoes the commit.
 
-`REGISTRY` maps the `type:` names deploy.yaml's `verify:` list may use; new
-kinds of check (such as an MCP handshake) register here.
+`REGISTRY` maps the `type:` names deploy.yaml's `verify:` list may use.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
-from . import commands
+from . import checks, shell
 from .config import CheckSpec
 from .errors import VerifyFailed
 
@@ -20,7 +18,7 @@ Check = Callable[[CheckSpec, Path, dict[str, str]], str | None]
 def check_command(spec: CheckSpec, target: Path, env: dict[str, str]) -> str | None:
     """Run the command in the deployed tree; the problem text, or None when it passed."""
     assert spec.run is not None
-    result = commands.run(spec.run, target, spec.timeout, env)
+    result = shell.run(spec.run, target, spec.timeout, env)
     return None if result.ok else f"{result.describe()}\n{result.output.rstrip()}"
 
 
@@ -34,13 +32,11 @@ REGISTRY: dict[str, Check] = {"command": check_command, "mcp": check_mcp}
 
 
 def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str],
-           emit: Callable[[str, dict[str, object]], None] = lambda kind, data: None) -> list[dict[str, object]]:
-    results: list[dict[str, object]] = []
-    for spec in specs:
-        started = time.monotonic()
+           emit: checks.EventSink | None = None) -> list[dict[str, object]]:
+    """Run every verify check in `target`; raise VerifyFailed at the first that fails."""
+
+    def attempt(spec: CheckSpec) -> tuple[list[str], dict[str, object]]:
         problem = REGISTRY[spec.type](spec, target, env)
-        results.append({"name": spec.name, "ok": problem is None, "seconds": round(time.monotonic() - started, 3)})
-        emit("check", {"step": "verify", **results[-1]})
-        if problem:
-            raise VerifyFailed(f"verify {spec.name}: {problem.splitlines()[0]}", detail=problem)
-    return results
+        return ([problem] if problem else []), {}
+
+    return checks.run(specs, "verify", attempt, VerifyFailed, "verify", emit)

@@ -10,7 +10,7 @@ from typing import Any
 
 from .fsutil import atomic_write
 
-VERSION_FILE = "VERSION"
+from .layout import VERSION_FILE  # noqa: E402  (re-exported: the name lives in layout)
 
 
 def read_version(tree: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -94,9 +94,8 @@ class Project:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def leftovers(self) -> list[str]:
-        """Stage, old-tree or parking directories left beside production (the spare tree is meant to stay)."""
-        spare = f".{self.target.name}.deploy-spare"
-        return sorted(p.name for p in self.target.parent.iterdir() if p.name.startswith(".") and p.name != spare)
+        """Stage directories (or anything else hidden) left beside production."""
+        return sorted(p.name for p in self.target.parent.iterdir() if p.name.startswith("."))
 
     def version(self) -> dict[str, Any]:
         return json.loads((self.target / "VERSION").read_text())

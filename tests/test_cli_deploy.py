@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -183,21 +185,24 @@ def test_failing_verify_swaps_the_old_tree_back(project: Project) -> None:
     assert len(listing["snapshots"]) == 0  # the failed deploy's backup was redundant and is gone
 
 
-def test_files_written_to_the_old_tree_during_the_deploy_are_kept(project: Project) -> None:
+@pytest.mark.parametrize("verify_passes", [True, False])
+def test_files_a_running_server_writes_during_the_deploy_are_kept(project: Project, verify_passes: bool) -> None:
+    """User files written into production mid-deploy (new, in new directories, replaced by rename) stay
+    exactly as written, whether the deploy goes through or is undone."""
     ok(project.run("deploy"))
     (project.target / "logs").mkdir()
     (project.target / "logs" / "early.log").write_text("before\n")
-    # after the swap the old tree sits at $MCP_DEPLOY_STAGE; a still-running server writes there
     (project.target / "config.local.json").write_text("v1")
-    old = '"$MCP_DEPLOY_STAGE"'
+    live = '"$MCP_DEPLOY_TARGET"'
     project.profile["verify"].append({"type": "command", "run": " && ".join([
-        f"echo late > {old}/logs/late.log",                      # a new file in an existing directory
-        f"mkdir -p {old}/cache/deep && echo x > {old}/cache/deep/x",  # a new directory
-        f"printf v2 > {old}/.tmp && mv {old}/.tmp {old}/config.local.json",  # replaced by rename: new inode
-    ])})
+        f"echo late > {live}/logs/late.log",                      # a new file in an existing directory
+        f"mkdir -p {live}/cache/deep && echo x > {live}/cache/deep/x",  # a new directory
+        f"printf v2 > {live}/.tmp && mv {live}/.tmp {live}/config.local.json",  # replaced by rename: new inode
+    ] + ([] if verify_passes else ["exit 3"]))})
     project.write_config()
     bump(project)
-    ok(project.run("deploy"))
+    proc = project.run("deploy")
+    assert proc.returncode == (0 if verify_passes else 1), proc.stderr
     assert (project.target / "logs" / "late.log").read_text() == "late\n"
     assert (project.target / "logs" / "early.log").read_text() == "before\n"
     assert (project.target / "cache" / "deep" / "x").read_text() == "x\n"
@@ -242,7 +247,8 @@ def test_status_history_backups_and_diff(project: Project) -> None:
     code, hist = project.json("history", "--limit", "1")
     assert len(hist["records"]) == 1 and hist["records"][0]["event"] == "deploy"
     # written by the record step itself, so it times every step before it
-    assert set(hist["records"][0]["steps"]) == {"lock", "preflight", "backup", "stage", "validate", "swap", "verify"}
+    assert set(hist["records"][0]["steps"]) == {"lock", "preflight", "backup", "stage", "validate", "commit", "verify",
+                                                "record"}
 
 
 def test_prune_applies_keep_last_and_never_drops_the_rollback_target(project: Project) -> None:

@@ -60,7 +60,7 @@ def test_preview_then_deploy_with_digest_and_progress(project: Project) -> None:
     assert done["summary"].startswith("Found 9 files to update. Deploying... Success (0.1.0, d-")
     assert project.version()["deploy_id"] == done["deploy_id"]
     messages = [m for _, m in progress]
-    for step in ("lock", "preflight", "backup", "stage", "validate", "swap", "verify", "record"):
+    for step in ("lock", "preflight", "backup", "stage", "validate", "commit", "verify", "record"):
         assert any(m.startswith(step) for m in messages), (step, messages)
     assert [v for v, _ in progress] == sorted(v for v, _ in progress)  # monotonic
 

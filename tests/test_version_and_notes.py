@@ -45,7 +45,7 @@ def test_preflight_names_processes_running_in_the_target(project: Project) -> No
         bump(project)
         proc = ok(project.run("deploy"))
         assert f"process {server.pid} (" in proc.stdout
-        assert "keeps the old code until restarted" in proc.stdout
+        assert "still runs the old code: restart it to load the new release" in proc.stdout
     finally:
         server.kill()
         server.wait()

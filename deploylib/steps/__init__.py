@@ -1,21 +1,42 @@
-"""The pipeline's steps. Each does one thing in `run` and takes it back in `undo`.
+"""The pipeline's steps, in order. Each module has NAME, STATE, `run` and `undo`.
 
-`undo` must be idempotent and work from the journal record alone, because
-crash recovery calls it in a fresh process that knows only what was journaled.
+`run` takes what earlier steps returned and returns what it makes. `undo` takes
+only the operation (its journal record, its store, its paths), because crash
+recovery calls it in a fresh process that knows only what was journaled; it
+must be idempotent.
 """
 
 from __future__ import annotations
 
-from ..context import Context
+from typing import Protocol
+
+from ..context import Operation
 from ..journal import State
+from . import backup, commit, preflight, stage, validate, verify
 
 
-class Step:
-    name: str = ""
-    state: State = State.IDLE
+class Step(Protocol):
+    NAME: str
+    STATE: State
 
-    def run(self, ctx: Context) -> None:
-        raise NotImplementedError
+    def undo(self, op: Operation) -> None: ...
 
-    def undo(self, ctx: Context) -> None:
-        """Nothing to take back by default."""
+
+STEPS: tuple[Step, ...] = (preflight, backup, stage, validate, commit, verify)  # type: ignore[assignment]
+ORDER: list[State] = [step.STATE for step in STEPS] + [State.RECORDING, State.COMPLETE]
+
+
+CHANGE_NOTHING = {preflight.NAME, validate.NAME, verify.NAME}  # their undo is a no-op: not worth a line
+
+
+def undo(op: Operation, steps: list[Step]) -> None:
+    """Take back `steps` (those run, the failing one included) in reverse."""
+    for step in reversed(steps):
+        if step.NAME not in CHANGE_NOTHING:
+            op.emit("undo", {"step": step.NAME})
+        step.undo(op)
+
+
+def reached(state: State) -> list[Step]:
+    """The steps an operation that got as far as `state` may have (partly) run."""
+    return [step for step in STEPS if ORDER.index(step.STATE) <= ORDER.index(state)]

@@ -1,40 +1,54 @@
-"""Snapshot production's managed files before anything changes, so every deploy can be undone."""
+"""Store what the commit will replace, so every change to production can be taken back.
+
+The snapshot holds production's managed files: the commit's undo and a later
+rollback restore them from it, verified by hash.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .. import faults
-from ..context import Context
+from ..context import Operation, Survey
 from ..ids import new_id, utc_now
 from ..journal import State
+from ..layout import SNAPSHOT_PREFIX
+from ..manifest import Entry
 from ..store import Snapshot
-from . import Step
+
+NAME, STATE = "backup", State.BACKING_UP
 
 
-class Backup(Step):
-    name = "backup"
-    state = State.BACKING_UP
+@dataclass
+class Backup:
+    snapshot: Snapshot | None  # None when production held nothing to replace
 
-    def run(self, ctx: Context) -> None:
-        if not ctx.record.target_existed or (not ctx.production and ctx.previous is None):
-            return  # nothing in production that we would replace
-        files = {}
-        ctx.emit("begin", {"step": self.name, "what": "backup", "files": len(ctx.production),
-                           "bytes": sum(e.size for e in ctx.production.values())})
-        root = str(ctx.target)
-        for n, (path, entry) in enumerate(ctx.production.items(), 1):
-            files[path] = ctx.store.put(f"{root}/{path}", entry)
-            ctx.emit("file", {"step": self.name, "path": path, "bytes": entry.size})
-            faults.point(f"backup:{n}")
-        prev = ctx.previous or {}
-        ctx.snapshot = Snapshot(
-            id=new_id("s"), created=utc_now(), op_id=ctx.op_id, release=prev.get("release"),
-            version=prev.get("version"), version_info=ctx.previous, files=files,
-        )
-        ctx.store.save(ctx.snapshot)
-        ctx.record.snapshot_id = ctx.snapshot.id
-        ctx.journal.write(ctx.record)
+    def old(self, path: str) -> Entry | None:
+        """The stored entry of what production has at `path` now (None: nothing)."""
+        return self.snapshot.files.get(path) if self.snapshot else None
 
-    def undo(self, ctx: Context) -> None:
-        # production is back to what this snapshot holds, so it is redundant
-        if ctx.record.snapshot_id:
-            ctx.store.delete(ctx.record.snapshot_id)
+
+def run(op: Operation, survey: Survey) -> Backup:
+    root = str(op.target)
+    if not survey.production and survey.previous is None:
+        return Backup(None)  # nothing in production that we would replace
+    files = {}
+    op.emit("begin", {"step": NAME, "what": "backup", "files": len(survey.production),
+                      "bytes": sum(e.size for e in survey.production.values())})
+    for n, (path, entry) in enumerate(survey.production.items(), 1):
+        files[path] = op.store.put(f"{root}/{path}", entry)
+        op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
+        faults.point(faults.BACKUP, n)
+    prev = survey.previous or {}
+    snapshot = Snapshot(id=new_id(SNAPSHOT_PREFIX), created=utc_now(), op_id=op.op_id, release=prev.get("release"),
+                        version=prev.get("version"), version_info=survey.previous, files=files)
+    op.store.save(snapshot)
+    op.record.snapshot_id = snapshot.id
+    op.journal.write(op.record)
+    return Backup(snapshot)
+
+
+def undo(op: Operation) -> None:
+    """Production is back to what the snapshot holds, so it is redundant."""
+    if op.record.snapshot_id:
+        op.store.delete(op.record.snapshot_id)

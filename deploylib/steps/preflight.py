@@ -1,123 +1,203 @@
-"""Survey production and the source, plan the change, and refuse early if it cannot succeed."""
+"""Survey production and the source, plan the change, and refuse early if it cannot be done safely.
+
+Every refusal here happens before anything is written: the user's files, a
+directory that is not ours, another filesystem, too little space.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
+from typing import Any
 
-from ..context import Context
+from ..context import Operation, Survey
 from ..errors import PlanMismatch, PreflightFailed
 from ..fsutil import nearest_existing
 from ..journal import State
-from ..manifest import load_manifest, scan
+from ..layout import VERSION_FILE, is_op_id, release_path, releases_dir
+from ..manifest import Release, load_release, scan_paths
 from ..plan import diff
-from ..trees import file_parent, symlinked_parent
 from ..version import read_version
-from . import Step
 
+NAME, STATE = "preflight", State.CHECKING
 SPACE_MARGIN = 1.10  # 10% over the estimate ...
 SPACE_SLACK = 8 * 1024 * 1024  # ... plus 8 MiB for directories, VERSION and metadata
+SHOWN = 5  # paths named in one message
 
 
-def survey(ctx: Context) -> None:
-    """Fill ctx.previous, .deployed, .desired, .production and .plan without changing anything."""
-    prev, problem = read_version(ctx.target)
+def survey(op: Operation) -> Survey:
+    """What is in production, what the release there manages, and the plan; changes nothing."""
+    previous, problem = read_version(op.target)
     if problem:
-        ctx.note(problem)
-    ctx.previous = prev
-    ctx.deployed = {}
-    if prev:
-        ctx.deployed = load_manifest(release_path(ctx, prev["deploy_id"])) or {}
-        if not ctx.deployed:
-            ctx.note("no record of the files the current release deployed; files dropped from the source "
-                     "will be left in production")
-    ctx.cache.on_hash = lambda path, size: ctx.emit("file", {"step": "hash", "path": path, "bytes": size})
-    wanted = ctx.source.desired(ctx)
-    ctx.desired = wanted.entries
-    ctx.production = scan(ctx.target, ctx.profile.rules, ctx.cache, also=frozenset(ctx.deployed)).entries
-    ctx.plan = diff(ctx.desired, ctx.production, set(ctx.deployed))
-    ctx.plan.withheld = wanted.withheld
-    ctx.source.verify_available(ctx.plan)
+        op.note(problem)
+    found = _live_release(op, previous)
+    if found is None and (previous or problem):
+        op.note("no record of the files the current release deployed: files it deployed count as yours "
+                "(a deploy that would overwrite one refuses; files dropped from the source stay)")
+    release = found or Release({})
+    op.cache.on_hash = lambda path, size: op.emit("file", {"step": "hash", "path": path, "bytes": size})
+    wanted = op.source.desired(op, previous)
+    production = scan_paths(op.target, set(release.files) | set(wanted.entries), op.cache)
+    plan = diff(wanted.entries, production, set(release.files))
+    plan.withheld = wanted.withheld
+    op.source.verify_available(plan)
     if wanted.withheld:
-        ctx.note(f"withheld {len(wanted.withheld)} secret-looking file(s) from the sync set: "
-                 f"{', '.join(wanted.withheld[:5])} (lift with unsafe_allow_secrets only if you must)")
+        op.note(f"withheld {len(wanted.withheld)} secret-looking file(s) from the sync set: "
+                f"{', '.join(wanted.withheld[:SHOWN])} (lift with unsafe_allow_secrets only if you must)")
+    return Survey(previous, release, wanted.entries, production, plan)
 
 
-def release_path(ctx: Context, deploy_id: str) -> Path:
-    return ctx.profile.state_dir / "releases" / f"{deploy_id}.json"
+def _live_release(op: Operation, previous: dict[str, Any] | None) -> Release | None:
+    """The record of what production's release manages: the one its VERSION names, else the only one kept
+    (a damaged VERSION must not turn every deployed file into a stranger's)."""
+    records = releases_dir(op.profile.state_dir)
+    if previous is not None:
+        deploy_id = previous["deploy_id"]
+        return load_release(release_path(op.profile.state_dir, deploy_id)) if is_op_id(deploy_id) else None
+    kept = sorted(p for p in records.glob("*.json") if is_op_id(p.stem)) if records.is_dir() else []
+    return load_release(kept[0]) if len(kept) == 1 else None
 
 
-class Preflight(Step):
-    name = "preflight"
-    state = State.CHECKING
-
-    def run(self, ctx: Context) -> None:
-        ctx.record.target_existed = ctx.target.exists()
-        survey(ctx)
-        assert ctx.plan is not None
-        if ctx.expected_digest and ctx.plan.digest != ctx.expected_digest:
-            raise PlanMismatch(
-                f"{ctx.target}: plan changed since it was previewed (expected {ctx.expected_digest}, "
-                f"now {ctx.plan.digest}); preview again with --dry-run and deploy the new digest"
-            )
-        if ctx.plan.empty:
-            what = "deploy" if ctx.record.operation == "deploy" else "roll back"
-            ctx.stop_reason = f"nothing to {what}: production already matches"
-            return
-        check_no_secrets(ctx)
-        check_no_symlinked_parents(ctx)
-        check_writable(ctx)
-        check_space(ctx)
-        for note in processes_using(ctx.target):
-            ctx.note(note)
+def run(op: Operation) -> Survey:
+    found = survey(op)
+    if op.expected_digest is not None and found.plan.digest != op.expected_digest:
+        raise PlanMismatch(
+            f"{op.target}: plan changed since it was previewed (expected {op.expected_digest}, "
+            f"now {found.plan.digest}); preview again with --dry-run and deploy the new digest"
+        )
+    if found.plan.empty:
+        return found
+    check_no_secrets(op, found)
+    check_no_user_files(op, found)
+    check_paths(op, found)
+    check_space(op, found)
+    return found
 
 
-def check_no_secrets(ctx: Context) -> None:
-    leaked = [p for p in ctx.desired if ctx.profile.rules.is_secret(p)]
+def undo(op: Operation) -> None:
+    """Preflight changes nothing."""
+
+
+def check_no_secrets(op: Operation, found: Survey) -> None:
+    leaked = [p for p in found.desired if op.profile.rules.is_secret(p)]
     if leaked:
-        raise PreflightFailed(f"{ctx.profile.source}: secret-looking files in the sync set: {', '.join(leaked[:5])}")
+        raise PreflightFailed(f"{op.profile.source}: secret-looking files in the sync set: "
+                              f"{', '.join(leaked[:SHOWN])}")
 
 
-def check_no_symlinked_parents(ctx: Context) -> None:
-    """A file must never be written through a symlinked directory in production (it would land outside),
-    nor below something that is a file there."""
-    assert ctx.plan is not None
-    removed = {e.path for e in ctx.plan.removed}
-    for entry in ctx.plan.added + ctx.plan.changed:
-        link = symlinked_parent(ctx.target, entry.path)
-        if link is not None:
+def check_no_user_files(op: Operation, found: Survey) -> None:
+    """Managed means deployed by this tool, never 'matches a glob': a file in production at a path the new
+    release uses, that the release there did not deploy, is the user's. Only --adopt hands it over."""
+    foreign = [p for p in found.desired if p in found.production and p not in found.release.files]
+    if found.previous is None and not found.release.files and os.path.lexists(op.target / VERSION_FILE):
+        foreign.append(VERSION_FILE)  # not ours, and no record says we wrote it: the user's own VERSION
+    if op.name == "deploy":
+        foreign = [p for p in foreign if not op.adopt.matches(p)]
+    if not foreign:
+        return
+    if op.name == "rollback":
+        raise PreflightFailed(
+            f"{op.target}: the rollback would overwrite {len(foreign)} file(s) that MCP Deploy did not deploy: "
+            f"{', '.join(foreign[:SHOWN])}; a rollback adopts nothing: move them away first")
+    lost = " (no record of what the release in production deployed was found)" \
+        if found.previous is not None and not found.release.files else ""
+    raise PreflightFailed(
+        f"{op.target}: the deploy would overwrite {len(foreign)} file(s) that MCP Deploy did not deploy{lost}: "
+        f"{', '.join(foreign[:SHOWN])}; they may be yours: move them away, or pass --adopt PATH "
+        "(a glob; repeatable; --adopt '**' for all) to let the deploy take them over (the backup keeps them)")
+
+
+def check_paths(op: Operation, found: Survey) -> None:
+    """Every directory the commit writes in must be a real directory of production, writable, and on the
+    stage's filesystem: else a rename would land outside the tree, fail half-way, or move a user's mount."""
+    plan, target = found.plan, op.target
+    removed = {e.path for e in plan.removed}
+    stage_dev = os.stat(nearest_existing(target.parent)).st_dev
+    seen: dict[str, str | None] = {}
+    for entry in plan.added + plan.changed + plan.removed:
+        blocker = _parent_problem(target, entry.path, removed, seen)
+        if blocker:
+            raise PreflightFailed(blocker)
+    for entry in plan.added + plan.changed:
+        _check_not_a_directory(target, entry.path, found)
+    writable_dirs = sorted({_nearest_dir(target, e.path) for e in plan.added + plan.changed + plan.removed}
+                           | {_nearest_dir(target, VERSION_FILE), nearest_existing(target.parent)},
+                           key=lambda p: (len(p.parts), str(p)))
+    for directory in writable_dirs:
+        if os.stat(directory).st_dev != stage_dev:
             raise PreflightFailed(
-                f"{ctx.target / link}: is a symlink in production, and {entry.path} would be written through it; "
-                "replace the link with a real directory (MCP Deploy never writes outside the target)"
-            )
-        blocker = file_parent(ctx.target, entry.path)
-        if blocker is not None and blocker not in removed:
+                f"{directory}: is on another filesystem than {target.parent} (a mount point); MCP Deploy "
+                "publishes by renaming within one filesystem and never moves a mount: deploy those files "
+                "with a profile whose target is inside the mount")
+        if not os.access(directory, os.W_OK | os.X_OK):
             raise PreflightFailed(
-                f"{ctx.target / blocker}: is a file in production, but the source has {entry.path} below it; "
-                "move that file away (it is not managed, so MCP Deploy will not replace it)"
-            )
+                f"{directory}: not writable by this user (uid {os.geteuid()}); make it writable "
+                "(chmod u+w) or deploy as its owner")
 
 
-def check_writable(ctx: Context) -> None:
-    where = ctx.target if ctx.target.exists() else nearest_existing(ctx.target)
-    parent = nearest_existing(ctx.target.parent)
-    for path in {where, parent}:
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PreflightFailed(
-                f"{path}: not writable by this user (uid {os.geteuid()}); "
-                "fix its permissions or deploy as its owner"
-            )
+def _parent_problem(target: Path, rel: str, removed: set[str], seen: dict[str, str | None]) -> str | None:
+    """Why a file cannot be written at `rel`: a parent that is a symlink, or a file that is not going away."""
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        sub = "/".join(parts[:i])
+        if sub not in seen:
+            seen[sub] = _describe_parent(target, sub, rel, removed)
+        if seen[sub]:
+            return seen[sub]
+    return None
 
 
-def check_space(ctx: Context) -> None:
+def _describe_parent(target: Path, sub: str, rel: str, removed: set[str]) -> str | None:
+    try:
+        st = os.lstat(target / sub)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return (f"{target / sub}: is a symlink in production, and {rel} would be written through it; replace the "
+                "link with a real directory (MCP Deploy never writes outside the target)")
+    if not stat.S_ISDIR(st.st_mode) and sub not in removed:
+        return (f"{target / sub}: is a file in production, but the source has {rel} below it; move that file "
+                "away (it is not managed, so MCP Deploy will not replace it)")
+    return None
+
+
+def _check_not_a_directory(target: Path, rel: str, found: Survey) -> None:
+    """A file may replace a directory only if this tool made it and everything in it is going away."""
+    path = target / rel
+    if not path.is_dir() or path.is_symlink():
+        return
+    if rel in found.release.dirs:
+        kept = _first_not_going(target, path, {e.path for e in found.plan.removed} | set(found.release.dirs))
+        if kept is None:
+            return
+    raise PreflightFailed(f"{path}: is a directory in production with files MCP Deploy did not deploy, and the "
+                          f"new release has a file {rel} there; move the directory away first")
+
+
+def _first_not_going(target: Path, path: Path, going: set[str]) -> str | None:
+    """The first entry below `path` that the commit will not remove, if any."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            sub = os.path.relpath(os.path.join(root, name), target)
+            if sub not in going:
+                return sub
+    return None
+
+
+def _nearest_dir(target: Path, rel: str) -> Path:
+    """The deepest existing directory on the way to `rel`: where the commit's rename or mkdir happens."""
+    return nearest_existing((target / rel).parent)
+
+
+def check_space(op: Operation, found: Survey) -> None:
     """The stage costs the bytes copied; the backup, the production files not yet stored."""
-    assert ctx.plan is not None
-    stage_bytes = ctx.plan.bytes_to_copy
-    backup_bytes = sum(e.size for e in ctx.production.values()
-                       if e.link is None and not ctx.store.has(e.sha256))
-    target_fs = nearest_existing(ctx.target.parent)
-    backup_fs = nearest_existing(ctx.store.root)
+    stage_bytes = found.plan.bytes_to_copy
+    backup_bytes = sum(e.size for e in found.production.values()
+                       if e.link is None and not op.store.has(e.sha256))
+    target_fs = nearest_existing(op.target.parent)
+    backup_fs = nearest_existing(op.store.root)
     needs = {target_fs: stage_bytes}
     if os.stat(backup_fs).st_dev == os.stat(target_fs).st_dev:
         needs[target_fs] += backup_bytes
@@ -129,31 +209,9 @@ def check_space(ctx: Context) -> None:
         if free < want:
             raise PreflightFailed(
                 f"{path}: not enough free disk space: need {_mib(want)} (stage and backup plus margin), "
-                f"have {_mib(free)}; free some space or prune backups (`invoke prune`)"
+                f"have {_mib(free)}; free some space or prune backups"
             )
 
 
 def _mib(n: int) -> str:
     return f"{n / 1048576:.1f} MiB"
-
-
-def processes_using(target: Path) -> list[str]:
-    """Notes on running processes whose cwd, executable or arguments lie in the target (Linux /proc)."""
-    proc = Path("/proc")
-    if not proc.is_dir() or not target.exists():
-        return []
-    prefix = str(target.resolve())
-    notes = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        paths = [cwd] + [a.decode(errors="replace") for a in argv]
-        if any(p == prefix or p.startswith(prefix + "/") for p in paths):
-            name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else "?"
-            notes.append(f"process {entry.name} ({name}) uses {target}; it keeps the old code until restarted")
-    return notes

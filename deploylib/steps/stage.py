@@ -1,62 +1,104 @@
-"""Build the complete new tree beside production: hard links for what stays, copies for what changes.
+"""Build the new release's files beside production, on its filesystem, and plan their commit.
 
-The stage starts from the spare tree (the one the last swap replaced) when there is one, so only
-what changed since is written; a stage that fails is deleted, spare and all, and the next starts fresh.
+The stage holds what changes (fresh copies, each checked against the plan) and
+the new VERSION; validators read unchanged files where they are, and only a
+`command` validator, which needs one directory, gets them copied in as well.
+Nothing in production is touched here.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from .. import faults
-from ..context import Context
-from ..errors import CorruptState
-from ..fsutil import remove_tree, sync_filesystem
+from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version
+from ..context import Operation, Survey
+from ..fsutil import sync_filesystem
 from ..journal import State
-from ..manifest import save_manifest
-from ..trees import ensure_parent, remove_empty_parents, replicate
-from ..version import VERSION_FILE, deploy_id_of, write_version
-from .preflight import release_path
-from . import Step
+from ..layout import VERSION_FILE, release_path
+from ..manifest import Entry, Release, save_release
+from ..version import write_version
+from .backup import Backup
+
+NAME, STATE = "stage", State.STAGING
 
 
-class Stage(Step):
-    name = "stage"
-    state = State.STAGING
+class ReleaseView:
+    """The new release as validators see it: staged files from the stage, the others from production."""
 
-    def run(self, ctx: Context) -> None:
-        assert ctx.plan is not None
-        stage = ctx.swap_path
-        replaced = {e.path for e in ctx.plan.changed + ctx.plan.removed}
-        if ctx.record.target_existed:
-            ctx.replica = replicate(ctx.target, stage, replaced | {VERSION_FILE}, ctx.spare_path)
-        else:  # first deploy: the target (and maybe its parents) do not exist yet
-            stage.parent.mkdir(parents=True, exist_ok=True)
-            stage.mkdir(mode=0o755)
-        for entry in ctx.plan.removed:
-            remove_empty_parents(stage, entry.path)
-        incoming = ctx.plan.added + ctx.plan.changed
-        what = "copy" if ctx.record.operation == "deploy" else "restore"
-        ctx.emit("begin", {"step": self.name, "what": what, "files": len(incoming),
-                           "bytes": sum(e.size for e in incoming)})
-        staged = ctx.cache.tree(ctx.target)  # the stage becomes production: its files' hashes are known
-        for n, entry in enumerate(incoming, 1):
-            dest = ensure_parent(stage, entry.path)
-            ctx.source.fetch(entry, dest)
-            if entry.link is None:
-                staged.put(os.lstat(dest), entry.sha256)
-            ctx.emit("file", {"step": self.name, "path": entry.path, "bytes": entry.size})
-            faults.point(f"copy:{n}")
-        ctx.version_info = ctx.source.version_info(ctx)
-        write_version(stage, ctx.version_info)
-        save_manifest(release_path(ctx, ctx.op_id), ctx.desired)
-        if ctx.replica is not None:
-            ctx.replica.apply_modes()
-        sync_filesystem(stage)  # nothing the swap publishes may still be only in memory
+    def __init__(self, release_dir: Path, target: Path, staged: set[str], unchanged: list[Entry],
+                 files: list[str]) -> None:
+        self.files = files  # the release's managed files, what validators select from
+        self.release_dir = release_dir
+        self.target = target
+        self.staged = staged
+        self.unchanged = unchanged
+        self._whole = False
 
-    def undo(self, ctx: Context) -> None:
-        if deploy_id_of(ctx.target) == ctx.op_id:
-            raise CorruptState(f"{ctx.target}: still holds the new tree; cannot drop the stage safely")
-        if ctx.swap_path.exists() or ctx.swap_path.is_symlink():
-            remove_tree(ctx.swap_path)
-        release_path(ctx, ctx.op_id).unlink(missing_ok=True)
+    def path(self, rel: str) -> Path:
+        return (self.release_dir if rel in self.staged else self.target) / rel
+
+    def directory(self) -> Path:
+        """The whole release in one directory (copies, never links: a command must not reach production)."""
+        if not self._whole:
+            for entry in self.unchanged:
+                dest = self.release_dir / entry.path
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if entry.link is not None:
+                    os.symlink(entry.link, dest)
+                else:
+                    shutil.copyfile(self.target / entry.path, dest, follow_symlinks=False)
+                    os.chmod(dest, stat.S_IMODE(entry.mode))
+            self._whole = True
+        return self.release_dir
+
+
+@dataclass
+class Staged:
+    version_info: dict[str, Any]
+    view: ReleaseView
+    commit: CommitPlan
+
+
+def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
+    plan = survey.plan
+    release_dir = op.stage / RELEASE_DIR
+    op.stage.parent.mkdir(parents=True, exist_ok=True)  # a first deploy may need the target's parents
+    os.mkdir(op.stage, 0o700)
+    os.mkdir(release_dir, 0o700)
+    incoming = plan.added + plan.changed
+    what = "copy" if op.name == "deploy" else "restore"
+    op.emit("begin", {"step": NAME, "what": what, "files": len(incoming), "bytes": sum(e.size for e in incoming)})
+    hashes = op.cache.tree(op.target)  # staged files keep their inode when committed: their hashes stay known
+    for n, entry in enumerate(incoming, 1):
+        dest = release_dir / entry.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        op.source.fetch(entry, dest)
+        if entry.link is None:
+            hashes.put(os.lstat(dest), entry.sha256)
+        op.emit("file", {"step": NAME, "path": entry.path, "bytes": entry.size})
+        faults.point(faults.COPY, n)
+    version_info = op.source.version_info(op, survey, backup.snapshot)
+    write_version(release_dir, version_info)
+    kept_version = save_previous_version(op.target, op.stage)
+    puts = [(e.path, backup.old(e.path)) for e in incoming] + [(VERSION_FILE, None)]
+    removes = [backup.old(e.path) or e for e in plan.removed]
+    commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version)
+    save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned))
+    sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
+    save_plan(commit, op.stage)
+    op.record.commit = commit.to_json()
+    op.journal.write(op.record)  # the plan is on disk before the commit starts
+    staged = {e.path for e in incoming} | {VERSION_FILE}
+    unchanged = [e for p, e in survey.desired.items() if p not in staged]
+    return Staged(version_info, ReleaseView(release_dir, op.target, staged, unchanged, sorted(survey.desired)), commit)
+
+
+def undo(op: Operation) -> None:
+    drop_stage(op.stage)
+    release_path(op.profile.state_dir, op.op_id).unlink(missing_ok=True)

@@ -1,17 +1,18 @@
-"""Health-check the live tree; a failure swaps the old tree straight back."""
+"""Health-check the committed release in production; a failure undoes the commit."""
 
 from __future__ import annotations
 
-from ..context import Context
+from ..context import Operation
 from ..journal import State
 from ..verify import verify
 from .validate import check_env
-from . import Step
+
+NAME, STATE = "verify", State.VERIFYING
 
 
-class Verify(Step):
-    name = "verify"
-    state = State.VERIFYING
+def run(op: Operation) -> list[dict[str, object]]:
+    return verify(op.profile.verify, op.target, check_env(op), op.emit)
 
-    def run(self, ctx: Context) -> None:
-        ctx.checks += verify(ctx.profile.verify, ctx.target, check_env(ctx), ctx.emit)
+
+def undo(op: Operation) -> None:
+    """Verify checks change nothing the commit's undo does not take back."""

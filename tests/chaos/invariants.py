@@ -1,7 +1,9 @@
-"""The invariant every chaos scenario ends with (issue 4):
+"""The invariant every chaos scenario ends with (issues 4 and 10):
 
 - production's managed files are exactly the old version's or exactly the new one's (by hash);
-- every unmanaged file is byte-identical to before;
+- every unmanaged path (file, link, or directory holding no managed file) keeps its inode, bytes, mode,
+  owner, xattrs and mtime; directories that do hold managed files keep inode, mode, owner and xattrs;
+  production's directory itself keeps its inode;
 - VERSION matches the tree it sits in (its release manifest equals the managed files);
 - the history log is valid JSON lines;
 - once the next command has run, no stage, old-tree or parking directory is left;
@@ -12,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import Project, ok
+
+from deploylib.layout import release_path
 
 
 def digest_tree(root: Path) -> dict[str, str]:
@@ -34,13 +40,53 @@ def digest_tree(root: Path) -> dict[str, str]:
 class Baseline:
     old: dict[str, str]  # managed files now
     new: dict[str, str]  # managed files after the operation under test succeeds
-    unmanaged: dict[str, bytes]
+    unmanaged: dict[str, tuple[object, ...]]  # every other path: identity, content and metadata
+    holders: dict[str, tuple[object, ...]]  # directories holding managed files: identity and metadata
+    target_inode: int
 
 
 def release_manifest(project: Project) -> dict[str, str]:
     version = json.loads((project.target / "VERSION").read_text())
-    data = json.loads((project.state / "releases" / f"{version['deploy_id']}.json").read_text())
-    return {p: e["sha256"] if "link" not in e else "link:" + e["link"] for p, e in data.items()}
+    data = json.loads(release_path(project.state, version["deploy_id"]).read_text())
+    return {p: e["sha256"] if "link" not in e else "link:" + e["link"] for p, e in data["files"].items()}
+
+
+def xattrs(path: Path) -> dict[str, bytes]:
+    try:
+        return {name: os.getxattr(path, name, follow_symlinks=False)
+                for name in sorted(os.listxattr(path, follow_symlinks=False))}
+    except OSError:
+        return {}
+
+
+def identity(path: Path, with_mtime: bool = True) -> tuple[object, ...]:
+    """Inode, type, mode, owner, xattrs, content (files and links) and mtime of one path."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        content: object = hashlib.sha256(path.read_bytes()).hexdigest()
+    elif stat.S_ISLNK(st.st_mode):
+        content = os.readlink(path)
+    else:
+        content = None
+    return (st.st_ino, st.st_mode, st.st_uid, st.st_gid, xattrs(path), content,
+            st.st_mtime_ns if with_mtime else None)
+
+
+def user_paths(project: Project, managed: set[str]) -> tuple[dict[str, tuple[object, ...]],
+                                                            dict[str, tuple[object, ...]]]:
+    """(unmanaged paths, directories holding managed paths) of production, each with its identity."""
+    holders = {str(Path(p).parent) for p in managed}
+    holders = {str(q) for h in holders for q in [Path(h), *Path(h).parents] if str(q) != "."}
+    unmanaged, held = {}, {}
+    for path in project.target.rglob("*"):
+        rel = path.relative_to(project.target).as_posix()
+        if rel in managed or rel == "VERSION":
+            continue
+        if rel in holders:
+            held[rel] = identity(path, with_mtime=False)
+        else:
+            unmanaged[rel] = identity(path)
+    return unmanaged, held
 
 
 def baseline(project: Project) -> Baseline:
@@ -53,10 +99,8 @@ def baseline(project: Project) -> Baseline:
     new.update({p: source[p] for p in preview["plan"]["added"] + preview["plan"]["changed"]})
     current = digest_tree(project.target)
     assert {p: current[p] for p in old} == old, "baseline taken on a drifted tree"
-    unmanaged = {p.relative_to(project.target).as_posix(): p.read_bytes()
-                 for p in project.target.rglob("*") if p.is_file() and not p.is_symlink()
-                 and p.relative_to(project.target).as_posix() not in set(old) | set(new) | {"VERSION"}}
-    return Baseline(old, new, unmanaged)
+    unmanaged, holders = user_paths(project, set(old) | set(new))
+    return Baseline(old, new, unmanaged, holders, os.stat(project.target).st_ino)
 
 
 def check(project: Project, base: Baseline, *, expect: str | None = None, next_command: str = "status",
@@ -71,8 +115,13 @@ def check(project: Project, base: Baseline, *, expect: str | None = None, next_c
     assert which != "torn", f"managed files are neither the old nor the new version: {managed}"
     if expect:
         assert which == expect, f"expected the {expect} version, found the {which}"
-    for rel, data in base.unmanaged.items():
-        assert (project.target / rel).read_bytes() == data, f"unmanaged {rel} changed"
+    unmanaged, holders = user_paths(project, set(base.old) | set(base.new))
+    for rel, before in base.unmanaged.items():
+        assert unmanaged.get(rel) == before, f"unmanaged {rel} changed: {before} -> {unmanaged.get(rel)}"
+    for rel, before in base.holders.items():
+        if rel in holders:  # a directory of the tool's own may come and go with the files it holds
+            assert holders[rel][:5] == before[:5], f"directory {rel} changed: {before} -> {holders[rel]}"
+    assert os.stat(project.target).st_ino == base.target_inode, "production's directory was replaced"
     if base.old or which == "new":
         assert release_manifest(project) == managed, "VERSION does not describe the tree it sits in"
     for line in project.log.read_text().splitlines():

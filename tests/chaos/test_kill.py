@@ -1,5 +1,5 @@
-"""Scenario 1: SIGKILL at every state boundary, inside the copy, backup and swap, and from outside at
-seeded random instants; for deploy and for rollback. The next command recovers, and the invariant holds."""
+"""Scenario 1: SIGKILL at every state boundary, inside the copy, backup, commit and its undo, and from outside
+at seeded random instants; for deploy and for rollback. The next command recovers, and the invariant holds."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO, Project, bump, ok
 from invariants import baseline, check
 
-BEFORE_VERIFY_PASSED = ["CHECKING", "BACKING_UP", "STAGING", "VALIDATING", "SWAPPING", "VERIFYING"]
+BEFORE_VERIFY_PASSED = ["CHECKING", "BACKING_UP", "STAGING", "VALIDATING", "COMMITTING", "VERIFYING"]
 AFTER_VERIFY_PASSED = ["RECORDING", "COMPLETE"]
-INSIDE_STEPS = ["backup:1", "backup:5", "copy:1", "copy:2"]
+INSIDE_STEPS = ["backup:1", "backup:5", "copy:1", "copy:2", "commit:1", "commit:2", "commit:3"]
 
 
 def deployed_with_user_files(project: Project) -> None:
@@ -40,18 +40,24 @@ def test_deploy_killed_at_each_point_recovers(project: Project, point: str) -> N
     check(project, base, expect="new" if point in AFTER_VERIFY_PASSED else "old")
 
 
-@pytest.mark.parametrize("point", ["swap:parked", "swap:moved"])
-def test_fallback_swap_killed_between_its_renames_recovers(project: Project, point: str) -> None:
-    env = {"MCP_DEPLOY_SWAP_FALLBACK": "1"}
-    ok(project.run("deploy", env=env))
-    bump(project)
+@pytest.mark.parametrize("point", ["undo:1", "undo:2", "undo:3", "ROLLING_BACK"])
+def test_deploy_killed_while_undoing_its_commit_recovers(project: Project, point: str) -> None:
+    """Verify fails, the commit is being undone, and the process dies half-way through the undo."""
+    deployed_with_user_files(project)
+    (project.source / "workflow" / "extra").mkdir()
+    (project.source / "workflow" / "extra" / "deep.py").write_text("X = 1\n")
+    (project.source / "templates" / "review.json").unlink()
+    project.profile["verify"].append({"type": "command", "run": "exit 1"})
+    project.write_config()
     base = baseline(project)
-    proc = project.run("deploy", env={**env, "MCP_DEPLOY_CRASH_AT": point})
+    proc = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": point})
     assert proc.returncode == -signal.SIGKILL
-    check(project, base, expect="old")
+    check(project, base, expect="old", then_deploy=False)
+    assert not (project.target / "workflow" / "extra").exists()  # the directory the commit made is gone too
 
 
-@pytest.mark.parametrize("point", ["STAGING", "copy:1", "SWAPPING", "VERIFYING", "RECORDING", "ROLLING_BACK"])
+@pytest.mark.parametrize("point", ["STAGING", "copy:1", "COMMITTING", "commit:1", "VERIFYING", "RECORDING",
+                                   "ROLLING_BACK"])
 def test_rollback_killed_midway_recovers(project: Project, point: str) -> None:
     ok(project.run("deploy"))
     bump(project)
@@ -74,10 +80,10 @@ def test_rollback_killed_midway_recovers(project: Project, point: str) -> None:
     assert (project.target / "config.local.json").read_text() == "{}"
 
 
-def test_first_deploy_killed_after_the_swap_leaves_no_half_target(project: Project) -> None:
+def test_first_deploy_killed_after_the_commit_leaves_no_half_target(project: Project) -> None:
     proc = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "VERIFYING"})
     assert proc.returncode == -signal.SIGKILL
-    assert project.target.exists()  # swapped in, not yet verified
+    assert project.target.exists()  # committed, not yet verified
     ok(project.run("status"))
     assert not project.target.exists() and project.leftovers() == []
     ok(project.run("deploy"))
@@ -135,22 +141,22 @@ def test_cleanup_failure_after_verify_keeps_the_new_version_and_is_finished_late
     """An I/O error while tidying up after a passed verify must not undo the deploy (recovery rolls forward)."""
     import os
 
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs inside the stage")
     ok(project.run("deploy"))
     (project.target / "logs").mkdir()
     bump(project)
     base = baseline(project)
-    # a mount point inside a stray spare tree (EBUSY when record replaces it) stands in for any I/O error
-    spare = project.target.parent / ".server.deploy-spare"
-    blocker = f'mkdir -p "{spare}/busy" && mount -t tmpfs tmpfs "{spare}/busy"'
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs inside the old tree")
-    project.profile["verify"].append({"type": "command", "run": blocker})
+    # a mount point inside the stage (EBUSY when record deletes it) stands in for any I/O error
+    busy = '"$MCP_DEPLOY_STAGE/../busy"'
+    project.profile["verify"].append({"type": "command", "run": f"mkdir -p {busy} && mount -t tmpfs tmpfs {busy}"})
     project.write_config()
     proc = ok(project.run("deploy"))
     assert "could not finish tidying up" in proc.stdout and "the next command completes it" in proc.stdout
     assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()
     assert (project.state / "journal.json").exists()
-    subprocess.run(["umount", "-l", str(spare / "busy")], check=True)
+    [stage] = project.leftovers()
+    subprocess.run(["umount", "-l", str(project.target.parent / stage / "busy")], check=True)
     project.profile["verify"].pop()
     project.write_config()
     assert check(project, base) == "new"

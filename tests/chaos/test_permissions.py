@@ -155,9 +155,15 @@ def test_non_root_deploy_with_read_only_files_and_directories(shared: Project, d
     bump(shared)
     (shared.source / "workflow" / "review.py").write_text("def run(task):\n    return task\n")
     os.chmod(shared.source / "workflow" / "plan.py", 0o644)
+    before = tree(shared.target)
+    refused = as_user(shared, deployer, "deploy")  # the commit would have to write in a read-only directory
+    assert refused.returncode == 4, refused.stderr
+    assert f"{shared.target / 'workflow'}: not writable by this user (uid {deployer.pw_uid})" in refused.stderr
+    assert tree(shared.target) == before and shared.leftovers() == []
+    os.chmod(shared.target / "workflow", 0o755)
     ok(as_user(shared, deployer, "deploy"))
     assert (shared.target / "workflow" / "plan.py").read_bytes() == (shared.source / "workflow/plan.py").read_bytes()
-    assert stat.S_IMODE(os.stat(shared.target / "workflow").st_mode) == 0o555  # kept read-only
+    assert stat.S_IMODE(os.stat(shared.target / "workflow" / "plan.py").st_mode) == 0o644  # the new file's mode
     assert (shared.target / "notes.txt").read_text() == "read-only user file"
     assert stat.S_IMODE(os.stat(shared.target / "notes.txt").st_mode) == 0o400
     assert shared.leftovers() == []
@@ -185,3 +191,21 @@ def test_unreadable_source_file_is_a_clear_refusal(shared: Project, deployer: De
     proc = as_user(shared, deployer, "deploy")
     assert proc.returncode == 4 and "server.py: cannot read file (permission denied)" in proc.stderr
     assert not shared.target.exists()
+
+
+def test_a_root_owned_log_survives_a_non_root_deploy_under_protected_hardlinks(
+        shared: Project, deployer: Deployer) -> None:
+    """Case 4 of issue 10: the deployer can neither link nor read root's live log; nothing may copy or move it."""
+    ok(as_user(shared, deployer, "deploy"))
+    logs = shared.target / "logs"
+    logs.mkdir()
+    log = logs / "daemon.log"
+    log.write_text("root's daemon writes here\n")
+    os.chmod(log, 0o600)  # owned by root: no link, no read for the deployer
+    inode = os.stat(log).st_ino
+    bump(shared)
+    ok(as_user(shared, deployer, "deploy"))
+    ok(as_user(shared, deployer, "rollback"))
+    assert os.stat(log).st_ino == inode and os.stat(log).st_uid == 0
+    assert log.read_text() == "root's daemon writes here\n"
+    assert shared.leftovers() == []

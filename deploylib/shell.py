@@ -1,14 +1,21 @@
-"""Run a user's shell command with a timeout, killing its whole process group on expiry."""
+"""Run the user's shell commands (command validators, verify checks) with a timeout.
+
+A timeout kills the command's whole process group. Commands never write Python
+bytecode (`PYTHONDONTWRITEBYTECODE=1`): a check must leave no `__pycache__` behind
+in the stage or in production.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 OUTPUT_TAIL = 2000  # characters of output kept for messages and history
+QUIET_PYTHON = {"PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass
@@ -32,11 +39,9 @@ class CommandResult:
 
 
 def run(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = None) -> CommandResult:
-    import time
-
     started = time.monotonic()
     proc = subprocess.Popen(
-        command, shell=True, cwd=cwd, env={**os.environ, **(env or {})},
+        command, shell=True, cwd=cwd, env={**os.environ, **(env or {}), **QUIET_PYTHON},
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so a timeout kills its children too
     )

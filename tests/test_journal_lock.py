@@ -1,4 +1,4 @@
-"""The journal, the atomic exchange and its crash repair, the history log and the lock, on real files."""
+"""The journal, the history log and the lock, on real files."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from deploylib import history
 from deploylib.errors import CorruptState, LockHeld
 from deploylib.journal import Journal, Record, State
 from deploylib.lock import DeployLock, current_holder, read_holder
-from deploylib.swap import exchange, parking_path, repair
+
+
+OP = "d-20261124T061443.123456Z-3fa9c1"
 
 
 def record() -> Record:
-    return Record("d-1", "deploy", "IDLE", "/t", "/.t.deploy-d-1", "/b", "/log", True)
+    return Record(OP, "deploy", "IDLE", "/t", f"/.t.deploy-{OP}")
 
 
 def test_journal_records_each_transition_durably(tmp_path: Path) -> None:
@@ -37,36 +39,23 @@ def test_garbage_journal_is_a_clear_error(tmp_path: Path) -> None:
         Journal(tmp_path).read()
 
 
-def make_trees(tmp_path: Path) -> tuple[Path, Path]:
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    (a / "f").write_text("A")
-    (b / "f").write_text("B")
-    return a, b
-
-
-@pytest.mark.parametrize("fallback", [False, True])
-def test_exchange_swaps_two_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: bool) -> None:
-    if fallback:
-        monkeypatch.setenv("MCP_DEPLOY_SWAP_FALLBACK", "1")
-    a, b = make_trees(tmp_path)
-    method = exchange(a, b)
-    assert method == ("fallback" if fallback else "renameat2")
-    assert (a / "f").read_text() == "B" and (b / "f").read_text() == "A"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
-
-
-def test_repair_after_a_crash_between_fallback_renames(tmp_path: Path) -> None:
-    a, b = make_trees(tmp_path)
-    os.rename(a, parking_path(a))  # killed after the first rename
-    repair(a, b)
-    assert (a / "f").read_text() == "A" and (b / "f").read_text() == "B"
-    os.rename(a, parking_path(a))
-    os.rename(b, a)  # killed after the second rename
-    repair(a, b)
-    assert (a / "f").read_text() == "B" and (b / "f").read_text() == "A"
-    assert not parking_path(a).exists()
+@pytest.mark.parametrize("damage", [
+    {"state": "SWAPPING"},  # a state this version does not know (an older release's journal)
+    {"op_id": "../../etc"},  # ids end up in file names
+    {"snapshot_id": "/etc/passwd"},
+    {"commit": "rm -rf /"},
+    {"extra": 1},
+])
+def test_a_journal_with_unknown_or_hostile_values_is_corrupt_state(tmp_path: Path, damage: dict[str, object]) -> None:
+    journal = Journal(tmp_path)
+    rec = record()
+    journal.advance(rec, State.STAGING)
+    data = json.loads(journal.path.read_text())
+    data.update(damage)
+    journal.path.write_text(json.dumps(data))
+    with pytest.raises(CorruptState, match="journal is damaged .*it is kept"):
+        journal.read()
+    assert journal.exists()
 
 
 def test_history_survives_a_torn_last_line(tmp_path: Path) -> None:

@@ -1,0 +1,257 @@
+"""The commit: publish a staged release into production file by file, and take it back.
+
+dpkg's discipline: every new file is complete (and flushed) in the stage beside
+production before it is renamed over its production path, one atomic rename
+each; what it replaces is already in the backup store. The plan below is
+journaled before the first change, so a process killed at any instant leaves
+enough behind for `rollback` to put production back exactly, or for the run to
+be finished. Only managed paths appear in a plan: a user's file, or a
+directory the tool did not create, is never moved, linked or removed.
+
+Like pip's StashedUninstallPathSet, one object knows what it replaced and how
+to put it back; its caller is `try: apply() except: rollback(); raise`.
+
+    removes  managed files the new release drops (with their backup entry)
+    rmdirs   directories this tool created that the new release no longer needs
+    mkdirs   directories the new files need, parents first ("" is the target itself)
+    puts     files the new release adds or changes (with the backup entry of what
+             they replace, or None), staged at <stage>/release/<path>; VERSION last
+
+Applied in that order; undone in reverse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import faults
+from .errors import CorruptState
+from .fsutil import atomic_write, remove_tree, sync_filesystem
+from .layout import VERSION_FILE, safe_relpath
+from .manifest import Entry
+from .store import Store
+
+RELEASE_DIR = "release"  # <stage>/release: the new release as validators see it
+UNDO_DIR = "undo"  # <stage>/undo: restored files on their way back into production
+PREVIOUS_VERSION = "VERSION.previous"  # <stage>/VERSION.previous: production's VERSION, byte for byte
+PLAN_FILE = "commit.json"  # <stage>/commit.json: the journaled plan again, for when the journal is damaged
+
+
+@dataclass
+class CommitPlan:
+    removes: list[Entry] = field(default_factory=list)
+    rmdirs: list[tuple[str, int]] = field(default_factory=list)
+    mkdirs: list[tuple[str, int]] = field(default_factory=list)
+    puts: list[tuple[str, Entry | None]] = field(default_factory=list)
+    version_kept: bool = False  # production had a VERSION, kept in the stage for the undo
+
+    @property
+    def size(self) -> int:
+        return len(self.removes) + len(self.rmdirs) + len(self.mkdirs) + len(self.puts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"removes": [e.to_json() for e in self.removes], "rmdirs": self.rmdirs, "mkdirs": self.mkdirs,
+                "puts": [[p, None if old is None else old.to_json()] for p, old in self.puts],
+                "version_kept": self.version_kept}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CommitPlan":
+        """Read back from the journal; ValueError unless every path stays inside the target."""
+        plan = cls([Entry.from_json(e) for e in data["removes"]],
+                   [(str(p), int(m)) for p, m in data["rmdirs"]],
+                   [(str(p), int(m)) for p, m in data["mkdirs"]],
+                   [(str(p), None if old is None else Entry.from_json(old)) for p, old in data["puts"]],
+                   bool(data["version_kept"]))
+        paths = [p for p, _ in plan.rmdirs + plan.puts] + [p for p, _ in plan.mkdirs if p != ""]
+        if not all(map(safe_relpath, paths)):
+            raise ValueError("a path leaves the target")
+        if any(old is not None and old.path != p for p, old in plan.puts):
+            raise ValueError("a backup entry names another path")
+        return plan
+
+
+def save_plan(plan: CommitPlan, stage: Path) -> None:
+    atomic_write(stage / PLAN_FILE, json.dumps(plan.to_json()).encode())
+
+
+def load_plan(stage: Path) -> CommitPlan | None:
+    """The plan kept in a stage, or None when there is none (the stage never got that far)."""
+    try:
+        data = json.loads((stage / PLAN_FILE).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise CorruptState(f"{stage / PLAN_FILE}: commit plan is damaged ({exc.__class__.__name__}); "
+                           "it is kept and nothing was touched; inspect the target") from None
+    try:
+        return CommitPlan.from_json(data)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptState(f"{stage / PLAN_FILE}: commit plan is damaged ({str(exc)[:120]}); "
+                           "it is kept and nothing was touched; inspect the target") from None
+
+
+def save_previous_version(target: Path, stage: Path) -> bool:
+    """Keep production's VERSION (damaged or not) in the stage, so an undo puts back exactly its bytes."""
+    try:
+        if not stat.S_ISREG(os.lstat(target / VERSION_FILE).st_mode):
+            return False
+    except FileNotFoundError:
+        return False
+    shutil.copy2(target / VERSION_FILE, stage / PREVIOUS_VERSION)
+    return True
+
+
+def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: list[Entry],
+                old_dirs: list[str], new_paths: set[str], version_kept: bool) -> tuple[CommitPlan, list[str]]:
+    """The commit for these puts and removes, and the directories the new release owns.
+
+    A directory is created only where none exists, and removed only if this tool
+    created it (`old_dirs`), the new release has nothing below it, and it is empty
+    by then: a directory with a user's file in it stays, and becomes the user's.
+    """
+    below = {p.rpartition("/")[0] for p in new_paths}
+    needed = {d for p in below for d in _self_and_parents(p)}
+    rmdirs = []
+    for d in sorted((d for d in old_dirs if d not in needed), key=lambda d: (-d.count("/"), d)):
+        try:
+            st = os.lstat(target / d)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            rmdirs.append((d, stat.S_IMODE(st.st_mode)))
+    mkdirs: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    exists = target.is_dir()
+    if not exists:
+        mkdirs.append(("", 0o755))
+    for path, _ in puts:
+        for d in reversed(_self_and_parents(path.rpartition("/")[0])):
+            if d in seen:
+                continue
+            seen.add(d)
+            if not exists or not os.path.isdir(target / d):
+                mkdirs.append((d, 0o755))
+    puts = sorted(puts, key=lambda put: (put[0] == VERSION_FILE, put[0]))
+    owned = sorted({d for d in old_dirs if d in needed} | {d for d, _ in mkdirs if d})
+    return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept), owned
+
+
+def _self_and_parents(d: str) -> list[str]:
+    """'a/b/c' -> ['a/b/c', 'a/b', 'a']; '' -> []."""
+    out = []
+    while d:
+        out.append(d)
+        d = d.rpartition("/")[0]
+    return out
+
+
+class Commit:
+    """Applies a CommitPlan to production and takes it back, from the plan and the backup store alone."""
+
+    def __init__(self, plan: CommitPlan, target: Path, stage: Path, store: Store) -> None:
+        self.plan = plan
+        self.target = target
+        self.release = stage / RELEASE_DIR
+        self.undo_dir = stage / UNDO_DIR
+        self.stage = stage
+        self.store = store
+
+    def apply(self, on_change: Callable[[str], None] = lambda path: None) -> None:
+        """Publish the stage. Every rename is atomic; the journal makes the sequence recoverable."""
+        target, n = self.target, 0
+        for entry in self.plan.removes:
+            _unlink_file(target / entry.path)
+            n += 1
+            on_change(entry.path)
+            faults.point(faults.COMMIT, n)
+        for d, _ in self.plan.rmdirs:
+            _rmdir_if_empty(target / d)
+        for d, mode in self.plan.mkdirs:
+            _mkdir(target / d if d else target, mode)
+        for path, _ in self.plan.puts:
+            os.rename(self.release / path, target / path)
+            n += 1
+            on_change(path)
+            faults.point(faults.COMMIT, n)
+        sync_filesystem(target)
+
+    def rollback(self) -> None:
+        """Put production back as it was before `apply` (all of it, or however far it got). Idempotent.
+
+        A put whose staged file is still in the stage never happened. One that did is
+        reversed: its backup entry is restored (via the stage, then one rename), or
+        the added file is removed. Removed files come back only where nothing stands.
+        """
+        target, n = self.target, 0
+        for path, old in reversed(self.plan.puts):
+            if os.path.lexists(self.release / path):
+                continue
+            if path == VERSION_FILE and self.plan.version_kept:
+                self._put_back(self.stage / PREVIOUS_VERSION, path)
+            elif old is None:
+                _unlink_file(target / path)
+            else:
+                self._restore(old)
+            n += 1
+            faults.point(faults.UNDO, n)
+        for d, _ in reversed(self.plan.mkdirs):
+            _rmdir_if_empty(target / d if d else target)
+        for d, mode in reversed(self.plan.rmdirs):
+            if _mkdir(target / d, mode):
+                os.chmod(target / d, mode)  # as it was, not as the umask makes it
+        for entry in reversed(self.plan.removes):
+            if not os.path.lexists(target / entry.path):
+                self._restore(entry)
+        if target.is_dir():
+            sync_filesystem(target)
+
+    def _restore(self, entry: Entry) -> None:
+        """Put a stored file back: a verified copy from the store, then one rename over the path."""
+        self.undo_dir.mkdir(parents=True, exist_ok=True)
+        temp = self.undo_dir / f"{os.urandom(6).hex()}"
+        self.store.restore(entry, temp)
+        os.rename(temp, self.target / entry.path)
+
+    def _put_back(self, kept: Path, path: str) -> None:
+        """Put a file kept in the stage back (copied: a second undo finds it again)."""
+        self.undo_dir.mkdir(parents=True, exist_ok=True)
+        temp = self.undo_dir / f"{os.urandom(6).hex()}"
+        shutil.copy2(kept, temp)
+        os.rename(temp, self.target / path)
+
+
+def drop_stage(stage: Path) -> None:
+    """Delete an operation's stage (whatever validators or restores left in it)."""
+    if os.path.lexists(stage):
+        remove_tree(stage)
+
+
+def _unlink_file(path: Path) -> None:
+    """Remove a managed file or link; a directory standing there is not ours to remove."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty (a user's file is in it), or already gone: either way it stays as it is
+
+
+def _mkdir(path: Path, mode: int) -> bool:
+    """Create a directory unless one is there; whether this call created it."""
+    try:
+        os.mkdir(path, mode)
+        return True
+    except FileExistsError:
+        return False

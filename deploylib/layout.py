@@ -1,0 +1,64 @@
+"""Every name MCP Deploy gives to something on disk, in one place (tests import it too).
+
+    <target parent>/.<target name>.deploy-<op id>/   the stage of one operation (beside production)
+    <state_dir>/lock                                   the deployment lock (holder info inside)
+    <state_dir>/journal.json                           the operation in flight
+    <state_dir>/hashcache.json                         sha256 by (dev, inode, size, mtime)
+    <state_dir>/releases/<deploy id>.json              the files and directories a release manages
+    <backup_dir>/objects/ab/abcdef...                  backup contents, by sha256
+    <backup_dir>/snapshots/<id>.json, <id>.files.json  a snapshot's header and manifest
+
+Anything read back from these places is validated before use (`safe_relpath`,
+`is_op_id`): a path in a state file must never lead outside the tree it names.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+VERSION_FILE = "VERSION"
+LOCK_FILE = "lock"
+JOURNAL_FILE = "journal.json"
+HASH_CACHE_FILE = "hashcache.json"
+RELEASES_DIR = "releases"
+
+DEPLOY_PREFIX, ROLLBACK_PREFIX, SNAPSHOT_PREFIX = "d", "r", "s"
+_OP_ID = re.compile(r"[drs]-\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\Z")
+
+
+def is_op_id(text: object) -> bool:
+    """An id this tool made (d-/r-/s- + time + random): the only ids allowed into file names."""
+    return isinstance(text, str) and _OP_ID.match(text) is not None
+
+
+def stage_path(target: Path, op_id: str) -> Path:
+    """Beside production, so every rename of the commit stays on one filesystem."""
+    return target.parent / f".{target.name}.deploy-{op_id}"
+
+
+def journal_path(state_dir: Path) -> Path:
+    return state_dir / JOURNAL_FILE
+
+
+def lock_path(state_dir: Path) -> Path:
+    return state_dir / LOCK_FILE
+
+
+def hash_cache_path(state_dir: Path) -> Path:
+    return state_dir / HASH_CACHE_FILE
+
+
+def releases_dir(state_dir: Path) -> Path:
+    return state_dir / RELEASES_DIR
+
+
+def release_path(state_dir: Path, deploy_id: str) -> Path:
+    return releases_dir(state_dir) / f"{deploy_id}.json"
+
+
+def safe_relpath(path: object) -> bool:
+    """A relative, normalised POSIX path inside its tree: no '', '.', '..', '//', leading '/', NUL."""
+    if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))

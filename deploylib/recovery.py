@@ -1,0 +1,93 @@
+"""Finish or undo an operation whose process died, from its journal; called with the lock held.
+
+Killed before verify passed, the operation is undone step by step in reverse
+(production is exactly as before it started); killed after, it is finished
+(production is exactly the new release). The journal is removed only once the
+recovery succeeded: a failing recovery keeps it and says so, and the next
+command tries again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .commit import drop_stage, load_plan
+from .context import Operation
+from .errors import CorruptState, DeployError, UndoFailed
+from .history import append
+from .journal import DamagedJournal, Record, State
+from .layout import DEPLOY_PREFIX, is_op_id, stage_path
+from .steps import reached, undo
+from .steps.finish import finish
+
+
+def recover(op: Operation) -> None:
+    """Recover the journal a dead holder of the lock left, then drop stages no journal owns."""
+    journal = op.journal
+    if journal.exists():
+        try:
+            dead = journal.read()
+        except DamagedJournal:
+            _recover_from_stages(op)
+            return
+        _recover(op, dead)
+    for stage in leftover_stages(op):
+        drop_stage(stage)  # a stage whose journal was closed (e.g. a failed tidy-up): nothing refers to it
+
+
+def _recover_from_stages(op: Operation) -> None:
+    """The journal's bytes are gone: each stage left beside production still holds its commit plan
+    (or never got as far as one), which is all an undo needs. Verify's verdict is lost with the
+    journal, so the interrupted operation is undone: production ends exactly as before it."""
+    stages = leftover_stages(op)
+    if not stages:
+        op.journal.clear()
+        op.note(f"{op.journal.path}: damaged journal with no operation in flight; removed it")
+        return
+    for stage in stages:
+        op_id = stage.name.rpartition(".deploy-")[2]
+        plan = load_plan(stage)
+        dead = Record(op_id=op_id, operation="deploy" if op_id.startswith(DEPLOY_PREFIX) else "rollback",
+                      state=(State.COMMITTING if plan else State.STAGING).value, target=str(op.target),
+                      stage=str(stage), commit=plan.to_json() if plan else None)
+        _recover(op, dead)
+    op.note(f"{op.journal.path}: the journal was damaged; recovered from the stage beside production")
+
+
+def _recover(op: Operation, dead: Record) -> None:
+    if dead.target != str(op.target) or dead.stage != str(stage_path(op.target, dead.op_id)):
+        raise CorruptState(f"{op.journal.path}: the journal is for {dead.target[:200]}, not this profile's target "
+                           f"{op.target}; it is kept and nothing was touched: use the profile it belongs to")
+    rop = Operation(profile=op.profile, source=op.source, record=dead, journal=op.journal, store=op.store,
+                    cache=op.cache, emit=op.emit)
+    state = State(dead.failed_state or State.VERIFYING) if dead.state == State.ROLLING_BACK else State(dead.state)
+    try:
+        if state in (State.RECORDING, State.COMPLETE):
+            finish(rop)
+            action = "completed it (verify had passed)"
+        else:
+            undo(rop, reached(state))
+            action = "rolled it back; production is as before it started"
+    except (OSError, DeployError) as exc:
+        reason = getattr(exc, "message", None) or f"{getattr(exc, 'strerror', None) or exc}: " \
+                                                   f"{getattr(exc, 'filename', '')}"
+        raise UndoFailed(f"{op.target}: recovering the interrupted {dead.operation} {dead.op_id} failed "
+                         f"({reason}); the journal at {op.journal.path} is kept and the next command retries: "
+                         "fix the cause and rerun") from None
+    op.journal.clear()
+    try:
+        append(op.profile.log, {"event": "recovery", "id": dead.op_id, "operation": dead.operation, "ok": True,
+                                "state": state.value, "action": action, "profile": op.profile.name})
+    except OSError:
+        pass  # the recovery itself succeeded
+    op.note(f"recovered interrupted {dead.operation} {dead.op_id} (stopped at {state.value}): {action}")
+
+
+def leftover_stages(op: Operation) -> list[Path]:
+    """Stages beside production, recognised by their exact name (an operation id), never by a prefix alone."""
+    parent = op.target.parent
+    prefix = f".{op.target.name}.deploy-"
+    if not parent.is_dir():
+        return []
+    return sorted(p for p in parent.iterdir()
+                  if p.name.startswith(prefix) and is_op_id(p.name[len(prefix):]) and not p.is_symlink())

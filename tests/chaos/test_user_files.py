@@ -1,0 +1,250 @@
+"""User files are never moved (issue 10): the cases a hostile user found, each with real processes.
+
+Production holds files the tool did not put there. Whatever happens (a signal at any state, a server
+writing state by atomic renames, a user file that matches a glob, a mount, xattrs, checks that run
+Python), they keep inode, bytes and metadata, and production's directory keeps its inode.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Project, bump, ok, tree
+from invariants import baseline, check
+
+STATES = ["CHECKING", "BACKING_UP", "STAGING", "VALIDATING", "COMMITTING", "VERIFYING", "RECORDING", "COMPLETE"]
+
+
+def with_user_files(project: Project) -> None:
+    """A deployed release with user files, directories, links and xattrs beside the managed ones."""
+    ok(project.run("deploy"))
+    (project.target / "config.local.json").write_text('{"mine": true}')
+    (project.target / "logs").mkdir()
+    (project.target / "logs" / "server.log").write_text("line\n")
+    os.symlink("logs/server.log", project.target / "current.log")
+    os.setxattr(project.target / "logs", "user.owner", b"ops")
+    os.setxattr(project.target / "config.local.json", "user.note", b"hand-tuned")
+    os.setxattr(project.target, "user.role", b"production")
+    bump(project)
+    (project.source / "workflow" / "extra").mkdir()
+    (project.source / "workflow" / "extra" / "new.py").write_text("X = 1\n")
+
+
+def start(project: Project, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args, "--config", str(project.config)]
+    return subprocess.Popen(cmd, cwd=project.root, env={**os.environ, **env}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_a_real_sigint_at_every_state(project: Project, state: str, tmp_path: Path) -> None:
+    """Before verify passed: undone, exit 130, production exactly old. After: finished, exactly new."""
+    with_user_files(project)
+    base = baseline(project)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"{state}:{pause}"})
+    wait_for(pause / "reached")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    (pause / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    after = STATES.index(state) >= STATES.index("RECORDING")
+    assert proc.returncode == (0 if after else 130), err
+    assert "Traceback" not in err
+    if after:
+        assert "SIGINT arrived after verify passed: the release was finished, never undone" in out
+    else:
+        assert "interrupted by SIGINT" in err
+        # interrupted right after the move to BACKING_UP was journaled, the backup had not started yet
+        nothing = state in ("CHECKING", "BACKING_UP")
+        assert ("nothing was changed" if nothing else "undone; production is as before") in err
+    assert not (project.state / "journal.json").exists()
+    check(project, base, expect="new" if after else "old")
+
+
+def test_sigint_while_the_history_append_blocks_keeps_the_release_and_its_backup(project: Project) -> None:
+    """Case 1: the log is a FIFO nobody reads, so recording blocks; Ctrl-C there must not undo anything."""
+    with_user_files(project)
+    base = baseline(project)
+    os.mkfifo(project.log.with_suffix(".fifo"))
+    project.write_config(log="history.fifo")
+    proc = start(project, "deploy", env={})
+    deadline = time.monotonic() + 30
+    while (project.target / "workflow" / "extra" / "new.py").exists() is False or \
+            list(project.target.parent.glob(".server.deploy-*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)  # now blocked opening the FIFO
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "interrupted during housekeeping: the release is live" in out
+    code, listing = project.json("backups")
+    assert code == 0 and len(listing["snapshots"]) == 1  # the backup survives
+    project.write_config(log="history.jsonl")
+    assert check(project, base, then_deploy=False) == "new"
+
+
+WRITER = """
+import os, sys, time
+os.chdir(sys.argv[1])  # a server whose cwd is production
+n = 0
+while not os.path.exists(sys.argv[2]):
+    n += 1
+    with open("state.json.tmp", "w") as f:
+        f.write('{"n": %d}' % n)
+    os.replace("state.json.tmp", "state.json")  # the usual atomic save
+    with open("events.log", "a") as f:
+        f.write("%d\\n" % n)
+    time.sleep(0.002)
+print(n)
+"""
+
+
+def test_a_server_saving_state_by_atomic_renames_loses_nothing(project: Project, tmp_path: Path) -> None:
+    """Case 2: through several deploys and a rollback, every byte the writer wrote is where it wrote it."""
+    ok(project.run("deploy"))
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(project.target), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        for i in range(3):
+            bump(project, text=f"# round {i}\n")
+            ok(project.run("deploy"))
+        ok(project.run("rollback"))
+        ok(project.run("deploy"))
+    finally:
+        stop.touch()
+        last = int(writer.communicate(timeout=30)[0])
+    assert (project.target / "state.json").read_text() == f'{{"n": {last}}}'
+    assert (project.target / "events.log").read_text() == "".join(f"{n}\n" for n in range(1, last + 1))
+    assert last > 10
+
+
+def test_a_user_file_matching_a_glob_is_never_adopted(project: Project) -> None:
+    """Case 3: notes.json matches *.json but was never deployed: not adopted by a rollback, not deleted by the
+    next deploy, its edits kept; a deploy that would overwrite it refuses unless --adopt."""
+    project.write_config(include=project.profile["include"] + ["*.json"])
+    ok(project.run("deploy"))
+    notes = project.target / "notes.json"
+    notes.write_text('{"todo": 1}')
+    bump(project)
+    ok(project.run("deploy"))
+    notes.write_text('{"todo": 2}')
+    ok(project.run("rollback"))
+    assert notes.read_text() == '{"todo": 2}'
+    bump(project, text="# again\n")
+    ok(project.run("deploy"))
+    assert notes.read_text() == '{"todo": 2}'
+    (project.source / "notes.json").write_text('{"from": "dev"}')
+    before = tree(project.target)
+    proc = project.run("deploy")
+    assert proc.returncode == 4
+    assert "would overwrite 1 file(s) that MCP Deploy did not deploy: notes.json" in proc.stderr
+    assert tree(project.target) == before
+    ok(project.run("deploy", "--adopt", "notes.json"))
+    assert notes.read_text() == '{"from": "dev"}'
+    code, listing = project.json("backups")
+    snapshot = listing["snapshots"][0]["id"]
+    ok(project.run("rollback", "--to", snapshot))
+    assert notes.read_text() == '{"todo": 2}'  # the backup kept the user's bytes
+
+
+def test_a_rollback_adopts_nothing(project: Project) -> None:
+    """A file the user put where an older release had a managed file is refused by the rollback (exit 4)."""
+    ok(project.run("deploy"))
+    (project.source / "templates" / "review.json").unlink()
+    ok(project.run("deploy"))
+    (project.target / "templates" / "review.json").write_text('{"user": true}')
+    before = tree(project.target)
+    proc = project.run("rollback")
+    assert proc.returncode == 4
+    assert "rollback would overwrite 1 file(s) that MCP Deploy did not deploy: templates/review.json" in proc.stderr
+    assert tree(project.target) == before
+
+
+def needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+
+
+def test_a_mount_inside_production_stays_mounted_and_untouched(project: Project) -> None:
+    """Case 5: a tmpfs mounted inside production survives deploys, a failed deploy and a rollback."""
+    needs_root()
+    with_user_files(project)
+    data = project.target / "data"
+    data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(data)], check=True)
+    try:
+        (data / "db.sqlite").write_bytes(b"precious")
+        base = baseline(project)
+        project.profile["verify"].append({"type": "command", "run": "exit 1"})
+        project.write_config()
+        assert project.run("deploy").returncode == 1
+        check(project, base, expect="old", then_deploy=False)
+        project.profile["verify"].pop()
+        project.write_config()
+        ok(project.run("deploy"))
+        ok(project.run("rollback"))
+        assert os.path.ismount(data) and (data / "db.sqlite").read_bytes() == b"precious"
+        # a managed file that would have to be renamed into the mount is refused before anything changes
+        project.write_config(include=project.profile["include"] + ["data/*.json"])
+        (project.source / "data").mkdir()
+        (project.source / "data" / "seed.json").write_text("{}")
+        before = tree(project.target)
+        proc = project.run("deploy")
+        assert proc.returncode == 4 and "is on another filesystem" in proc.stderr
+        assert tree(project.target) == before
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=True)
+
+
+def test_user_directories_keep_xattrs_and_mtimes_and_deleted_files_stay_deleted(project: Project) -> None:
+    """Case 6: metadata of user paths is untouched; a user file deleted during a deploy does not come back."""
+    with_user_files(project)
+    (project.target / "old.txt").write_text("the user deletes this during the deploy")
+    base = baseline(project)
+    del base.unmanaged["old.txt"]
+    logs = os.stat(project.target / "logs").st_mtime_ns
+    project.profile["verify"].append({"type": "command", "run": 'rm "$MCP_DEPLOY_TARGET/old.txt"'})
+    project.write_config()
+    ok(project.run("deploy"))
+    assert not (project.target / "old.txt").exists()
+    assert os.getxattr(project.target / "logs", "user.owner") == b"ops"
+    assert os.getxattr(project.target, "user.role") == b"production"
+    assert os.stat(project.target / "logs").st_mtime_ns == logs
+    project.profile["verify"].pop()
+    project.write_config()
+    assert check(project, base) == "new"
+
+
+def test_checks_that_run_python_leave_no_bytecode_behind(project: Project) -> None:
+    """Case 7: a refused deploy leaves production byte-identical, __pycache__ included; a good one too."""
+    ok(project.run("deploy"))
+    imports = f'{sys.executable} -c "import workflow.plan, server"'
+    project.profile["validators"].append({"type": "command", "run": imports})
+    project.profile["verify"].append({"type": "command", "run": imports + " && exit 1"})
+    project.write_config()
+    bump(project)
+    before = tree(project.target)
+    assert project.run("deploy").returncode == 1
+    assert tree(project.target) == before
+    project.profile["verify"][-1]["run"] = imports
+    project.write_config()
+    ok(project.run("deploy"))
+    assert not [p for p in project.target.rglob("__pycache__")]
