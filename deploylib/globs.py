@@ -13,13 +13,9 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
-# Files that look like credentials never enter the sync set unless the profile
-# lifts them by name with `unsafe_allow_secrets`.
-SECRET_PATTERNS = (
-    "**/.env*", "**/*.pem", "**/*.key", "**/*.p12", "**/*.pfx", "**/*.keystore", "**/*.jks",
-    "**/id_rsa*", "**/id_dsa*", "**/id_ecdsa*", "**/id_ed25519*",
-    "**/.netrc", "**/.pypirc", "**/.npmrc", "**/credentials*.json", "**/service-account*.json",
-)
+# Files named like credentials (in any letter case) never enter the sync set unless the
+# profile lifts them by name with `unsafe_allow_secrets`.
+from .secrets import is_secret_name
 
 
 def translate(pattern: str) -> str:
@@ -140,23 +136,26 @@ class SyncRules:
     reserved: frozenset[str] = frozenset({"VERSION"})
 
     def is_secret(self, relpath: str) -> bool:
-        return SECRET_SET.matches(relpath) and not self.secrets_allowed.matches(relpath)
+        return is_secret_name(relpath) and not self.secrets_allowed.matches(relpath)
 
     @cached_property
     def _managed(self) -> re.Pattern[str] | None:
-        """include AND NOT exclude AND NOT (secret AND NOT allowed), as one regex: one match per path."""
+        """include AND NOT exclude, as one regex: one match per path.
+
+        The secret test stays apart (see is_managed): it ignores case, the user's globs do not.
+        """
         if not self.include.patterns:
             return None
 
         def union(ps: PatternSet) -> str:
             return "|".join(f"(?:{translate(p)})" for p in ps.patterns) or "(?!)"
 
-        secret = f"(?!(?:{union(self.secrets_allowed)}))(?:{union(SECRET_SET)})"
-        return re.compile(f"(?!(?:{union(self.exclude)})|{secret})(?:{union(self.include)})")
+        return re.compile(f"(?!(?:{union(self.exclude)}))(?:{union(self.include)})")
 
     def is_managed(self, relpath: str) -> bool:
         rx = self._managed
-        return rx is not None and relpath not in self.reserved and rx.match(relpath) is not None
+        return (rx is not None and relpath not in self.reserved and rx.match(relpath) is not None
+                and not self.is_secret(relpath))
 
     def walk_roots(self) -> list[str]:
         """The smallest set of directories a walk must enter to find every included file."""
@@ -166,6 +165,3 @@ class SyncRules:
             if not any(p == r or p.startswith(r + "/") or r == "" for r in roots):
                 roots.append(p)
         return roots
-
-
-SECRET_SET = PatternSet(SECRET_PATTERNS)
