@@ -59,6 +59,10 @@ class VerifyFailed(DeployError):
     """A verify check failed against the committed release; raised inside the verify step."""
 
 
+class StoreFull(DeployError):
+    """The backup store's filesystem filled up mid-backup: the message names backup_dir, not the target."""
+
+
 class SourceChanged(DeployError):
     """A source file changed while it was being copied; deploying it could ship a torn file."""
 

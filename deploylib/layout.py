@@ -1,10 +1,13 @@
 """Every name MCP Deploy gives to something on disk, in one place (tests import it too).
 
     <target parent>/.<target name>.deploy-<op id>/   the stage of one operation (beside production)
-    <state_dir>/lock                                   the deployment lock (holder info inside)
+    <target parent>/.<target name>.deploy-lock        the target's lock, whichever config names it
+    <state_dir>/lock                                   the state lock (holder info inside)
     <state_dir>/journal.json                           the operation in flight
     <state_dir>/hashcache.json                         sha256 by (dev, inode, size, mtime)
     <state_dir>/releases/<deploy id>.json              the files and directories a release manages
+    <backup_dir>/mcp-deploy-store.json                 marks a store (its format); nothing else is one
+    <backup_dir>/lock                                  the store's lock
     <backup_dir>/objects/ab/abcdef...                  backup contents, by sha256
     <backup_dir>/snapshots/<id>.json, <id>.files.json  a snapshot's header and manifest
 
@@ -22,6 +25,8 @@ LOCK_FILE = "lock"
 JOURNAL_FILE = "journal.json"
 HASH_CACHE_FILE = "hashcache.json"
 RELEASES_DIR = "releases"
+STORE_MARKER = "mcp-deploy-store.json"
+STORE_FORMAT = 1
 
 DEPLOY_PREFIX, ROLLBACK_PREFIX, SNAPSHOT_PREFIX = "d", "r", "s"
 _OP_ID = re.compile(r"[drs]-\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}\Z")
@@ -35,6 +40,19 @@ def is_op_id(text: object) -> bool:
 def stage_path(target: Path, op_id: str) -> Path:
     """Beside production, so every rename of the commit stays on one filesystem."""
     return target.parent / f".{target.name}.deploy-{op_id}"
+
+
+def target_lock_path(target: Path) -> Path:
+    """Beside production like the stage: two configs naming one target meet here."""
+    return target.parent / f".{target.name}.deploy-lock"
+
+
+def store_lock_path(backup_dir: Path) -> Path:
+    return backup_dir / LOCK_FILE
+
+
+def store_marker_path(backup_dir: Path) -> Path:
+    return backup_dir / STORE_MARKER
 
 
 def journal_path(state_dir: Path) -> Path:

@@ -1,7 +1,13 @@
-"""The deployment lock: flock(2) on a file in the state directory.
+"""The deployment locks: flock(2) on three files, always taken in the same order.
+
+    state_dir/lock                   the journal and the release records
+    <parent>/.<target>.deploy-lock   the target itself, whichever config names it
+    backup_dir/lock                  the store, which several targets may share
 
 The kernel drops a flock when its holder dies, so a killed deploy can never
-leave a stale lock behind; the file itself only carries who holds it.
+leave a stale lock behind; the files only carry who holds them. A lock file is
+opened without following symlinks and must be a regular file of the deployer's:
+a planted link must never make the lock truncate someone else's file.
 Plain fcntl beats the `filelock` package here because we need the holder's
 identity inside the locked file, which filelock does not offer.
 """
@@ -12,14 +18,20 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import LockHeld, PreflightFailed
+from .errors import CorruptState, LockHeld, PreflightFailed
 from .ids import utc_now
+from .layout import lock_path, store_lock_path, target_lock_path
+from .store import store_for
 
-LOCK_NAME = "lock"
+if TYPE_CHECKING:
+    from .config import Profile
 
 
 @dataclass(frozen=True)
@@ -34,22 +46,18 @@ class Holder:
 
 
 class DeployLock:
-    """Exclusive lock with holder info; use as a context manager or acquire()/release()."""
+    """One exclusive lock file with holder info; use as a context manager or acquire()/release()."""
 
-    def __init__(self, state_dir: Path, operation: str, wait: float = 0.0) -> None:
-        self.path = state_dir / LOCK_NAME
+    def __init__(self, path: Path, operation: str, wait: float = 0.0, *, private_dir: bool = False) -> None:
+        self.path = path
         self.operation = operation
         self.wait = wait
+        self.private_dir = private_dir  # the state dir: created 0700, it holds what recovery trusts
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise PreflightFailed(f"{exc.filename or self.path}: cannot create the lock ({exc.strerror}); "
-                                  "fix its permissions or set state_dir in deploy.yaml") from None
-        deadline = time.monotonic() + self.wait
+    def acquire(self, deadline: float | None = None) -> None:
+        fd = self._open()
+        deadline = time.monotonic() + self.wait if deadline is None else deadline
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -70,6 +78,29 @@ class DeployLock:
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
 
+    def _open(self) -> int:
+        """The lock file, created if missing; never through a symlink, never someone else's file."""
+        try:
+            if self.private_dir and not self.path.parent.exists():
+                self.path.parent.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if os.path.islink(self.path):
+                raise CorruptState(f"{self.path}: is a symlink where MCP Deploy keeps its lock; "
+                                   "remove the link (nothing was changed)") from None
+            raise PreflightFailed(f"{exc.filename or self.path}: cannot create the lock ({exc.strerror}); "
+                                  "fix its permissions or set state_dir in deploy.yaml") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            os.close(fd)
+            what = "not a regular file" if not stat.S_ISREG(info.st_mode) else f"owned by uid {info.st_uid}"
+            raise CorruptState(f"{self.path}: {what}, so it is not MCP Deploy's lock file of this user "
+                               f"(uid {os.geteuid()}); remove it (nothing was changed)")
+        return fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
@@ -87,17 +118,56 @@ class DeployLock:
 def read_holder(path: Path) -> Holder | None:
     """Who holds (or last held) the lock; None when the file is missing, empty or garbage."""
     try:
-        data = json.loads(path.read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(4096))
         return Holder(data["pid"], data["host"], data["operation"], data["started"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def current_holder(state_dir: Path) -> Holder | None:
-    """The live holder of the lock, without taking it or creating anything; None when free."""
-    path = state_dir / LOCK_NAME
+def profile_locks(profile: Profile, operation: str, wait: float = 0.0) -> list[DeployLock]:
+    """The state, target and store locks of a profile, in the one order every operation takes them."""
+    return [DeployLock(lock_path(profile.state_dir), operation, wait, private_dir=True),
+            DeployLock(target_lock_path(profile.target), operation, wait),
+            DeployLock(store_lock_path(profile.backup_dir), operation, wait)]
+
+
+class Locked:
+    """All of a profile's locks, under one deadline; released in reverse order."""
+
+    def __init__(self, profile: Profile, operation: str, wait: float = 0.0) -> None:
+        self.profile = profile
+        self.locks = profile_locks(profile, operation, wait)
+        self.wait = wait
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "Locked":
+        deadline = time.monotonic() + self.wait
+        store_for(self.profile).claim()  # marked as a store before any file of ours is written there
+        with ExitStack() as stack:
+            for lock in self.locks:
+                lock.acquire(deadline)
+                stack.callback(lock.release)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def current_holder(profile: Profile) -> Holder | None:
+    """The live holder of any of the profile's locks, without taking one or creating anything; None when free."""
+    for lock in profile_locks(profile, "status"):
+        holder = _holder_of(lock.path)
+        if holder is not None:
+            return holder
+    return None
+
+
+def _holder_of(path: Path) -> Holder | None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:

@@ -14,13 +14,13 @@ from pathlib import Path
 from . import pipeline, recovery, report
 from .config import Profile, load_profile
 from .context import EventSink, Operation, Source
-from .errors import ConfigError, LockHeld
+from .errors import ConfigError, CorruptState, LockHeld
 from .globs import PatternSet
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
 from .layout import DEPLOY_PREFIX, ROLLBACK_PREFIX, hash_cache_path, stage_path
-from .lock import DeployLock, current_holder
+from .lock import Locked, current_holder
 from .manifest import HashCache
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
                       StatsResult, StatusResult)
@@ -28,7 +28,7 @@ from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import SnapshotSource, TreeSource, default_snapshot
 from .steps.preflight import survey
-from .store import Store
+from .store import store_for
 from .version import read_version
 
 PathLike = str | os.PathLike[str] | None
@@ -43,7 +43,7 @@ def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: s
                     stage=str(stage_path(target, op_id)))
     return Operation(
         profile=profile, source=source, record=record, journal=Journal(profile.state_dir),
-        store=Store(profile.backup_dir),
+        store=store_for(profile),
         cache=HashCache(hash_cache_path(profile.state_dir), [profile.source, target]),
         emit=on_event or (lambda kind, data: None), wait=wait, expected_digest=digest,
         adopt=PatternSet(tuple(adopt)),
@@ -92,7 +92,7 @@ def rollback(config: PathLike = None, profile: str | None = None, *, to: str | N
              dry_run: bool = False, wait: float = 0.0, on_event: EventSink | None = None) -> OperationResult:
     """Restore production's managed files from a snapshot (default: the release before the current one)."""
     prof = load_profile(config, profile)
-    op = _operation(prof, SnapshotSource(Store(prof.backup_dir), to), wait=wait, on_event=on_event)
+    op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, on_event=on_event)
     return _run(op, dry_run)
 
 
@@ -105,17 +105,23 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         notes += _recover_now(op)
     found = survey(op)
     notes += op.notes
-    op.cache.save()
+    problem = op.cache.save()
+    if problem:
+        notes.append(problem)
     plan, prev = found.plan, found.previous or {}
     drift = sorted(p for p, e in found.release.files.items()
                    if p not in found.production or found.production[p].sha256 != e.sha256)
-    records, _ = read_history(prof.log)
+    try:
+        records, _ = read_history(prof.log)
+    except CorruptState as exc:  # status still tells what is in production
+        records = []
+        notes.append(exc.message)
     snapshots, _ = op.store.all_snapshots()
     target_snap = default_snapshot(snapshots, found.previous)
     age = None
     if prev.get("deployed"):
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
-    holder = current_holder(prof.state_dir)
+    holder = current_holder(prof)
     result = StatusResult(
         profile=prof.name, source=str(prof.source), target=str(prof.target), deployed=found.previous is not None,
         summary="", version=prev.get("version"), deploy_id=prev.get("deploy_id"),
@@ -131,16 +137,13 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
 def _recover_now(op: Operation) -> list[str]:
     """Status recovers a dead operation's leftovers, unless a live one holds the lock."""
     try:
-        lock = DeployLock(op.profile.state_dir, "recovery")
-        lock.acquire()
+        with Locked(op.profile, "recovery"):
+            recovery.recover(op)
+            return list(op.notes)
     except LockHeld:
         return ["an operation is in progress (see lock)"]
-    try:
-        recovery.recover(op)
-        return list(op.notes)
     finally:
         op.notes.clear()
-        lock.release()
 
 
 def diff(config: PathLike = None, profile: str | None = None) -> DiffResult:
@@ -201,9 +204,9 @@ def history_stats(config: PathLike = None, profile: str | None = None, period: s
 
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:
     prof = load_profile(config, profile)
-    store = Store(prof.backup_dir)
+    store = store_for(prof)
     snapshots, problems = store.all_snapshots()
-    current, _ = read_version(prof.target)
+    current, _ = read_version(prof.target, prof.version_file)
     target = default_snapshot(snapshots, current)
     protected = protected_ids(snapshots, current)
     rows = [{**s.brief(), "rollback_target": target is not None and s.id == target.id,
@@ -216,12 +219,12 @@ def prune(config: PathLike = None, profile: str | None = None, *, dry_run: bool 
           wait: float = 0.0) -> PruneResult:
     """Apply the retention rules and delete objects no remaining snapshot references."""
     prof = load_profile(config, profile)
-    store = Store(prof.backup_dir)
-    current, _ = read_version(prof.target)
+    store = store_for(prof)
+    current, _ = read_version(prof.target, prof.version_file)
     if dry_run:
         report = apply_retention(prof, store, current, dry_run=True)
     else:
-        with DeployLock(prof.state_dir, "prune", wait=wait):
+        with Locked(prof, "prune", wait=wait):
             report = apply_retention(prof, store, current)
     return PruneResult(dry_run=dry_run, removed=report.removed, kept=report.kept,
                        objects_removed=report.objects_removed, bytes_freed=report.bytes_freed)

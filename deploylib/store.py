@@ -1,11 +1,14 @@
 """Backups: snapshots of managed files over content-addressed objects.
 
+    backup_dir/mcp-deploy-store.json      {"format": 1}: this directory is a store
     backup_dir/objects/ab/abcdef...       file contents, named by sha256, stored once, read-only
     backup_dir/snapshots/<id>.files.json  a snapshot's manifest (written first)
     backup_dir/snapshots/<id>.json        its header: ids, version, counts (written last: publishes it)
 
 A snapshot costs only the objects it adds. Every restore re-hashes what it
 copies, so a damaged object is caught before anything reaches production.
+A directory without the marker file (or the layout of a store from before the
+marker) is not a store: nothing is written into it, read from it or deleted.
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .errors import CorruptState
+from .errors import ConfigError, CorruptState
 from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
 from .ids import parse_time
-from .manifest import Entry, Manifest
+from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
+from .manifest import Entry, Manifest, is_sha256
+from .naming import hint
+
+if TYPE_CHECKING:
+    from .config import Profile
+
+_OWN_NAMES = {STORE_MARKER, LOCK_FILE, "objects", "snapshots"}
 
 
 @dataclass
@@ -43,17 +53,69 @@ class Snapshot:
                 "version": self.version, "version_info": self.version_info, "file_count": len(self.files),
                 "bytes": sum(e.size for e in self.files.values())}
 
+    @classmethod
+    def from_header(cls, data: Any, snapshot_id: str) -> "Snapshot":
+        """A header read back from the store; ValueError unless every field is what `header` writes."""
+        snap = cls(**data)
+        if not (snap.id == snapshot_id and is_op_id(snap.id) and isinstance(snap.created, str)
+                and is_op_id(snap.op_id) and (snap.release is None or is_op_id(snap.release))
+                and (snap.version is None or isinstance(snap.version, str))
+                and (snap.version_info is None or isinstance(snap.version_info, dict))
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                        for n in (snap.file_count, snap.bytes))):
+            raise ValueError("bad snapshot header")
+        parse_time(snap.created)
+        return snap
+
     def brief(self) -> dict[str, Any]:
         return {"id": self.id, "created": self.created, "release": self.release, "version": self.version,
                 "files": self.file_count, "bytes": self.bytes}
 
 
+def store_for(profile: Profile) -> Store:
+    """The profile's store; its state dir and log may live inside it (the README's layout)."""
+    return Store(profile.backup_dir, beside=(profile.state_dir, profile.log))
+
+
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, beside: Iterable[Path] = ()) -> None:
         self.root = root
         self.object_dir = root / "objects"
         self.snapshot_dir = root / "snapshots"
         self._known: set[str] | None = None
+        self._guests = {p.relative_to(root).parts[0] for p in beside if p.is_relative_to(root) and p != root}
+        self._check_is_store()
+
+    def _check_is_store(self) -> None:
+        """Refuse a backup_dir that is somebody's directory: prune would delete what it calls objects."""
+        marker = store_marker_path(self.root)
+        try:
+            names = set(os.listdir(self.root))
+        except FileNotFoundError:
+            return  # made on first use
+        except NotADirectoryError:
+            raise ConfigError(f"backup_dir {self.root}: is not a directory; point backup_dir at a new or "
+                              "empty directory") from None
+        if STORE_MARKER in names:
+            try:
+                data = json.loads(marker.read_bytes())
+                fmt = data["format"] if isinstance(data, dict) else None
+            except (OSError, ValueError, KeyError):
+                fmt = None
+            if fmt != STORE_FORMAT:
+                raise CorruptState(f"{marker}: not a store of format {STORE_FORMAT} (found {str(fmt)[:40]}); "
+                                   "this MCP Deploy cannot use it: point backup_dir at a new directory")
+            return
+        if not names <= _OWN_NAMES | self._guests or ("objects" in names and not _objects_only(self.object_dir)):
+            raise ConfigError(f"backup_dir {self.root}: holds files that are not MCP Deploy backups (no "
+                              f"{STORE_MARKER}); point backup_dir at a new or empty directory")
+
+    def claim(self) -> None:
+        """Make the directory a store (marker first) before anything is written into it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        marker = store_marker_path(self.root)
+        if not marker.exists():
+            atomic_write(marker, json.dumps({"format": STORE_FORMAT}).encode())
 
     def object_path(self, sha: str) -> Path:
         return self.object_dir / sha[:2] / sha
@@ -107,11 +169,11 @@ class Store:
     def load(self, snapshot_id: str, with_files: bool = True) -> Snapshot:
         path = self.snapshot_dir / f"{snapshot_id}.json"
         with _reading(path, snapshot_id):
-            snap = Snapshot(**json.loads(path.read_bytes()))
+            snap = Snapshot.from_header(json.loads(path.read_bytes()), snapshot_id)
         if with_files:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                snap.files = {p: Entry.from_json(e) for p, e in json.loads(path.read_bytes()).items()}
+                snap.files = _manifest(json.loads(path.read_bytes()))
         return snap
 
     def objects_of(self, snapshot_ids: Iterable[str]) -> set[str]:
@@ -120,7 +182,10 @@ class Store:
         for snapshot_id in snapshot_ids:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                found.update(e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e)
+                shas = [e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e]
+                if not all(is_sha256(sha) for sha in shas):
+                    raise ValueError("bad object name")
+                found.update(shas)
         return found
 
     def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
@@ -149,11 +214,11 @@ class Store:
             sha = copy_with_hash(src, dest, mode=entry.mode)
         except FileNotFoundError:
             raise CorruptState(f"{src}: backup object for {entry.path} is missing; "
-                               "this snapshot cannot be restored, pick another (see `invoke backups`)") from None
+                               f"this snapshot cannot be restored, pick another (see `{hint('backups')}`)") from None
         if sha != entry.sha256:
             dest.unlink()
             raise CorruptState(f"{src}: backup object for {entry.path} is damaged (hash mismatch); "
-                               "this snapshot cannot be restored, pick another (see `invoke backups`)")
+                               f"this snapshot cannot be restored, pick another (see `{hint('backups')}`)")
 
     def check(self, entries: Iterable[Entry]) -> list[str]:
         """Re-hash the objects behind `entries`; the list of what is missing or damaged."""
@@ -175,6 +240,8 @@ class Store:
         """Delete these objects (those that exist); returns (objects, bytes) removed."""
         count = size = 0
         for sha in shas:
+            if not is_sha256(sha):
+                continue  # never a path built from a name that is not an object's
             path = self.object_path(sha)
             try:
                 size += path.stat().st_size
@@ -195,15 +262,34 @@ class Store:
                 if not dry_run:
                     os.unlink(sub.path)  # left by a killed backup
                 continue
-            if not sub.is_dir(follow_symlinks=False):
+            if not sub.is_dir(follow_symlinks=False) or not _is_hex(sub.name, 2):
                 continue
             for obj in os.scandir(sub.path):
-                if obj.name not in wanted:
+                if obj.name not in wanted and is_sha256(obj.name) and obj.name.startswith(sub.name):
                     count += 1
                     size += obj.stat(follow_symlinks=False).st_size
                     if not dry_run:
                         os.unlink(obj.path)
         return count, size
+
+
+def _manifest(data: Any) -> Manifest:
+    files = {p: Entry.from_json(e) for p, e in data.items()}
+    if any(p != e.path for p, e in files.items()):
+        raise ValueError("manifest key differs from its entry's path")
+    return files
+
+
+def _is_hex(name: str, length: int) -> bool:
+    return len(name) == length and all(c in "0123456789abcdef" for c in name)
+
+
+def _objects_only(object_dir: Path) -> bool:
+    """A store from before the marker: objects/ holds only two-hex-digit directories and tmp- files."""
+    try:
+        return all(_is_hex(name, 2) or name.startswith("tmp-") for name in os.listdir(object_dir))
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -212,10 +298,10 @@ def _reading(path: Path, snapshot_id: str) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError:
-        raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `invoke backups`") from None
+        raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `{hint('backups')}`") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
-                           "roll back to another snapshot (see `invoke backups`)") from None
+                           f"roll back to another snapshot (see `{hint('backups')}`)") from None
 
 
 def select_expired(snapshots: list[Snapshot], keep_last: int, keep_days: float | None,

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from deploylib.layout import target_lock_path
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "mcp-unified-agents"
 MANAGED = ["agents.json", "pyproject.toml", "server.py", "templates/plan.json", "templates/review.json",
@@ -94,8 +96,10 @@ class Project:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def leftovers(self) -> list[str]:
-        """Stage directories (or anything else hidden) left beside production."""
-        return sorted(p.name for p in self.target.parent.iterdir() if p.name.startswith("."))
+        """Stage directories (or anything else hidden) left beside production; the target's lock file
+        stays there on purpose (deleting a lock file lets two processes lock two different files)."""
+        lock = target_lock_path(self.target).name
+        return sorted(p.name for p in self.target.parent.iterdir() if p.name.startswith(".") and p.name != lock)
 
     def version(self) -> dict[str, Any]:
         return json.loads((self.target / "VERSION").read_text())
@@ -139,7 +143,8 @@ HOLD_LOCK = """
 import sys, time
 from pathlib import Path
 from deploylib.lock import DeployLock
-lock = DeployLock(Path(sys.argv[1]), "deploy")
+from deploylib.layout import lock_path
+lock = DeployLock(lock_path(Path(sys.argv[1])), "deploy")
 lock.acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

@@ -11,7 +11,7 @@ import pytest
 from deploylib import history
 from deploylib.errors import CorruptState, LockHeld
 from deploylib.journal import Journal, Record, State
-from deploylib.lock import DeployLock, current_holder, read_holder
+from deploylib.lock import DeployLock, _holder_of, read_holder
 
 
 OP = "d-20261124T061443.123456Z-3fa9c1"
@@ -71,15 +71,16 @@ def test_history_survives_a_torn_last_line(tmp_path: Path) -> None:
 
 
 def test_lock_is_exclusive_and_reports_its_holder(tmp_path: Path) -> None:
-    with DeployLock(tmp_path, "deploy"):
-        holder = current_holder(tmp_path)
+    path = tmp_path / "lock"
+    with DeployLock(path, "deploy"):
+        holder = _holder_of(path)
         assert holder is not None and holder.pid == os.getpid() and holder.operation == "deploy"
         with pytest.raises(LockHeld, match=f"pid {os.getpid()} on .*running deploy since"):
-            DeployLock(tmp_path, "rollback").acquire()
+            DeployLock(path, "rollback").acquire()
         with pytest.raises(LockHeld, match="after waiting 0.2s"):
-            DeployLock(tmp_path, "rollback", wait=0.2).acquire()
-    assert current_holder(tmp_path) is None
-    (tmp_path / "lock").write_bytes(b"garbage")
-    assert read_holder(tmp_path / "lock") is None
-    with DeployLock(tmp_path, "prune"):  # a garbage lock file blocks nothing
-        assert current_holder(tmp_path).operation == "prune"  # type: ignore[union-attr]
+            DeployLock(path, "rollback", wait=0.2).acquire()
+    assert _holder_of(path) is None
+    path.write_bytes(b"garbage")
+    assert read_holder(path) is None
+    with DeployLock(path, "prune"):  # a garbage lock file blocks nothing
+        assert _holder_of(path).operation == "prune"  # type: ignore[union-attr]

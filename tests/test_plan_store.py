@@ -51,7 +51,8 @@ def snapshot(store: Store, tmp_path: Path, files: dict[str, bytes], created: str
         import hashlib
 
         entries[rel] = store.put(path, Entry(rel, len(data), 0o640, hashlib.sha256(data).hexdigest()))
-    snap = Snapshot(new_id("s"), created or datetime.now(timezone.utc).isoformat(), "op", None, "1", None, entries)
+    snap = Snapshot(new_id("s"), created or datetime.now(timezone.utc).isoformat(), new_id("d"), None, "1", None,
+                    entries)
     store.save(snap)
     return snap
 

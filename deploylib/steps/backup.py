@@ -6,10 +6,12 @@ rollback restore them from it, verified by hash.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from .. import faults
 from ..context import Operation, Survey
+from ..errors import StoreFull
 from ..ids import new_id, utc_now
 from ..journal import State
 from ..layout import SNAPSHOT_PREFIX
@@ -32,17 +34,23 @@ def run(op: Operation, survey: Survey) -> Backup:
     root = str(op.target)
     if not survey.production and survey.previous is None:
         return Backup(None)  # nothing in production that we would replace
-    files = {}
+    files: dict[str, Entry] = {}
     op.emit("begin", {"step": NAME, "what": "backup", "files": len(survey.production),
                       "bytes": sum(e.size for e in survey.production.values())})
-    for n, (path, entry) in enumerate(survey.production.items(), 1):
-        files[path] = op.store.put(f"{root}/{path}", entry)
-        op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
-        faults.point(faults.BACKUP, n)
     prev = survey.previous or {}
     snapshot = Snapshot(id=new_id(SNAPSHOT_PREFIX), created=utc_now(), op_id=op.op_id, release=prev.get("release"),
                         version=prev.get("version"), version_info=survey.previous, files=files)
-    op.store.save(snapshot)
+    try:
+        for n, (path, entry) in enumerate(survey.production.items(), 1):
+            files[path] = op.store.put(f"{root}/{path}", entry)
+            op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
+            faults.point(faults.BACKUP, n)
+        op.store.save(snapshot)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise StoreFull(f"backup_dir {op.store.root}: no space left for the backup ({exc.strerror}); "
+                        "free space there or prune old backups") from None
     op.record.snapshot_id = snapshot.id
     op.journal.write(op.record)
     return Backup(snapshot)

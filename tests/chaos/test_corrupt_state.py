@@ -47,7 +47,7 @@ def test_garbage_journal_with_a_leftover_stage_is_recovered(project: Project, be
         bump(project, text="# first\n")
     ok(project.run("deploy"))
     v1 = project.managed()
-    assert sorted(p.name for p in project.target.parent.glob(".server.deploy-*")) == beside
+    assert project.leftovers() == beside
     bump(project)
     proc = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "VERIFYING"})
     assert proc.returncode == -9

@@ -43,7 +43,8 @@ def test_preflight_refuses_when_stage_and_backup_do_not_fit(project: Project, sm
     assert "deploy failed at preflight" in proc.stderr and "not enough free disk space" in proc.stderr
     assert "nothing was changed" in proc.stderr
     assert tree(small_fs / "server") == before
-    assert sorted(p.name for p in small_fs.iterdir()) == ["server", "state"]
+    assert sorted(p.name for p in small_fs.iterdir()) == [".server.deploy-lock", "backups", "server", "state"]
+    assert sorted(p.name for p in (small_fs / "backups").iterdir()) == ["lock", "mcp-deploy-store.json"]
 
 
 def test_space_running_out_mid_copy_leaves_production_untouched(project: Project, small_fs: Path,
@@ -71,5 +72,33 @@ def test_space_running_out_mid_copy_leaves_production_untouched(project: Project
     assert "deploy failed at stage: No space left on device" in err
     assert "undone; production is as before" in err
     assert project.leftovers() == []  # the stage is gone
+    filler.unlink()
+    check(project, base, expect="old")
+
+
+def test_a_full_backup_disk_names_backup_dir(project: Project, small_fs: Path, tmp_path: Path) -> None:
+    """The backup store on its own small filesystem fills up mid-backup: the message names backup_dir."""
+    project.write_config(backup_dir=str(small_fs / "backups"))
+    (project.source / "templates" / "big.json").write_text('{"pad": "' + "x" * 2 * 1024 * 1024 + '"}')
+    ok(project.run("deploy"))
+    base = baseline(project)
+    (project.source / "templates" / "big.json").write_text('{"pad": "' + "y" * 2 * 1024 * 1024 + '"}')
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy", "--config", str(project.config)]
+    proc = subprocess.Popen(cmd, cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MCP_DEPLOY_PAUSE_AT": f"BACKING_UP:{gate}"})
+    while not (gate / "reached").exists():
+        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.02)
+    filler = small_fs / "filler"
+    free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (free - 64 * 1024))
+    (gate / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert f"deploy failed at backup: backup_dir {small_fs / 'backups'}: no space left for the backup" in err
+    assert "undone; production is as before" in err
     filler.unlink()
     check(project, base, expect="old")

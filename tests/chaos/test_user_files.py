@@ -86,7 +86,7 @@ def test_sigint_while_the_history_append_blocks_keeps_the_release_and_its_backup
     proc = start(project, "deploy", env={})
     deadline = time.monotonic() + 30
     while (project.target / "workflow" / "extra" / "new.py").exists() is False or \
-            list(project.target.parent.glob(".server.deploy-*")):
+            list(project.target.parent.glob(".server.deploy-[drs]-*")):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.2)  # now blocked opening the FIFO
