@@ -6,6 +6,7 @@ file, fsync it, rename it over the target, fsync the directory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -38,6 +39,17 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def read_state(path: Path) -> bytes:
+    """A state file's bytes, never through a symlink and only from a regular file: a planted link must not
+    make MCP Deploy read (and echo, or trust) some other file. Raises OSError like read_bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
 
 
 def sha256_file(path: str | Path) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
+
+from .errors import CorruptState
 
 
 def append(log: Path, record: dict[str, Any]) -> None:
@@ -34,9 +37,18 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
     records: list[dict[str, Any]] = []
     bad = 0
     try:
-        lines = log.read_bytes().splitlines()
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang a status
     except FileNotFoundError:
         return records, 0
+    except OSError as exc:
+        raise CorruptState(f"{log}: the history log cannot be read ({exc.strerror}); "
+                           "fix it, or set log in deploy.yaml to another file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CorruptState(f"{log}: the history log is not a regular file; "
+                           "move it away, or set log in deploy.yaml to another file")
+    with os.fdopen(fd, "rb") as f:
+        lines = f.read().splitlines()
     for raw in lines:
         if not raw.strip():
             continue

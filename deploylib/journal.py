@@ -16,7 +16,7 @@ from typing import Any
 
 from . import faults
 from .errors import CorruptState
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_state
 from .layout import is_op_id, journal_path
 
 
@@ -77,7 +77,7 @@ class Journal:
     def read(self) -> Record:
         """The journaled record, checked for shape: a damaged one is CorruptState, never trusted."""
         try:
-            data = json.loads(self.path.read_bytes())
+            data = json.loads(read_state(self.path))
         except (OSError, ValueError) as exc:
             raise DamagedJournal(f"{self.path}: journal is damaged ({exc.__class__.__name__}); {KEPT}") from None
         try:

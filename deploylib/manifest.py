@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from .errors import CorruptState, PreflightFailed
-from .fsutil import atomic_write, sha256_file
+from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
 from .layout import safe_relpath
 
@@ -45,7 +45,7 @@ class Entry(NamedTuple):
         """An entry read back from a state file; ValueError unless every field is what we write."""
         entry = cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
         if not (safe_relpath(entry.path) and _whole(entry.size) and _whole(entry.mode) and entry.mode <= 0o7777
-                and isinstance(entry.sha256, str) and _SHA256.match(entry.sha256)
+                and is_sha256(entry.sha256)
                 and (entry.link is None or (isinstance(entry.link, str) and entry.link and "\0" not in entry.link))):
             raise ValueError(f"bad manifest entry {str(entry.path)[:80]!r}")
         return entry
@@ -53,6 +53,11 @@ class Entry(NamedTuple):
 
 Manifest = dict[str, Entry]
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def is_sha256(text: object) -> bool:
+    """A lowercase hex sha256: the only names objects have, so the only ones a path is built from."""
+    return isinstance(text, str) and _SHA256.match(text) is not None
 
 
 def _whole(n: object) -> bool:
@@ -128,7 +133,7 @@ class HashCache:
         self._trees: dict[str, TreeHashes] = {}
         if path is not None:
             try:
-                data = json.loads(path.read_bytes())
+                data = json.loads(read_state(path))
                 if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
                     self._saved = data["trees"]
             except (OSError, ValueError):
@@ -141,15 +146,21 @@ class HashCache:
         self._trees[key].on_hash = self.on_hash
         return self._trees[key]
 
-    def save(self) -> None:
+    def save(self) -> str | None:
+        """Write the cache; a failure only costs re-reading files next time, so it is a note (returned)."""
         if self.path is None or not self.path.parent.is_dir():
-            return
+            return None
         trees = {**self._saved, **{root: t.new for root, t in self._trees.items()}}
         if self.roots is not None:
             trees = {root: section for root, section in trees.items() if root in self.roots}
         if trees == self._saved:
-            return  # e.g. a status on an unchanged tree: nothing to write
-        atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees}, separators=(",", ":")).encode())
+            return None  # e.g. a status on an unchanged tree: nothing to write
+        try:
+            atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees},
+                                               separators=(",", ":")).encode())
+        except OSError as exc:
+            return f"{self.path}: hash cache not saved ({exc.strerror}); the next run reads every file again"
+        return None
 
 
 def link_entry(relpath: str, target: str, mode: int) -> Entry:
@@ -238,6 +249,8 @@ def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except PermissionError:
+            raise _unreadable(path) from None
         entry = _entry(path, relpath, st, hashes, source=False)
         if entry is not None:
             entries[relpath] = entry
@@ -250,10 +263,17 @@ def _real_parent(base: str, relpath: str, known: dict[str, bool]) -> bool:
     if parent not in known:
         try:
             real = _real_parent(base, parent, known) and stat.S_ISDIR(os.lstat(f"{base}/{parent}").st_mode)
+        except PermissionError:
+            raise _unreadable(f"{base}/{parent}") from None
         except OSError:
             real = False
         known[parent] = real
     return known[parent]
+
+
+def _unreadable(path: str) -> PreflightFailed:
+    return PreflightFailed(f"{path}: cannot be looked up by this user (permission denied on a directory above "
+                           "it); fix the permissions, or deploy as the user who owns the target")
 
 
 def _entry(path: str, relpath: str, st: os.stat_result, hashes: TreeHashes, source: bool) -> Entry | None:
@@ -297,7 +317,7 @@ def load_release(path: Path) -> Release | None:
     state: CorruptState, and nothing is touched.
     """
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(read_state(path))
     except (OSError, ValueError):
         return None
     try:

@@ -22,7 +22,7 @@ from .errors import Interrupted, StepFailed, UndoFailed
 from .history import append
 from .ids import iso, utc_now
 from .journal import State
-from .lock import DeployLock
+from .lock import Locked
 from .recovery import recover
 from .steps import Step, backup, commit, finish, preflight, stage, undo, validate, verify
 from .steps.backup import Backup
@@ -53,20 +53,29 @@ def run(op: Operation) -> Outcome:
     out = Outcome()
     started = time.monotonic()
     op.emit("step", {"step": "lock", "state": State.IDLE.value})
-    with DeployLock(op.profile.state_dir, op.name, wait=op.wait):
+    with Locked(op.profile, op.name, wait=op.wait):
         out.timings["lock"] = round(time.monotonic() - started, 4)
-        recover(op)  # holding the lock: any journal left behind belongs to a dead process
         try:
-            with signals.raising():
-                _steps(op, out)
-        except BaseException as exc:
-            raise _fail(op, out, exc) from exc
-        assert out.survey is not None
-        if out.survey.plan.empty:
-            op.journal.clear()
-            return out
-        _record(op, out)
+            _run_locked(op, out)
+        finally:
+            problem = op.cache.save()  # the hashes learned are true whatever happened: next run skips re-reading
+            if problem:
+                op.note(problem)
     return out
+
+
+def _run_locked(op: Operation, out: Outcome) -> None:
+    recover(op)  # holding the lock: any journal left behind belongs to a dead process
+    try:
+        with signals.raising():
+            _steps(op, out)
+    except BaseException as exc:
+        raise _fail(op, out, exc) from exc
+    assert out.survey is not None
+    if out.survey.plan.empty:
+        op.journal.clear()
+        return
+    _record(op, out)
 
 
 def _steps(op: Operation, out: Outcome) -> None:

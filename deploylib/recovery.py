@@ -32,7 +32,10 @@ def recover(op: Operation) -> None:
             return
         _recover(op, dead)
     for stage in leftover_stages(op):
-        drop_stage(stage)  # a stage whose journal was closed (e.g. a failed tidy-up): nothing refers to it
+        try:
+            drop_stage(stage)  # a stage whose journal was closed (e.g. a failed tidy-up): nothing refers to it
+        except OSError as exc:
+            op.note(f"{stage}: leftover stage not removed ({exc.strerror}); remove it by hand")
 
 
 def _recover_from_stages(op: Operation) -> None:
@@ -68,13 +71,13 @@ def _recover(op: Operation, dead: Record) -> None:
         else:
             undo(rop, reached(state))
             action = "rolled it back; production is as before it started"
+        op.journal.clear()
     except (OSError, DeployError) as exc:
         reason = getattr(exc, "message", None) or f"{getattr(exc, 'strerror', None) or exc}: " \
                                                    f"{getattr(exc, 'filename', '')}"
         raise UndoFailed(f"{op.target}: recovering the interrupted {dead.operation} {dead.op_id} failed "
                          f"({reason}); the journal at {op.journal.path} is kept and the next command retries: "
                          "fix the cause and rerun") from None
-    op.journal.clear()
     try:
         append(op.profile.log, {"event": "recovery", "id": dead.op_id, "operation": dead.operation, "ok": True,
                                 "state": state.value, "action": action, "profile": op.profile.name})

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from conftest import MANAGED, REPO, Project, bump, ok, tree
 
@@ -310,3 +312,26 @@ def test_uncreatable_state_dir_is_refused_cleanly(project: Project) -> None:
     proc = project.run("deploy")
     assert proc.returncode == 4 and "cannot create the lock" in proc.stderr and "Traceback" not in proc.stderr
     assert not project.target.exists()
+
+
+def test_a_deploy_reads_only_the_files_that_changed_since_the_last_run(project: Project) -> None:
+    """The hash cache is saved by every locked run: without it, each deploy re-reads both whole trees."""
+    from deploylib import operations
+
+    def age(root: Path, old: float = time.time() - 3600) -> None:
+        """Out of the racy window, where the cache is never trusted."""
+        for path in [root, *root.rglob("*")]:
+            os.utime(path, (old, old), follow_symlinks=False)
+
+    hashed: list[str] = []
+    sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
+    ok(project.run("deploy"))
+    age(project.source)
+    age(project.target)
+    operations.deploy(project.config, on_event=sink)  # nothing to do; learns both trees' hashes
+    assert len(hashed) == 2 * len(MANAGED)  # each managed file in source and production
+    bump(project)
+    age(project.source / "workflow/plan.py", time.time() - 1800)
+    hashed.clear()
+    result = operations.deploy(project.config, on_event=sink)
+    assert result.changed and hashed == [str(project.source / "workflow/plan.py")]
