@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from . import faults
 from .errors import CorruptState
-from .fsutil import atomic_write, remove_tree, sync_filesystem
+from .fsutil import atomic_write, read_state, remove_tree, sync_filesystem
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
 from .store import Store
@@ -50,6 +50,7 @@ class CommitPlan:
     mkdirs: list[tuple[str, int]] = field(default_factory=list)
     puts: list[tuple[str, Entry | None]] = field(default_factory=list)
     version_kept: bool = False  # production had a VERSION, kept in the stage for the undo
+    version_file: str = VERSION_FILE  # its name (the profile's version_file), put last
 
     @property
     def size(self) -> int:
@@ -58,7 +59,7 @@ class CommitPlan:
     def to_json(self) -> dict[str, Any]:
         return {"removes": [e.to_json() for e in self.removes], "rmdirs": self.rmdirs, "mkdirs": self.mkdirs,
                 "puts": [[p, None if old is None else old.to_json()] for p, old in self.puts],
-                "version_kept": self.version_kept}
+                "version_kept": self.version_kept, "version_file": self.version_file}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CommitPlan":
@@ -67,7 +68,9 @@ class CommitPlan:
                    [(str(p), int(m)) for p, m in data["rmdirs"]],
                    [(str(p), int(m)) for p, m in data["mkdirs"]],
                    [(str(p), None if old is None else Entry.from_json(old)) for p, old in data["puts"]],
-                   bool(data["version_kept"]))
+                   bool(data["version_kept"]), str(data.get("version_file", VERSION_FILE)))
+        if not safe_relpath(plan.version_file) or "/" in plan.version_file:
+            raise ValueError("the version file is not a plain name")
         paths = [p for p, _ in plan.rmdirs + plan.puts] + [p for p, _ in plan.mkdirs if p != ""]
         if not all(map(safe_relpath, paths)):
             raise ValueError("a path leaves the target")
@@ -83,7 +86,7 @@ def save_plan(plan: CommitPlan, stage: Path) -> None:
 def load_plan(stage: Path) -> CommitPlan | None:
     """The plan kept in a stage, or None when there is none (the stage never got that far)."""
     try:
-        data = json.loads((stage / PLAN_FILE).read_bytes())
+        data = json.loads(read_state(stage / PLAN_FILE))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -96,19 +99,20 @@ def load_plan(stage: Path) -> CommitPlan | None:
                            "it is kept and nothing was touched; inspect the target") from None
 
 
-def save_previous_version(target: Path, stage: Path) -> bool:
+def save_previous_version(target: Path, stage: Path, name: str) -> bool:
     """Keep production's VERSION (damaged or not) in the stage, so an undo puts back exactly its bytes."""
     try:
-        if not stat.S_ISREG(os.lstat(target / VERSION_FILE).st_mode):
+        if not stat.S_ISREG(os.lstat(target / name).st_mode):
             return False
     except FileNotFoundError:
         return False
-    shutil.copy2(target / VERSION_FILE, stage / PREVIOUS_VERSION)
+    shutil.copy2(target / name, stage / PREVIOUS_VERSION)
     return True
 
 
 def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: list[Entry],
-                old_dirs: list[str], new_paths: set[str], version_kept: bool) -> tuple[CommitPlan, list[str]]:
+                old_dirs: list[str], new_paths: set[str], version_kept: bool,
+                version_file: str) -> tuple[CommitPlan, list[str]]:
     """The commit for these puts and removes, and the directories the new release owns.
 
     A directory is created only where none exists, and removed only if this tool
@@ -137,9 +141,9 @@ def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: lis
             seen.add(d)
             if not exists or not os.path.isdir(target / d):
                 mkdirs.append((d, 0o755))
-    puts = sorted(puts, key=lambda put: (put[0] == VERSION_FILE, put[0]))
+    puts = sorted(puts, key=lambda put: (put[0] == version_file, put[0]))
     owned = sorted({d for d in old_dirs if d in needed} | {d for d, _ in mkdirs if d})
-    return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept), owned
+    return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept, version_file), owned
 
 
 def _self_and_parents(d: str) -> list[str]:
@@ -192,7 +196,7 @@ class Commit:
         for path, old in reversed(self.plan.puts):
             if os.path.lexists(self.release / path):
                 continue
-            if path == VERSION_FILE and self.plan.version_kept:
+            if path == self.plan.version_file and self.plan.version_kept:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
             elif old is None:
                 _unlink_file(target / path)

@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .fsutil import atomic_write
 from .globs import PatternSet, SyncRules, normalize, pattern_problem
 from .ids import new_id
+from .layout import VERSION_FILE
 
 if TYPE_CHECKING:
     import jsonschema
@@ -82,6 +83,7 @@ class Profile:
     retention: Retention = Retention()
     deployed_by: str = ""
     tool_prefix: str = "ua_self_"  # MCP tool names: <prefix>deploy, <prefix>status, ...
+    version_file: str = VERSION_FILE  # written into production's top directory by every deploy
 
 
 def schema() -> dict[str, Any]:
@@ -437,8 +439,8 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
     base = path.parent
     at = ["profiles", name]
     problems = _Problems(path, text)
-    include, exclude, allowed = (_patterns(raw.get(key), at + [key], problems)
-                                 for key in ("include", "exclude", "unsafe_allow_secrets"))
+    include, exclude, allowed, setid = (_patterns(raw.get(key), at + [key], problems)
+                                        for key in ("include", "exclude", "unsafe_allow_secrets", "allow_setid"))
     places = _places(raw, at, base, problems)
     validators = tuple(_check(spec, at + ["validators", i], base, problems)
                        for i, spec in enumerate(raw.get("validators", [])))
@@ -450,10 +452,11 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
         name=name, config_path=path, source=places["source"], target=places["target"],
         backup_dir=places["backup_dir"], state_dir=places["state_dir"], log=places["log"],
         rules=SyncRules(include=PatternSet(include), exclude=PatternSet(exclude),
-                        secrets_allowed=PatternSet(allowed)),
+                        secrets_allowed=PatternSet(allowed), setid_allowed=PatternSet(setid)),
         validators=validators, verify=verify, retention=retention,
         deployed_by=raw.get("deployed_by") or _whoami(),
         tool_prefix=raw.get("mcp", {}).get("tool_prefix", "ua_self_"),
+        version_file=raw.get("version_file", VERSION_FILE),
     )
 
 
@@ -480,9 +483,9 @@ def _places(raw: dict[str, Any], at: list[Any], base: Path, problems: _Problems)
             what = "is not a directory" if source.exists() else "does not exist"
             problems.add(at + ["source"], f"source directory {clip(str(source))} {what}; check the path")
     if target is not None:
-        what = _target_problem(target)
-        if what:
-            problems.add(at + ["target"], what)
+        problem = _target_problem(target)
+        if problem:
+            problems.add(at + ["target"], problem)
     for key, what in _nesting(places, given={key for key in places if key in raw}):
         problems.add(at + [key], what)
     return places

@@ -133,7 +133,7 @@ class SyncRules:
     include: PatternSet
     exclude: PatternSet
     secrets_allowed: PatternSet = PatternSet()
-    reserved: frozenset[str] = frozenset({"VERSION"})
+    setid_allowed: PatternSet = PatternSet()  # files that keep setuid/setgid bits
 
     def is_secret(self, relpath: str) -> bool:
         return is_secret_name(relpath) and not self.secrets_allowed.matches(relpath)
@@ -154,7 +154,7 @@ class SyncRules:
 
     def is_managed(self, relpath: str) -> bool:
         rx = self._managed
-        return (rx is not None and relpath not in self.reserved and rx.match(relpath) is not None
+        return (rx is not None and rx.match(relpath) is not None
                 and not self.is_secret(relpath))
 
     def walk_roots(self) -> list[str]:

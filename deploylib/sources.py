@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,14 @@ from .context import Operation, Survey
 from .errors import CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .ids import utc_now
+from .layout import is_op_id
 from .manifest import Entry, Scan, scan
+from .naming import hint
 from .plan import Plan
 from .store import Snapshot, Store
 from .version import git_state, source_version
+
+SETID = stat.S_ISUID | stat.S_ISGID
 
 
 class TreeSource:
@@ -28,6 +33,7 @@ class TreeSource:
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
         found = scan(self.root, op.profile.rules, op.cache, source=True)
         self.stamps = found.stamps
+        _strip_setid(op, found)
         return found
 
     def fetch(self, entry: Entry, dest: Path) -> None:
@@ -80,6 +86,20 @@ class TreeSource:
         }
 
 
+def _strip_setid(op: Operation, found: Scan) -> None:
+    """The deployed copy belongs to the deployer (root, often), not to the source file's owner: a setuid
+    bit kept on it would hand the deployer's rights to whoever runs it. Only allow_setid keeps the bits."""
+    allowed = op.profile.rules.setid_allowed
+    stripped = [path for path, entry in found.entries.items()
+                if entry.link is None and entry.mode & SETID and not allowed.matches(path)]
+    for path in stripped:
+        entry = found.entries[path]
+        found.entries[path] = entry._replace(mode=entry.mode & ~SETID)
+    if stripped:
+        op.note(f"deployed {len(stripped)} file(s) without their setuid/setgid bits: {', '.join(stripped[:5])} "
+                "(list them under allow_setid to keep the bits)")
+
+
 class SnapshotSource:
     """Rollback: the managed files recorded in a snapshot, each verified by hash."""
 
@@ -103,7 +123,7 @@ class SnapshotSource:
             raise CorruptState(
                 f"backup {self.snapshot.id} cannot be restored: {len(problems)} object(s) missing or damaged "
                 f"({'; '.join(problems[:2])}); production untouched; roll back to another snapshot "
-                "(see `invoke backups`)"
+                f"(see `{hint('backups')}`)"
             )
 
     def fetch(self, entry: Entry, dest: Path) -> None:
@@ -167,7 +187,7 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         if snap is None:
             raise NothingToRollBack(
                 f"{store.root}: no earlier release to roll back to; "
-                "list snapshots with `invoke backups` and pass --to ID"
+                f"list snapshots with `{hint('backups')}` and name one to roll back to"
             )
         return snap
     for match in (
@@ -177,7 +197,9 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
     ):
         if match:
             return match[-1]
+    if is_op_id(selector) and (store.snapshot_dir / f"{selector}.json").exists():
+        store.load(selector)  # a snapshot by that id exists but cannot be read: say why (CorruptState)
     raise NothingToRollBack(
         f"{store.root}: no snapshot matches '{selector}' (tried snapshot id, deploy id, version); "
-        "see `invoke backups`"
+        f"see `{hint('backups')}`"
     )

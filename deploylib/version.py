@@ -8,32 +8,40 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .fsutil import atomic_write
+from .fsutil import atomic_write, read_state
+from .ids import parse_time
+from .layout import VERSION_FILE, is_op_id  # VERSION_FILE re-exported: the name lives in layout
 
-from .layout import VERSION_FILE  # noqa: E402  (re-exported: the name lives in layout)
 
-
-def read_version(tree: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_version(tree: Path, name: str = VERSION_FILE) -> tuple[dict[str, Any] | None, str | None]:
     """(VERSION data, None), or (None, why it is unusable); (None, None) when there is none."""
-    path = tree / VERSION_FILE
+    path = tree / name
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(read_state(path))
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as exc:
         return None, f"{path}: VERSION is damaged ({exc.__class__.__name__}); the next deploy rewrites it"
     if not isinstance(data, dict) or "deploy_id" not in data:
         return None, f"{path}: VERSION is not an MCP Deploy VERSION file; the next deploy rewrites it"
+    if not _well_formed(data):
+        return None, f"{path}: VERSION is damaged (a field has the wrong type); the next deploy rewrites it"
     return data, None
 
 
-def deploy_id_of(tree: Path) -> str | None:
-    data, _ = read_version(tree)
-    return data.get("deploy_id") if data else None
+def _well_formed(data: dict[str, Any]) -> bool:
+    """The fields other code relies on have the types the tool writes (ids, times, strings)."""
+    try:
+        if data.get("deployed") is not None:
+            parse_time(data["deployed"])
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return (is_op_id(data["deploy_id"]) and all(data.get(key) is None or isinstance(data[key], str)
+                                                 for key in ("version", "operation", "profile", "release", "git_commit")))
 
 
-def write_version(tree: Path, data: dict[str, Any]) -> None:
-    atomic_write(tree / VERSION_FILE, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+def write_version(tree: Path, data: dict[str, Any], name: str = VERSION_FILE) -> None:
+    atomic_write(tree / name, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def source_version(source: Path) -> str | None:

@@ -60,7 +60,7 @@ def test_scan_selects_managed_files_and_withholds_secrets(tmp_path: Path) -> Non
                      "VERSION": "{}"})
     r = rules(["server.py", "workflow/**", ".env", "keys/*", "VERSION"], ["**/__pycache__/**"])
     result = scan(tmp_path, r, HashCache(None))
-    assert list(result.entries) == ["server.py", "workflow/a.py"]
+    assert list(result.entries) == ["VERSION", "server.py", "workflow/a.py"]  # VERSION: refused at preflight
     assert result.withheld == [".env", "keys/id_rsa", "workflow/.env.local"]
     lifted = scan(tmp_path, rules(["keys/*"], allow=["keys/id_rsa"]), HashCache(None))
     assert list(lifted.entries) == ["keys/id_rsa"]

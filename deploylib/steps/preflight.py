@@ -16,9 +16,11 @@ from ..context import Operation, Survey
 from ..errors import PlanMismatch, PreflightFailed
 from ..fsutil import nearest_existing
 from ..journal import State
-from ..layout import VERSION_FILE, is_op_id, release_path, releases_dir
+from ..layout import is_op_id, release_path, releases_dir
 from ..manifest import Release, load_release, scan_paths
+from ..naming import hint
 from ..plan import diff
+from ..secrets import scan_file
 from ..version import read_version
 
 NAME, STATE = "preflight", State.CHECKING
@@ -29,7 +31,7 @@ SHOWN = 5  # paths named in one message
 
 def survey(op: Operation) -> Survey:
     """What is in production, what the release there manages, and the plan; changes nothing."""
-    previous, problem = read_version(op.target)
+    previous, problem = read_version(op.target, op.profile.version_file)
     if problem:
         op.note(problem)
     found = _live_release(op, previous)
@@ -65,10 +67,11 @@ def run(op: Operation) -> Survey:
     if op.expected_digest is not None and found.plan.digest != op.expected_digest:
         raise PlanMismatch(
             f"{op.target}: plan changed since it was previewed (expected {op.expected_digest}, "
-            f"now {found.plan.digest}); preview again with --dry-run and deploy the new digest"
+            f"now {found.plan.digest}); preview again ({hint('preview')}) and deploy the new digest"
         )
     if found.plan.empty:
         return found
+    check_version_file(op, found)
     check_no_secrets(op, found)
     check_no_user_files(op, found)
     check_paths(op, found)
@@ -80,19 +83,42 @@ def undo(op: Operation) -> None:
     """Preflight changes nothing."""
 
 
+def check_version_file(op: Operation, found: Survey) -> None:
+    """The release's own file would be overwritten by the VERSION that records it: never silently."""
+    name = op.profile.version_file
+    if name in found.desired:
+        raise PreflightFailed(f"{op.profile.source / name}: the release has a file of the name MCP Deploy gives "
+                              f"its version file (version_file: {name}); exclude or rename it, or set "
+                              f"version_file to another name in {op.profile.config_path}")
+
+
 def check_no_secrets(op: Operation, found: Survey) -> None:
+    """No secret by name, and none inside a file this deploy brings into production (private-key blocks,
+    well-known token formats). A rollback restores what was already live, so it is not scanned again."""
     leaked = [p for p in found.desired if op.profile.rules.is_secret(p)]
     if leaked:
         raise PreflightFailed(f"{op.profile.source}: secret-looking files in the sync set: "
                               f"{', '.join(leaked[:SHOWN])}")
+    if op.name != "deploy":
+        return
+    allowed = op.profile.rules.secrets_allowed
+    findings = [finding
+                for entry in (*found.plan.added, *found.plan.changed)
+                if entry.link is None and not allowed.matches(entry.path)
+                for finding in scan_file(op.profile.source / entry.path, entry.path)]
+    if findings:
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise PreflightFailed(f"{op.profile.source}/{findings[0].describe()}{more}; remove it, or list the file "
+                              "under unsafe_allow_secrets if it must ship")
 
 
 def check_no_user_files(op: Operation, found: Survey) -> None:
     """Managed means deployed by this tool, never 'matches a glob': a file in production at a path the new
     release uses, that the release there did not deploy, is the user's. Only --adopt hands it over."""
     foreign = [p for p in found.desired if p in found.production and p not in found.release.files]
-    if found.previous is None and not found.release.files and os.path.lexists(op.target / VERSION_FILE):
-        foreign.append(VERSION_FILE)  # not ours, and no record says we wrote it: the user's own VERSION
+    version_file = op.profile.version_file
+    if found.previous is None and not found.release.files and os.path.lexists(op.target / version_file):
+        foreign.append(version_file)  # not ours, and no record says we wrote it: the user's own VERSION
     if op.name == "deploy":
         foreign = [p for p in foreign if not op.adopt.matches(p)]
     if not foreign:
@@ -123,7 +149,7 @@ def check_paths(op: Operation, found: Survey) -> None:
     for entry in plan.added + plan.changed:
         _check_not_a_directory(target, entry.path, found)
     writable_dirs = sorted({_nearest_dir(target, e.path) for e in plan.added + plan.changed + plan.removed}
-                           | {_nearest_dir(target, VERSION_FILE), nearest_existing(target.parent)},
+                           | {_nearest_dir(target, op.profile.version_file), nearest_existing(target.parent)},
                            key=lambda p: (len(p.parts), str(p)))
     for directory in writable_dirs:
         if os.stat(directory).st_dev != stage_dev:

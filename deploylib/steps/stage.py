@@ -20,7 +20,7 @@ from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan
 from ..context import Operation, Survey
 from ..fsutil import sync_filesystem
 from ..journal import State
-from ..layout import VERSION_FILE, release_path
+from ..layout import release_path
 from ..manifest import Entry, Release, save_release
 from ..version import write_version
 from .backup import Backup
@@ -84,17 +84,19 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
         op.emit("file", {"step": NAME, "path": entry.path, "bytes": entry.size})
         faults.point(faults.COPY, n)
     version_info = op.source.version_info(op, survey, backup.snapshot)
-    write_version(release_dir, version_info)
-    kept_version = save_previous_version(op.target, op.stage)
-    puts = [(e.path, backup.old(e.path)) for e in incoming] + [(VERSION_FILE, None)]
+    name = op.profile.version_file
+    write_version(release_dir, version_info, name)
+    kept_version = save_previous_version(op.target, op.stage, name)
+    puts = [(e.path, backup.old(e.path)) for e in incoming] + [(name, None)]
     removes = [backup.old(e.path) or e for e in plan.removed]
-    commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version)
+    commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version,
+                                name)
     save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned))
     sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
     save_plan(commit, op.stage)
     op.record.commit = commit.to_json()
     op.journal.write(op.record)  # the plan is on disk before the commit starts
-    staged = {e.path for e in incoming} | {VERSION_FILE}
+    staged = {e.path for e in incoming} | {name}
     unchanged = [e for p, e in survey.desired.items() if p not in staged]
     return Staged(version_info, ReleaseView(release_dir, op.target, staged, unchanged, sorted(survey.desired)), commit)
 

@@ -209,3 +209,18 @@ def test_a_root_owned_log_survives_a_non_root_deploy_under_protected_hardlinks(
     assert os.stat(log).st_ino == inode and os.stat(log).st_uid == 0
     assert log.read_text() == "root's daemon writes here\n"
     assert shared.leftovers() == []
+
+
+def test_an_unreadable_production_directory_is_refused_at_preflight(shared: Project, deployer: Deployer) -> None:
+    """A directory in production the deployer cannot search: exit 4 naming it, nothing changed."""
+    ok(as_user(shared, deployer, "deploy"))
+    workflow = shared.target / "workflow"
+    os.chown(workflow, 0, 0)
+    os.chmod(workflow, 0o700)  # root's now: the deployer cannot look inside
+    before = tree(shared.target)
+    bump(shared)
+    proc = as_user(shared, deployer, "deploy")
+    assert proc.returncode == 4, proc.stderr
+    assert f"{workflow}/__init__.py: cannot be looked up by this user (permission denied" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert tree(shared.target) == before and shared.leftovers() == []

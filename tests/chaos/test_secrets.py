@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from conftest import Project, ok, tree
 from invariants import baseline, check
 
@@ -62,7 +61,6 @@ def test_secret_names_in_any_case_never_reach_production(project: Project) -> No
             assert b"TOP SECRET" not in path.read_bytes(), path
 
 
-@pytest.mark.xfail(reason="wired into preflight by the core change", strict=True)
 def test_a_key_inside_a_file_refuses_the_deploy_naming_file_and_line(project: Project) -> None:
     ok(project.run("deploy"))
     base = baseline(project)
