@@ -19,10 +19,9 @@ import anyio.from_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from . import __version__, operations
+from . import __version__, naming, operations, report
 from .config import load_profile
 from .errors import DeployError, PlanMismatch
-from . import report
 from .report import deploy_summary, preview_summary
 
 PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
@@ -31,6 +30,7 @@ PROGRESS_INTERVAL = 0.2  # seconds between file-batch progress notifications
 def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> MCPServer:
     """The server for one profile; fails fast (ConfigError) if the config cannot be loaded at all."""
     prefix = load_profile(config, profile).tool_prefix
+    naming.TOOL_PREFIX = prefix  # hints in error messages name these tools, not the command line
     server: MCPServer = MCPServer(
         name="mcp-deploy", version=__version__,
         instructions="Deploy, inspect and roll back a server tree safely. Preview with "

@@ -76,3 +76,14 @@ def test_schema_write_to_a_directory_or_unwritable_path_is_one_line(project: Pro
     ok(run(program, project, "schema", "--write", str(tmp_path / "schema.json")))
     assert json.loads((tmp_path / "schema.json").read_text())["title"].startswith("MCP Deploy")
 
+
+
+def test_hints_name_the_command_the_user_ran(project: Project) -> None:
+    """Under the installed console script a hint says `mcp-deploy backups`, never `invoke backups`."""
+    ok(project.run("deploy"))
+    mcp_deploy = Path(sys.executable).with_name("mcp-deploy")
+    proc = subprocess.run([str(mcp_deploy), "rollback", "--to", "nothing-like-this", "--config",
+                           str(project.config)], capture_output=True, text=True, cwd=project.root)
+    assert proc.returncode == 7 and "see `mcp-deploy backups`" in proc.stderr, proc.stderr
+    proc = project.run("rollback", "--to", "nothing-like-this")
+    assert proc.returncode == 7 and "see `invoke backups`" in proc.stderr

@@ -80,6 +80,8 @@ def test_digest_mismatch_is_refused_with_a_fresh_preview(project: Project) -> No
     preview, (is_error, text) = run(scenario)
     assert preview["summary"] == "Nothing to deploy: production already matches the source."
     assert is_error and "plan changed since it was previewed" in text
+    assert "preview again (the ua_self_deploy tool without plan_digest)" in text  # the tool, not a CLI flag
+    assert "--dry-run" not in text
     assert "New preview: Found 2 files to update" in text
     assert tree(project.target) == before
 
