@@ -1,0 +1,277 @@
+"""Issue 11, security and state: planted links, other users' files, shared targets and stores, paths and
+fields read back from state files. Each case: a clear message, a non-zero exit where the user must act,
+and nothing outside the tool's own files touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Project, bump, ok, tree
+from deploylib.layout import lock_path, store_lock_path, store_marker_path, target_lock_path
+from invariants import baseline, check
+
+VICTIM = b"somebody's precious file\n"
+
+
+def locks(project: Project) -> dict[str, Path]:
+    return {"state": lock_path(project.state), "target": target_lock_path(project.target),
+            "store": store_lock_path(project.backups)}
+
+
+@pytest.mark.parametrize("which", ["state", "target", "store"])
+def test_a_lock_file_planted_as_a_symlink_is_refused_and_what_it_points_at_is_untouched(
+        project: Project, tmp_path: Path, which: str) -> None:
+    ok(project.run("deploy"))
+    base = baseline(project)
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    lock = locks(project)[which]
+    lock.unlink()
+    lock.symlink_to(victim)
+    bump(project)
+    proc = project.run("deploy")
+    assert proc.returncode == 5, proc.stderr
+    assert f"{lock}: is a symlink where MCP Deploy keeps its lock; remove the link" in proc.stderr
+    assert victim.read_bytes() == VICTIM
+    lock.unlink()
+    check(project, base, expect="old")  # then deploys
+    assert victim.read_bytes() == VICTIM
+
+
+def test_a_lock_file_owned_by_another_user_is_refused(project: Project) -> None:
+    ok(project.run("deploy"))
+    lock = locks(project)["target"]
+    os.chown(lock, 54321, 54321)
+    bump(project)
+    proc = project.run("deploy")
+    assert proc.returncode == 5, proc.stderr
+    assert f"{lock}: owned by uid 54321, so it is not MCP Deploy's lock file of this user" in proc.stderr
+
+
+def test_the_state_dir_is_created_private(project: Project) -> None:
+    ok(project.run("deploy"))
+    assert stat.S_IMODE(os.stat(project.state).st_mode) == 0o700
+    for lock in locks(project).values():
+        assert stat.S_IMODE(os.lstat(lock).st_mode) == 0o600
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from deploylib.lock import DeployLock
+DeployLock(Path(sys.argv[1]), "deploy").acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def second_config(project: Project, **overrides: str) -> Path:
+    """Another deploy.yaml: its own state and store unless `overrides` share one with the first."""
+    profile = {**project.profile, "state_dir": "other-state", "backup_dir": "other-backups",
+               "log": "other-history.jsonl", **overrides}
+    path = project.root / "other.yaml"
+    path.write_text(json.dumps({"profiles": {"default": profile}}))
+    return path
+
+
+@pytest.mark.parametrize("shared", ["target", "backup_dir"])
+def test_two_configs_sharing_a_target_or_a_store_never_run_at_once(project: Project, shared: str) -> None:
+    """Two deploy.yaml files naming one target (or one backup_dir): the lock is the target's (the store's),
+    not the state dir's, so the second waits for the first or fails at once naming it."""
+    other = second_config(project) if shared == "target" else \
+        second_config(project, target="other-prod", backup_dir=project.profile["backup_dir"])
+    ok(project.run("deploy"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(locks(project)[
+        "target" if shared == "target" else "store"])], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = tree(project.target)
+        proc = subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy",
+                               "--config", str(other)], capture_output=True, text=True, cwd=project.root)
+        assert proc.returncode == 3, proc.stderr
+        assert f"pid {holder.pid}" in proc.stderr and "running deploy" in proc.stderr
+        assert tree(project.target) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_backup_dir_that_is_not_a_store_is_never_written_or_collected(project: Project) -> None:
+    """backup_dir pointed at somebody's directory that happens to have an objects/ subdirectory."""
+    mine = project.root / "photos"
+    (mine / "objects" / "ab").mkdir(parents=True)
+    (mine / "objects" / "ab" / "holiday.jpg").write_bytes(VICTIM)
+    (mine / "notes.txt").write_bytes(VICTIM)
+    before = tree(mine)
+    project.write_config(backup_dir="photos")
+    for args in (("deploy",), ("prune",), ("status",), ("backups",), ("rollback",)):
+        proc = project.run(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert f"backup_dir {mine}: holds files that are not MCP Deploy backups" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert tree(mine) == before and not project.target.exists()
+
+
+def test_a_store_made_before_the_marker_is_adopted(project: Project) -> None:
+    ok(project.run("deploy"))
+    store_marker_path(project.backups).unlink()
+    bump(project)
+    ok(project.run("deploy"))
+    assert json.loads(store_marker_path(project.backups).read_text()) == {"format": 1}
+    ok(project.run("rollback"))
+
+
+def test_prune_never_builds_a_path_from_a_hostile_object_name(project: Project, tmp_path: Path) -> None:
+    """A snapshot manifest naming the object '../../../victim': corrupt state, and nothing deleted."""
+    project.write_config(retention={"keep_last": 1})
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    victim = project.backups / "victim"
+    victim.write_bytes(VICTIM)
+    for manifest in (project.backups / "snapshots").glob("*.files.json"):
+        files = json.loads(manifest.read_text())
+        for entry in files.values():
+            entry["sha256"] = "../../victim"
+        manifest.write_text(json.dumps(files))
+    proc = project.run("prune")
+    assert "Traceback" not in proc.stderr
+    assert victim.read_bytes() == VICTIM
+    proc = project.run("rollback")
+    assert proc.returncode == 5 and "snapshot manifest is damaged" in proc.stderr
+    assert victim.read_bytes() == VICTIM
+
+
+@pytest.mark.parametrize("created", [5, None, "yesterday", ["2026"]])
+def test_a_snapshot_header_with_a_bad_created_field_is_reported_not_a_crash(project: Project,
+                                                                            created: object) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    header = sorted(p for p in (project.backups / "snapshots").glob("*.json")
+                    if not p.name.endswith(".files.json"))[-1]
+    data = json.loads(header.read_text())
+    data["created"] = created
+    header.write_text(json.dumps(data))
+    for args in (("status",), ("backups",)):
+        proc = project.run(*args)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+    proc = project.run("prune", "--dry-run")  # it cannot know which objects that snapshot needs
+    assert proc.returncode == 5 and "prune refuses to collect objects until it is repaired" in proc.stderr
+    proc = project.run("backups")
+    assert f"{header}: snapshot manifest is damaged" in proc.stdout + proc.stderr
+    proc = project.run("rollback", "--to", data["id"])
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("field,value", [("deployed", "yesterday"), ("deployed", 5), ("deploy_id", "../x"),
+                                         ("version", {"a": 1})])
+def test_a_version_file_with_wrong_types_is_a_note_not_a_crash(project: Project, field: str,
+                                                                value: object) -> None:
+    ok(project.run("deploy"))
+    data = project.version()
+    data[field] = value
+    (project.target / "VERSION").write_text(json.dumps(data))
+    proc = ok(project.run("status"))
+    assert "VERSION is damaged" in proc.stdout and "Traceback" not in proc.stderr
+    bump(project)
+    ok(project.run("deploy"))  # the sole release record still says which files are ours
+    assert project.version()["deploy_id"] != data.get("deploy_id")
+
+
+def test_set_id_bits_are_stripped_unless_allowed(project: Project) -> None:
+    tool = project.source / "bin" / "helper"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho hi\n")
+    os.chown(tool, 65534, 65534)
+    os.chmod(tool, 0o6755)  # after chown, which clears the bits
+    project.write_config(include=[*project.profile["include"], "bin/*"])
+    proc = ok(project.run("deploy"))
+    deployed = project.target / "bin" / "helper"
+    assert stat.S_IMODE(os.stat(deployed).st_mode) == 0o755 and os.stat(deployed).st_uid == os.geteuid()
+    assert "deployed 1 file(s) without their setuid/setgid bits: bin/helper" in proc.stdout
+    ok(project.run("status"))
+    assert ok(project.run("deploy")).stdout.count("Nothing to deploy") == 1  # the stripped mode is the plan
+    project.write_config(allow_setid=["bin/helper"])
+    ok(project.run("deploy"))
+    assert stat.S_IMODE(os.stat(deployed).st_mode) == 0o6755
+
+
+def test_a_source_file_named_like_the_version_file_is_refused_not_dropped(project: Project) -> None:
+    (project.source / "VERSION").write_text("1.2.3\n")
+    project.write_config(include=[*project.profile["include"], "VERSION"])
+    proc = project.run("deploy")
+    assert proc.returncode == 4, proc.stderr
+    assert (f"{project.source / 'VERSION'}: the release has a file of the name MCP Deploy gives its version file "
+            "(version_file: VERSION); exclude or rename it, or set version_file to another name") in proc.stderr
+    assert not project.target.exists()
+    project.write_config(version_file=".mcp-deploy-release.json")
+    ok(project.run("deploy"))
+    assert (project.target / "VERSION").read_text() == "1.2.3\n"  # the user's file, deployed as it is
+    first = json.loads((project.target / ".mcp-deploy-release.json").read_text())
+    bump(project)
+    ok(project.run("deploy"))
+    code, status = project.json("status")
+    assert code == 0 and status["deploy_id"] != first["deploy_id"] and status["drift"] == []
+    ok(project.run("rollback"))
+    assert json.loads((project.target / ".mcp-deploy-release.json").read_text())["restored_from"]
+    assert (project.target / "VERSION").read_text() == "1.2.3\n"
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ""])
+def test_a_version_file_name_that_is_not_a_plain_name_is_a_config_error(project: Project, name: str) -> None:
+    project.write_config(version_file=name)
+    proc = project.run("deploy")
+    assert proc.returncode == 2 and "version_file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not project.target.exists()
+
+
+@pytest.mark.parametrize("which", ["hashcache", "history"])
+def test_a_state_file_that_is_a_directory_is_a_clear_message(project: Project, which: str) -> None:
+    """hashcache.json or the history log replaced by a directory: the deploy still works (the cache is only
+    a cache; the history records it could not write), and every command answers without a traceback."""
+    ok(project.run("deploy"))
+    path = project.state / "hashcache.json" if which == "hashcache" else project.log
+    path.unlink()
+    path.mkdir()
+    bump(project)
+    proc = project.run("deploy")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert project.managed()["workflow/plan.py"] == (project.source / "workflow/plan.py").read_bytes()
+    for args in (("status",), ("history",), ("backups",), ("prune",), ("rollback",)):
+        proc = project.run(*args)
+        assert "Traceback" not in proc.stderr and proc.returncode in (0, 5), (args, proc.stderr)
+        if proc.returncode:
+            assert str(path) in proc.stderr, (args, proc.stderr)
+    assert path.is_dir()
+
+
+
+def test_a_recovery_on_a_read_only_filesystem_keeps_the_journal_and_says_so(project: Project) -> None:
+    """Killed mid-deploy, then production's filesystem turns read-only: the recovery cannot undo, so it
+    keeps the journal, exits 5 with one clear line, and finishes the job once the filesystem is writable."""
+    ok(project.run("deploy"))
+    base = baseline(project)
+    bump(project)
+    assert project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "VERIFYING"}).returncode == -9
+    mounted = subprocess.run(["mount", "--bind", str(project.target), str(project.target)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(project.target)], check=True)
+        proc = project.run("status")
+        assert proc.returncode == 5 and "Traceback" not in proc.stderr, proc.stderr
+        assert "recovering the interrupted deploy" in proc.stderr
+        assert "Read-only file system" in proc.stderr or "Invalid cross-device link" in proc.stderr  # a bind mount
+        assert "the journal at" in proc.stderr and "is kept" in proc.stderr
+    finally:
+        subprocess.run(["umount", str(project.target)], check=True)
+    assert (project.state / "journal.json").exists()
+    check(project, base, expect="old")
