@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from . import faults
 from .errors import CorruptState
-from .fsutil import atomic_write, read_state, remove_tree, sync_filesystem
+from .fsutil import atomic_write, read_state, remove_tree, sha256_file, sync_filesystem
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
 from .store import Store
@@ -122,7 +122,10 @@ def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: lis
     below = {p.rpartition("/")[0] for p in new_paths}
     needed = {d for p in below for d in _self_and_parents(p)}
     rmdirs = []
+    real: dict[str, bool] = {"": True}
     for d in sorted((d for d in old_dirs if d not in needed), key=lambda d: (-d.count("/"), d)):
+        if not in_real_dirs(target, d, real):
+            continue  # a parent became a link (or a file): what is below is not ours to remove
         try:
             st = os.lstat(target / d)
         except OSError:
@@ -146,6 +149,19 @@ def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: lis
     return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept, version_file), owned
 
 
+def in_real_dirs(target: Path, rel: str, known: dict[str, bool]) -> bool:
+    """Whether every directory above `rel` inside `target` is a real directory, no link: only then does
+    an operation on `target/rel` stay inside production (memoised per directory in `known`)."""
+    parent = rel.rpartition("/")[0]
+    if parent not in known:
+        try:
+            st = os.lstat(target / parent)
+            known[parent] = in_real_dirs(target, parent, known) and stat.S_ISDIR(st.st_mode)
+        except OSError:
+            known[parent] = False
+    return known[parent]
+
+
 def _self_and_parents(d: str) -> list[str]:
     """'a/b/c' -> ['a/b/c', 'a/b', 'a']; '' -> []."""
     out = []
@@ -158,13 +174,15 @@ def _self_and_parents(d: str) -> list[str]:
 class Commit:
     """Applies a CommitPlan to production and takes it back, from the plan and the backup store alone."""
 
-    def __init__(self, plan: CommitPlan, target: Path, stage: Path, store: Store) -> None:
+    def __init__(self, plan: CommitPlan, target: Path, stage: Path, store: Store,
+                 added: dict[str, Entry] | None = None) -> None:
         self.plan = plan
         self.target = target
         self.release = stage / RELEASE_DIR
         self.undo_dir = stage / UNDO_DIR
         self.stage = stage
         self.store = store
+        self.added = added  # what the release put (its record): an undo removes only files that match
 
     def apply(self, on_change: Callable[[str], None] = lambda path: None) -> None:
         """Publish the stage. Every rename is atomic; the journal makes the sequence recoverable."""
@@ -193,13 +211,15 @@ class Commit:
         the added file is removed. Removed files come back only where nothing stands.
         """
         target, n = self.target, 0
+        self._check_inside()
         for path, old in reversed(self.plan.puts):
             if os.path.lexists(self.release / path):
                 continue
             if path == self.plan.version_file and self.plan.version_kept:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
             elif old is None:
-                _unlink_file(target / path)
+                if self._is_ours(path):
+                    _unlink_file(target / path)
             else:
                 self._restore(old)
             n += 1
@@ -207,6 +227,7 @@ class Commit:
         for d, _ in reversed(self.plan.mkdirs):
             _rmdir_if_empty(target / d if d else target)
         for d, mode in reversed(self.plan.rmdirs):
+            mode &= 0o3777  # never a set-user-id directory, whatever the plan says
             if _mkdir(target / d, mode):
                 os.chmod(target / d, mode)  # as it was, not as the umask makes it
         for entry in reversed(self.plan.removes):
@@ -214,6 +235,32 @@ class Commit:
                 self._restore(entry)
         if target.is_dir():
             sync_filesystem(target)
+
+    def _check_inside(self) -> None:
+        """Every path of the plan lies below real directories of production, before anything is touched:
+        a plan read back from disk must never act through a link a user (or an attacker) put there."""
+        known: dict[str, bool] = {"": True}
+        paths = [p for p, _ in self.plan.puts] + [e.path for e in self.plan.removes] + \
+            [d for d, _ in self.plan.rmdirs + self.plan.mkdirs if d]
+        outside = [p for p in paths if not in_real_dirs(self.target, p, known)]
+        if outside:
+            raise CorruptState(f"{self.target / outside[0]}: a directory above it is a link or not a directory; "
+                               "the undo would act outside production, so nothing was touched: inspect the target")
+
+    def _is_ours(self, path: str) -> bool:
+        """Whether the file at `path` is the one this release put there (else someone else's: it stays)."""
+        if self.added is None or path == self.plan.version_file:
+            return True
+        entry = self.added.get(path)
+        if entry is None:
+            return False
+        full = self.target / path
+        try:
+            if entry.link is not None:
+                return os.readlink(full) == entry.link
+            return sha256_file(full) == entry.sha256
+        except OSError:
+            return False
 
     def _restore(self, entry: Entry) -> None:
         """Put a stored file back: a verified copy from the store, then one rename over the path."""

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from .errors import CorruptState, PreflightFailed
 from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
-from .layout import safe_relpath
+from .layout import VERSION_FILE, safe_relpath
 
 
 class Entry(NamedTuple):
@@ -300,9 +300,11 @@ class Release:
 
     files: Manifest
     dirs: list[str] = field(default_factory=list)
+    version_file: str = VERSION_FILE  # the name its VERSION was written under
 
     def to_json(self) -> dict[str, object]:
-        return {"format": 2, "files": {p: e.to_json() for p, e in self.files.items()}, "dirs": self.dirs}
+        return {"format": 2, "files": {p: e.to_json() for p, e in self.files.items()}, "dirs": self.dirs,
+                "version_file": self.version_file}
 
 
 def save_release(path: Path, release: Release) -> None:
@@ -322,12 +324,14 @@ def load_release(path: Path) -> Release | None:
         return None
     try:
         if isinstance(data, dict) and data.get("format") == 2:
-            files, dirs = data["files"], data["dirs"]
+            files, dirs, name = data["files"], data["dirs"], data.get("version_file", VERSION_FILE)
         else:  # the first format: a bare manifest
-            files, dirs = data, []
-        release = Release({p: Entry.from_json(e) for p, e in files.items()}, list(dirs))
+            files, dirs, name = data, [], VERSION_FILE
+        release = Release({p: Entry.from_json(e) for p, e in files.items()}, list(dirs), name)
         if any(p != e.path for p, e in release.files.items()) or not all(map(safe_relpath, release.dirs)):
             raise ValueError("a path does not match its entry")
+        if not (safe_relpath(name) and "/" not in name):
+            raise ValueError("the version file is not a plain name")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None

@@ -126,7 +126,8 @@ def _record(op: Operation, out: Outcome) -> None:
         op.note(f"{', '.join(held)} arrived after verify passed: the release was finished, never undone")
     out.timings[finish.NAME] = round(time.monotonic() - started, 4)
     try:
-        finish.housekeeping(op, history_record(op, out, ok=True), out.staged.version_info)
+        with signals.raising():  # SIGTERM/SIGHUP too: the release is live, the run must still report it
+            finish.housekeeping(op, history_record(op, out, ok=True), out.staged.version_info)
     except (KeyboardInterrupt, Interrupted):
         op.note("interrupted during housekeeping: the release is live; history or retention may be missing")
 

@@ -50,9 +50,11 @@ def _recover_from_stages(op: Operation) -> None:
     for stage in stages:
         op_id = stage.name.rpartition(".deploy-")[2]
         plan = load_plan(stage)
+        taken = [s.id for s in op.store.all_snapshots()[0] if s.op_id == op_id]  # the backup it took, if any
         dead = Record(op_id=op_id, operation="deploy" if op_id.startswith(DEPLOY_PREFIX) else "rollback",
                       state=(State.COMMITTING if plan else State.STAGING).value, target=str(op.target),
-                      stage=str(stage), commit=plan.to_json() if plan else None)
+                      stage=str(stage), snapshot_id=taken[0] if taken else None,
+                      commit=plan.to_json() if plan else None)
         _recover(op, dead)
     op.note(f"{op.journal.path}: the journal was damaged; recovered from the stage beside production")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -96,6 +97,10 @@ class Store:
         except NotADirectoryError:
             raise ConfigError(f"backup_dir {self.root}: is not a directory; point backup_dir at a new or "
                               "empty directory") from None
+        for sub in ("objects", "snapshots"):
+            if sub in names and os.path.islink(self.root / sub):
+                raise CorruptState(f"{self.root / sub}: is a symlink; a store's directories must be its own "
+                                   "(prune would delete in the link's target): replace it with the directory")
         if STORE_MARKER in names:
             try:
                 data = json.loads(marker.read_bytes())
@@ -141,6 +146,10 @@ class Store:
         sha = copy_with_hash(path, tmp, mode=0o444)
         final = self.object_path(sha)
         final.parent.mkdir(exist_ok=True)
+        if not stat.S_ISDIR(os.lstat(final.parent).st_mode):
+            tmp.unlink()
+            raise CorruptState(f"{final.parent}: is not a directory of the store (a link?); nothing was written "
+                               "through it: replace it with a directory")
         if final.exists():
             tmp.unlink()
         else:

@@ -92,6 +92,22 @@ def check_version_file(op: Operation, found: Survey) -> None:
                               f"version_file to another name in {op.profile.config_path}")
 
 
+def check_version_file_is_ours(op: Operation, found: Survey) -> None:
+    """The version file is overwritten by every operation and kept only for the undo, never backed up:
+    a file of that name MCP Deploy did not write is never adopted, whatever --adopt says."""
+    name = op.profile.version_file
+    path = op.target / name
+    if not os.path.lexists(path):
+        return
+    recorded = bool(found.release.files) and found.release.version_file == name
+    regular = stat.S_ISREG(os.lstat(path).st_mode)
+    if regular and (found.previous is not None or recorded):
+        return  # ours: a VERSION this tool wrote (damaged or not, the record says so)
+    raise PreflightFailed(f"{path}: production has a {'file' if regular else 'directory or link'} of the name "
+                          f"MCP Deploy writes its version file to (version_file: {name}), and MCP Deploy did "
+                          "not write it; move it away, or set version_file to another name")
+
+
 def check_no_secrets(op: Operation, found: Survey) -> None:
     """No secret by name, and none inside a file this deploy brings into production (private-key blocks,
     well-known token formats). A rollback restores what was already live, so it is not scanned again."""
@@ -116,11 +132,9 @@ def check_no_user_files(op: Operation, found: Survey) -> None:
     """Managed means deployed by this tool, never 'matches a glob': a file in production at a path the new
     release uses, that the release there did not deploy, is the user's. Only --adopt hands it over."""
     foreign = [p for p in found.desired if p in found.production and p not in found.release.files]
-    version_file = op.profile.version_file
-    if found.previous is None and not found.release.files and os.path.lexists(op.target / version_file):
-        foreign.append(version_file)  # not ours, and no record says we wrote it: the user's own VERSION
     if op.name == "deploy":
         foreign = [p for p in foreign if not op.adopt.matches(p)]
+    check_version_file_is_ours(op, found)
     if not foreign:
         return
     if op.name == "rollback":

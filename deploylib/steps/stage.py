@@ -91,7 +91,7 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     removes = [backup.old(e.path) or e for e in plan.removed]
     commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version,
                                 name)
-    save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned))
+    save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned, name))
     sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
     save_plan(commit, op.stage)
     op.record.commit = commit.to_json()

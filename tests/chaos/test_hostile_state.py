@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,143 @@ def test_a_recovery_on_a_read_only_filesystem_keeps_the_journal_and_says_so(proj
         subprocess.run(["umount", str(project.target)], check=True)
     assert (project.state / "journal.json").exists()
     check(project, base, expect="old")
+
+
+def test_a_version_file_naming_a_user_file_or_directory_is_refused(project: Project) -> None:
+    """version_file pointed at a file the user keeps in production: refused, never overwritten (the
+    version file is not backed up, so an overwrite could not be undone by a rollback)."""
+    ok(project.run("deploy"))
+    settings = project.target / "settings.yaml"
+    settings.write_text("user: precious\n")
+    (project.target / "logs").mkdir()
+    bump(project)
+    before = tree(project.target)
+    for name, what in (("settings.yaml", "a file"), ("logs", "a directory or link")):
+        project.write_config(version_file=name)
+        proc = project.run("deploy", "--adopt", "**")
+        assert proc.returncode == 4, proc.stderr
+        assert (f"{project.target / name}: production has {what} of the name MCP Deploy writes its version file "
+                f"to (version_file: {name}), and MCP Deploy did not write it") in proc.stderr
+        assert tree(project.target) == before
+    project.write_config(version_file="RELEASE.json")
+    ok(project.run("deploy"))
+    assert settings.read_text() == "user: precious\n"
+
+
+def test_dirs_the_tool_made_are_never_removed_through_a_link_the_user_put_in_their_place(
+        project: Project, tmp_path: Path) -> None:
+    """A directory the tool created, moved elsewhere by the user and replaced by a symlink: when the
+    release drops it, the directory behind the link is not the tool's to remove."""
+    data = project.source / "data" / "cache"
+    data.mkdir(parents=True)
+    (data / "a.json").write_text("{}")
+    project.write_config(include=[*project.profile["include"], "data/**"])
+    ok(project.run("deploy"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(str(project.target / "data"), elsewhere / "data")
+    (elsewhere / "data" / "cache" / "a.json").unlink()
+    (project.target / "data").symlink_to(elsewhere / "data")
+    shutil.rmtree(project.source / "data")
+    bump(project)
+    ok(project.run("deploy"))
+    assert (elsewhere / "data" / "cache").is_dir()
+
+
+def test_atomic_writes_never_follow_a_planted_temp_link(project: Project, tmp_path: Path) -> None:
+    """State files are written via a temp file beside them; a link planted at a predictable temp name must
+    not turn the write into an overwrite of the link's target."""
+    ok(project.run("deploy"))
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    bump(project)
+    script = (f"ln -s {victim} {project.state}/.journal.json.tmp-$$; "
+              f"ln -s {victim} {project.backups}/.mcp-deploy-store.json.tmp-$$; "
+              f"exec {sys.executable} -m invoke --search-root {REPO} deploy --config {project.config}")
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=project.root)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_bytes() == VICTIM
+
+
+@pytest.mark.parametrize("sub", ["objects", "snapshots"])
+def test_a_store_directory_replaced_by_a_link_is_refused_and_prune_deletes_nothing_behind_it(
+        project: Project, tmp_path: Path, sub: str) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "tmp-important.log").write_bytes(VICTIM)
+    (victim / "ab").mkdir()
+    (victim / "ab" / ("ab" + "c" * 62)).write_bytes(VICTIM)
+    shutil.move(str(project.backups / sub), tmp_path / "real")
+    (project.backups / sub).symlink_to(victim)
+    before = tree(victim)
+    for args in (("prune",), ("deploy",), ("rollback",)):
+        proc = project.run(*args)
+        assert proc.returncode == 5, (args, proc.stderr)
+        assert f"{project.backups / sub}: is a symlink; a store's directories must be its own" in proc.stderr
+    assert tree(victim) == before
+
+
+def _forged_journal(project: Project, commit: dict[str, object], snapshot: str | None = None) -> None:
+    op_id = "d-20261124T180000.000000Z-abcdef"
+    record = {"op_id": op_id, "operation": "deploy", "state": "COMMITTING", "target": str(project.target),
+              "stage": str(project.target.parent / f".{project.target.name}.deploy-{op_id}"),
+              "previous_id": None, "snapshot_id": snapshot, "commit": commit, "failed_state": None,
+              "error": None, "transitions": []}
+    (project.state / "journal.json").write_text(json.dumps(record))
+
+
+def test_a_forged_commit_plan_is_never_undone_through_links_or_onto_user_files(
+        project: Project, tmp_path: Path) -> None:
+    """A journal planted to make the undo write through a user's symlink, delete the user's files, or
+    restore a setuid file: exit 5, the journal is kept, nothing is touched."""
+    ok(project.run("deploy"))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_bytes(VICTIM)
+    (project.target / "data").symlink_to(victim)
+    (project.target / "config.yaml").write_text("mine: 1\n")
+    (project.target / "userempty").mkdir()
+    sha = next(p.name for p in (project.backups / "objects").rglob("*") if p.is_file()) \
+        if (project.backups / "objects").exists() else "0" * 64
+    before, outside = tree(project.target), tree(victim)
+    plans = [
+        {"removes": [], "rmdirs": [["data/madedir", 4095]], "mkdirs": [], "puts": [], "version_kept": False},
+        {"removes": [], "rmdirs": [], "mkdirs": [], "puts": [["data/keep.txt", None]], "version_kept": False},
+        {"removes": [], "rmdirs": [], "mkdirs": [["userempty", 493]], "puts": [], "version_kept": False},
+        {"removes": [], "rmdirs": [], "mkdirs": [], "version_kept": False,
+         "puts": [["config.yaml", {"path": "config.yaml", "size": 1, "mode": 2541, "sha256": sha}]]},
+        {"removes": [], "rmdirs": [], "mkdirs": [], "puts": [["config.yaml", None]], "version_kept": False},
+    ]
+    for plan in plans:
+        _forged_journal(project, plan)
+        proc = project.run("status")
+        assert proc.returncode == 5, (plan, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and "nothing was touched" in proc.stderr, proc.stderr
+        assert (project.state / "journal.json").exists()
+        assert tree(project.target) == before and tree(victim) == outside
+        assert not (victim / "madedir").exists()
+
+
+def test_sigterm_while_housekeeping_blocks_reports_the_live_release(project: Project) -> None:
+    """The history log is a FIFO nobody reads: the record step blocks after verify passed. SIGTERM then
+    must not kill the run silently: exit 0, the JSON result, the release live."""
+    os.mkfifo(project.root / "history.fifo")
+    project.write_config(log="history.fifo")
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(REPO), "deploy", "--json",
+                             "--config", str(project.config)], cwd=project.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not (project.target / "VERSION").exists() or \
+            list(project.target.parent.glob(f".{project.target.name}.deploy-[drs]-*")):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.5)  # blocked opening the FIFO
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["changed"] and any("interrupted during housekeeping" in n for n in result["notes"])
+    assert project.version()["deploy_id"] == result["deploy_id"]
