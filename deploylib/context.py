@@ -55,6 +55,7 @@ class Operation:
     wait: float = 0.0
     expected_digest: str | None = None
     adopt: PatternSet = PatternSet()
+    overwrite_drift: bool = False  # a deploy may overwrite managed files edited in production
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -35,7 +35,8 @@ PathLike = str | os.PathLike[str] | None
 
 
 def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: str | None = None,
-               adopt: tuple[str, ...] = (), on_event: EventSink | None = None) -> Operation:
+               adopt: tuple[str, ...] = (), overwrite_drift: bool = False,
+               on_event: EventSink | None = None) -> Operation:
     prefix = DEPLOY_PREFIX if source.operation == "deploy" else ROLLBACK_PREFIX
     op_id = new_id(prefix)
     target = profile.target
@@ -46,7 +47,7 @@ def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: s
         store=store_for(profile),
         cache=HashCache(hash_cache_path(profile.state_dir), [profile.source, target]),
         emit=on_event or (lambda kind, data: None), wait=wait, expected_digest=digest,
-        adopt=PatternSet(tuple(adopt)),
+        adopt=PatternSet(tuple(adopt)), overwrite_drift=overwrite_drift,
     )
 
 
@@ -78,13 +79,15 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
 
 def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,
            plan_digest: str | None = None, wait: float = 0.0, adopt: tuple[str, ...] = (),
-           on_event: EventSink | None = None) -> OperationResult:
+           overwrite_drift: bool = False, on_event: EventSink | None = None) -> OperationResult:
     """Deploy the source tree into production (or, with dry_run, only plan it).
 
-    `adopt` names (globs) files in production that MCP Deploy did not deploy but may overwrite.
+    `adopt` names (globs) files in production that MCP Deploy did not deploy but may overwrite;
+    `overwrite_drift` lets it overwrite managed files that were edited in production by hand.
     """
     prof = load_profile(config, profile)
-    op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt, on_event=on_event)
+    op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
+                    overwrite_drift=overwrite_drift, on_event=on_event)
     return _run(op, dry_run)
 
 
@@ -109,8 +112,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     if problem:
         notes.append(problem)
     plan, prev = found.plan, found.previous or {}
-    drift = sorted(p for p, e in found.release.files.items()
-                   if p not in found.production or found.production[p].sha256 != e.sha256)
+    drift = plan.drift
     try:
         records, _ = read_history(prof.log)
     except CorruptState as exc:  # status still tells what is in production

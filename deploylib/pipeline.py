@@ -83,6 +83,8 @@ def _steps(op: Operation, out: Outcome) -> None:
     if out.survey.plan.empty:
         return
     survey = out.survey
+    op.emit("plan", {"plan": survey.plan.summary(), "from": (survey.previous or {}).get("version"),
+                     "to": op.source.next_version()})  # shown before the work starts
     out.backup = _step(op, out, backup, lambda: backup.run(op, survey))
     taken = out.backup
     out.staged = _step(op, out, stage, lambda: stage.run(op, survey, taken))

@@ -17,6 +17,7 @@ class Plan:
     removed: list[Entry] = field(default_factory=list)
     unchanged: int = 0
     withheld: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)  # managed files edited (or deleted) in production by hand
 
     @property
     def size(self) -> int:
@@ -46,6 +47,7 @@ class Plan:
             "changed": [e.path for e in self.changed],
             "removed": [e.path for e in self.removed],
             "withheld": self.withheld,
+            "drift": self.drift,
             "counts": {"added": len(self.added), "changed": len(self.changed),
                        "removed": len(self.removed), "unchanged": self.unchanged},
             "bytes": self.bytes_to_copy,
@@ -71,3 +73,9 @@ def diff(source: Manifest, production: Manifest, deployed: set[str]) -> Plan:
             plan.unchanged += 1
     plan.removed = [e for path, e in production.items() if path not in source and path in deployed]
     return plan
+
+
+def drifted(deployed: Manifest, production: Manifest) -> list[str]:
+    """Managed files whose production content is no longer what the tool deployed: edited or deleted by hand."""
+    return sorted(path for path, entry in deployed.items()
+                  if path not in production or production[path].sha256 != entry.sha256)

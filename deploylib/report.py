@@ -29,11 +29,16 @@ def touched(plan: dict[str, Any]) -> int:
     return int(counts["added"] + counts["changed"] + counts["removed"])
 
 
-def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
+def plan_lines(plan: dict[str, Any], versions: tuple[str | None, str | None] | None = None,
+               limit: int = 50) -> list[str]:
+    """The plan as people read it: counts, version from -> to, each file with its size, hand edits."""
     counts = plan["counts"]
     lines = [f"Found {files(touched(plan))} to update: {counts['added']} added, "
              f"{counts['changed']} changed, {counts['removed']} removed, {counts['unchanged']} unchanged "
              f"({size(plan['bytes'])} to copy)"]
+    if versions is not None:
+        before, after = versions
+        lines.append(f"Version: {before or '(none deployed)'} -> {after or '(named by the deploy id)'}")
     shown = 0
     sizes = plan.get("sizes", {})
     for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
@@ -43,6 +48,8 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
             shown += 1
     if shown > limit:
         lines.append(f"  ... and {shown - limit} more")
+    for path in plan.get("drift", [])[:limit]:
+        lines.append(f"  ! {path} (edited in production since it was deployed)")
     lines.append(f"Plan digest: {plan['digest']}")
     return lines
 
@@ -87,8 +94,11 @@ def preview_summary(r: OperationResult) -> str:
     counts, n = r.plan["counts"], touched(r.plan)
     if not n:
         return "Nothing to deploy: production already matches the source."
+    drift = r.plan.get("drift", [])
+    edited = (f" {len(drift)} file(s) were edited in production by hand ({', '.join(drift[:5])}): deploying "
+              "would overwrite them; copy the edits into the source first." if drift else "")
     return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
-            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}. "
+            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}.{edited} "
             f"Deploy with plan_digest={r.plan['digest']}.")
 
 
@@ -118,9 +128,10 @@ def diff_summary(r: DiffResult) -> str:
     return f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed"
 
 
-def operation(r: OperationResult) -> str:
+def operation(r: OperationResult, plan_shown: bool = False) -> str:
+    """The result of a deploy or rollback; the plan too, unless it was printed before the work began."""
     pending = touched(r.plan) > 0
-    lines = plan_lines(r.plan) if pending else []
+    lines = plan_lines(r.plan, (r.previous_version, r.version)) if pending and not plan_shown else []
     lines += [f"note: {n}" for n in r.notes]
     if r.changed:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""

@@ -64,6 +64,11 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         terminal.print_result(render(result))
 
 
+def _after_plan(result: Any) -> str:
+    """A real run printed its plan as soon as preflight made it (the "plan" event); a dry run is the plan."""
+    return report.operation(result, plan_shown=not result.dry_run)
+
+
 def _count(value: str | None, flag: str, default: int) -> int:
     if value in (None, ""):
         return default
@@ -101,18 +106,21 @@ def _seconds(value: str | None) -> float:
             "plan": "Deploy only if the plan's digest is still DIGEST (as printed by --dry-run).",
             "wait": "If another operation holds the lock, wait up to SECONDS for it (default: fail at once).",
             "adopt": "Let the deploy overwrite files in production that MCP Deploy did not deploy, if they match "
-                     "this glob (repeatable; '**' for all); without it such files are refused (exit 4)."},
+                     "this glob (repeatable; '**' for all); without it such files are refused (exit 4).",
+            "overwrite_drift": "Let the deploy overwrite managed files that were edited in production by hand "
+                               "(without it they are refused, exit 4); the backup keeps the edited files."},
       iterable=["adopt"])
-def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, json_=False,
-           verbose=False):
+def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, overwrite_drift=False,
+           json_=False, verbose=False):
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
     3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
-                                          wait=_seconds(wait), adopt=tuple(adopt or ()), on_event=events),
-         json_, verbose, report.operation, live=True)
+                                          wait=_seconds(wait), adopt=tuple(adopt or ()),
+                                          overwrite_drift=overwrite_drift, on_event=events),
+         json_, verbose, _after_plan, live=True)
 
 
 @task(help={**COMMON,
@@ -123,7 +131,7 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, js
     """Restore production's managed files from a backup; user files stay as they are now."""
     _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
                                             on_event=events),
-         json_, verbose, report.operation, live=True)
+         json_, verbose, _after_plan, live=True)
 
 
 @task(help=COMMON)

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .report import size
+from .report import plan_lines, size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -102,6 +102,10 @@ class ProgressReporter:
                       "green" if data["ok"] else "bold red")
         elif kind == "undo":
             self._say(f"[rolling back] undo {data['step']}")
+        elif kind == "plan":  # before the work: what will change, then the progress, then the result
+            self._finish_step()
+            print_result("\n".join(plan_lines(data["plan"], (data["from"], data["to"]))))
+            sys.stdout.flush()
 
     def _say(self, line: str, style: str = "") -> None:
         if self.console is None:

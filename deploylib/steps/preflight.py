@@ -19,7 +19,7 @@ from ..journal import State
 from ..layout import is_op_id, release_path, releases_dir
 from ..manifest import Release, load_release, scan_paths
 from ..naming import hint
-from ..plan import diff
+from ..plan import Plan, diff, drifted
 from ..secrets import scan_file
 from ..version import read_version
 
@@ -44,6 +44,7 @@ def survey(op: Operation) -> Survey:
     production = scan_paths(op.target, set(release.files) | set(wanted.entries), op.cache)
     plan = diff(wanted.entries, production, set(release.files))
     plan.withheld = wanted.withheld
+    plan.drift = drifted(release.files, production)
     op.source.verify_available(plan)
     if wanted.withheld:
         op.note(f"withheld {len(wanted.withheld)} secret-looking file(s) from the sync set: "
@@ -74,6 +75,7 @@ def run(op: Operation) -> Survey:
     check_version_file(op, found)
     check_no_secrets(op, found)
     check_no_user_files(op, found)
+    check_drift(op, found)
     check_paths(op, found)
     check_space(op, found)
     return found
@@ -126,6 +128,28 @@ def check_no_secrets(op: Operation, found: Survey) -> None:
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         raise PreflightFailed(f"{op.profile.source}/{findings[0].describe()}{more}; remove it, or list the file "
                               "under unsafe_allow_secrets if it must ship")
+
+
+def overwritten_drift(plan: Plan) -> list[str]:
+    """Hand-edited managed files this plan would overwrite, remove or recreate."""
+    touched = {e.path for e in plan.added + plan.changed + plan.removed}
+    return [path for path in plan.drift if path in touched]
+
+
+def check_drift(op: Operation, found: Survey) -> None:
+    """A hand edit in production is never overwritten silently: --overwrite-drift says it may be
+    (the backup keeps the edited files). A rollback restores a snapshot on purpose: it only notes them."""
+    edited = overwritten_drift(found.plan)
+    if not edited:
+        return
+    if op.name != "deploy" or op.overwrite_drift:
+        op.note(f"overwriting {len(edited)} file(s) edited in production: {', '.join(edited[:SHOWN])}; "
+                "the backup of this operation keeps the edited versions")
+        return
+    raise PreflightFailed(
+        f"{op.target}: {len(edited)} managed file(s) were edited in production since they were deployed: "
+        f"{', '.join(edited[:SHOWN])}; the deploy would overwrite them: copy the edits into the source, or pass "
+        f"--overwrite-drift (the backup keeps the edited files; see `{hint('backups')}`)")
 
 
 def check_no_user_files(op: Operation, found: Survey) -> None:
