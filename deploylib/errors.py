@@ -108,9 +108,17 @@ class UndoFailed(DeployError):
 
 
 class PlanMismatch(DeployError):
-    """`deploy --plan DIGEST` was given but the plan changed since it was previewed."""
+    """`deploy --plan DIGEST` (or `rollback --plan`) was given but the plan changed since it was previewed.
+
+    A refusal, not a failure: the history logs it as a `refused` event, outside the success rate.
+    """
 
     exit_code = 6
+
+    def __init__(self, message: str, *, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.expected = expected  # the digest the caller previewed
+        self.found = found  # the plan's digest now
 
 
 class NothingToRollBack(DeployError):

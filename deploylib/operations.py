@@ -89,10 +89,13 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
-             dry_run: bool = False, wait: float = 0.0, on_event: EventSink | None = None) -> OperationResult:
-    """Restore production's managed files from a snapshot (default: the release before the current one)."""
+             dry_run: bool = False, plan_digest: str | None = None, wait: float = 0.0,
+             on_event: EventSink | None = None) -> OperationResult:
+    """Restore production's managed files from a snapshot (default: the release before the current one).
+
+    With `plan_digest`, only if the plan is still the one a dry run previewed (else PlanMismatch)."""
     prof = load_profile(config, profile)
-    op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, on_event=on_event)
+    op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, digest=plan_digest, on_event=on_event)
     return _run(op, dry_run)
 
 

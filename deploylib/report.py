@@ -50,10 +50,12 @@ def plan_lines(plan: dict[str, Any], limit: int = 50) -> list[str]:
 def operation_message(r: OperationResult) -> str:
     """The result's one-line `message` (also in --json)."""
     verb = "deploy" if r.operation == "deploy" else "roll back"
+    snapshot = f" snapshot {r.restored_from}" if r.restored_from else ""
     if not touched(r.plan):
-        return f"nothing to {verb}: production already matches"
+        return f"nothing to {verb}: production already matches{snapshot}"
     if r.dry_run:
-        return f"{files(touched(r.plan))} would change (dry run, nothing written); plan {r.plan['digest']}"
+        restore = f"; would restore{snapshot} ({r.version})" if snapshot else ""
+        return f"{files(touched(r.plan))} would change (dry run, nothing written){restore}; plan {r.plan['digest']}"
     done = "deployed" if r.operation == "deploy" else "rolled back to"
     return f"{done} {r.version} ({files(touched(r.plan))}); {r.deploy_id}"
 
@@ -129,8 +131,11 @@ def operation(r: OperationResult) -> str:
         named = r.version if r.version == r.deploy_id else f"{r.version} as {r.deploy_id}"
         lines.append(f"{verb} {named} in {took:.2f}s{backup}. Success.")
     elif r.dry_run and pending:
-        flag = f" with --plan {r.plan['digest']}" if r.operation == "deploy" else ""
-        lines.append(f"Dry run: nothing was written. Apply exactly this plan{flag}.")
+        flag = f"--plan {r.plan['digest']}"
+        if r.operation == "rollback":
+            lines.append(f"Would restore snapshot {r.restored_from} ({r.version}).")
+            flag = f"--to {r.restored_from} {flag}"
+        lines.append(f"Dry run: nothing was written. Apply exactly this plan with {flag}.")
     else:
         lines.append(r.message[0].upper() + r.message[1:] + ".")
     return "\n".join(lines)

@@ -76,10 +76,10 @@ def _count(value: str | None, flag: str, default: int) -> int:
     return number
 
 
-def _digest(value: str | None) -> str | None:
-    """`--plan ''` must not mean "no plan given": that would deploy whatever the plan is now, unchecked."""
+def _digest(value: str | None, task_name: str = "deploy") -> str | None:
+    """`--plan ''` must not mean "no plan given": that would apply whatever the plan is now, unchecked."""
     if value is not None and not value.strip():
-        raise ConfigError(f"--plan: expected the plan digest printed by `{command('deploy --dry-run')}`, "
+        raise ConfigError(f"--plan: expected the plan digest printed by `{command(task_name + ' --dry-run')}`, "
                           "got an empty value")
     return value
 
@@ -117,11 +117,19 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
 
 @task(help={**COMMON,
             "to": "Snapshot id, deploy id or version to restore (default: the release before the current one).",
-            "dry_run": "Show what the rollback would change; write nothing.",
+            "dry_run": "Show the snapshot it would restore, what would change and the plan's digest; write nothing.",
+            "plan": "Roll back only if the plan's digest is still DIGEST (as printed by --dry-run with the same "
+                    "--to); else exit 6.",
             "wait": "If another operation holds the lock, wait up to SECONDS for it."})
-def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
-    """Restore production's managed files from a backup; user files stay as they are now."""
-    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
+def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wait=None, json_=False,
+             verbose=False):
+    """Restore production's managed files from a backup; user files stay as they are now.
+
+    Exit codes: 0 ok (or nothing to roll back), 1 failed and undone, 2 bad config or usage, 3 lock held,
+    4 preflight refused, 5 corrupt state, 6 plan digest changed, 7 no snapshot to restore, 130 interrupted.
+    """
+    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run,
+                                            plan_digest=_digest(plan, "rollback"), wait=_seconds(wait),
                                             on_event=events),
          json_, verbose, report.operation, live=True)
 
