@@ -157,8 +157,7 @@ def status(r: StatusResult) -> str:
     if r.rollback_target:
         lines.append(f"  rollback: would restore {r.rollback_target}")
     if r.last:
-        state = "ok" if r.last.get("ok") else f"FAILED at {r.last.get('failed_step')}"
-        lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {state}")
+        lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {_outcome(r.last, brief=True)}")
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
 
@@ -177,13 +176,23 @@ def history(r: HistoryResult) -> str:
         return f"No history yet ({r.log})."
     lines = []
     for rec in r.records:
-        state = "ok" if rec.get("ok") else f"FAILED at {rec.get('failed_step')}: {rec.get('error')}"
+        state = _outcome(rec)
         when = rec.get("finished") or rec.get("started") or ""
         what = rec.get("version") or rec.get("action") or ""
         lines.append(f"{when:24} {rec.get('event', '?'):9} {rec.get('id', '?'):40} {what} {state}".rstrip())
     if r.damaged_lines:
         lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
     return "\n".join(lines)
+
+
+def _outcome(rec: dict[str, Any], brief: bool = False) -> str:
+    """How a history record ended: ok, refused (a stale --plan: nothing ran), or FAILED at a step."""
+    if rec.get("ok"):
+        return "ok"
+    if rec.get("event") == "refused":
+        return "refused" if brief else f"refused: {rec.get('error')}"
+    failed = f"FAILED at {rec.get('failed_step')}"
+    return failed if brief else f"{failed}: {rec.get('error')}"
 
 
 def backups(r: BackupsResult) -> str:
@@ -212,6 +221,8 @@ def stats(r: StatsResult) -> str:
     rate = f"{s['success_rate']:.0%}"
     lines = [f"{s['operations']} operations: {s['succeeded']} succeeded, {s['failed']} failed ({rate} success), "
              f"{s['recoveries']} crash recoveries"]
+    if s.get("refused"):
+        lines.append(f"{s['refused']} refused because the plan changed since its preview (not counted above)")
     lines.append(f"per {s['period']}:")
     for key, counts in s["per_period"].items():
         lines.append(f"  {key:12} " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))
