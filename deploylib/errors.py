@@ -125,3 +125,9 @@ class NothingToRollBack(DeployError):
     """There is no snapshot to roll back to."""
 
     exit_code = 7
+
+
+class ReleaseNotKept(DeployError):
+    """`diff --release/--from/--to` named a release whose files are not (or no longer) kept anywhere."""
+
+    exit_code = 7

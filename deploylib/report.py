@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
-                      StatsResult, StatusResult)
+                      ReleaseDiffResult, StatsResult, StatusResult)
 
 
 def size(n: int) -> str:
@@ -169,6 +169,48 @@ def diff(r: DiffResult) -> str:
     for path, body in r.diffs.items():
         text += "\n" + body
     return text.rstrip("\n")
+
+
+def release_diff(r: ReleaseDiffResult) -> str:
+    """`diff --release` / `--from --to`: which release against which, the files, then the diffs."""
+    counts = r.plan["counts"]
+    span = f"from {_release_side(r.old)} to {_release_side(r.new)}"
+    if not touched(r.plan):
+        lines = [f"No changes {span}: {files(counts['unchanged'])}, all identical."]
+    else:
+        lines = [f"Changes {span}: {files(touched(r.plan))}: {counts['added']} added, {counts['changed']} changed, "
+                 f"{counts['removed']} removed, {counts['unchanged']} unchanged"]
+    sizes = r.plan.get("sizes", {})
+    for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
+        lines += [f"  {mark} {path} ({size(sizes[path])})" for path in r.plan[key]]
+    lines += [f"note: {n}" for n in r.notes]
+    text = "\n".join(lines) + "\n"
+    for key in ("added", "changed", "removed"):
+        for path in r.plan[key]:
+            if path in r.binary:
+                text += "\n" + binary_differs(path, r.binary[path]["old"], r.binary[path]["new"])
+            elif r.diffs.get(path):
+                text += "\n" + r.diffs[path]
+    return text.rstrip("\n")
+
+
+def _release_side(side: dict[str, Any]) -> str:
+    """'live 0.1.1 (d-...)', '0.1.0 (d-..., snapshot s-...)' or 'nothing (before the first deploy)'."""
+    if side["kind"] == "nothing":
+        return "nothing (before the first deploy)"
+    if side["kind"] == "live":
+        return f"live {side['version']} ({side['release']})"
+    if side["release"] is None:
+        return f"the files before the first deploy (snapshot {side['snapshot_id']})"
+    return f"{side['version']} ({side['release']}, snapshot {side['snapshot_id']})"
+
+
+def binary_differs(rel: str, old: int | None = None, new: int | None = None) -> str:
+    """The diff body of a file too large or not text to diff line by line."""
+    if old is None and new is None:
+        return f"Binary or large file {rel} differs\n"
+    sizes = " -> ".join(size(n) if n is not None else "none" for n in (old, new))
+    return f"Binary or large file {rel} differs ({sizes})\n"
 
 
 def history(r: HistoryResult) -> str:

@@ -140,10 +140,38 @@ def status(c, profile=None, config=None, json_=False, verbose=False):
     _run(lambda events: operations.status(config, profile), json_, verbose, report.status)
 
 
-@task(help=COMMON)
-def diff(c, profile=None, config=None, json_=False, verbose=False):
-    """The pending changes, with unified diffs of text files."""
-    _run(lambda events: operations.diff(config, profile), json_, verbose, report.diff)
+def _releases(release: str | None, old: str | None, new: str | None) -> None:
+    """`--release` compares one release with its predecessor, `--from`/`--to` any two: never both."""
+    for flag, value in (("--release", release), ("--from", old), ("--to", new)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{flag}: expected live, a snapshot id, deploy id or version "
+                              f"(see `{command('backups')}`), got an empty value")
+    if release is not None and (old is not None or new is not None):
+        raise ConfigError("--release compares a release with the one before it, --from/--to compare any two: "
+                          "give one or the other")
+    if new is not None and old is None:
+        raise ConfigError(f"--to needs --from (or `{command('diff --release ' + new)}` for what {new} changed)")
+
+
+@task(help={**COMMON,
+            "release": "Show what release ID changed against the release before it (ID: live, a snapshot id, "
+                       "deploy id or version, as `backups` lists); exit 7 if its files are no longer kept.",
+            "from_": "Compare release or snapshot ID (as for --release) with --to's; exit 7 if no longer kept.",
+            "to": "With --from: the release or snapshot to compare with (default: live)."})
+def diff(c, release=None, from_=None, to=None, profile=None, config=None, json_=False, verbose=False):
+    """The pending changes, with unified diffs of text files; or what a release changed (--release, --from/--to).
+
+    Exit codes: 0 ok, 2 bad config or usage, 5 a damaged backup, 7 a release whose files are no longer kept.
+    """
+    if release is None and from_ is None and to is None:
+        _run(lambda events: operations.diff(config, profile), json_, verbose, report.diff)
+        return
+
+    def compare(events: terminal.EventSink | None) -> Result:
+        _releases(release, from_, to)
+        return operations.release_diff(config, profile, release=release, old=from_, new=to)
+
+    _run(compare, json_, verbose, report.release_diff)
 
 
 @task(help={**COMMON, "limit": "Show the last N records (0 for all; default 20).",
