@@ -108,12 +108,26 @@ class UndoFailed(DeployError):
 
 
 class PlanMismatch(DeployError):
-    """`deploy --plan DIGEST` was given but the plan changed since it was previewed."""
+    """`deploy --plan DIGEST` (or `rollback --plan`) was given but the plan changed since it was previewed.
+
+    A refusal, not a failure: the history logs it as a `refused` event, outside the success rate.
+    """
 
     exit_code = 6
+
+    def __init__(self, message: str, *, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.expected = expected  # the digest the caller previewed
+        self.found = found  # the plan's digest now
 
 
 class NothingToRollBack(DeployError):
     """There is no snapshot to roll back to."""
+
+    exit_code = 7
+
+
+class ReleaseNotKept(DeployError):
+    """`diff --release/--from/--to` named a release whose files are not (or no longer) kept anywhere."""
 
     exit_code = 7

@@ -9,7 +9,7 @@ from typing import Any
 
 from .ids import parse_time
 
-OPERATIONS = ("deploy", "rollback", "failure")
+OPERATIONS = ("deploy", "rollback", "failure")  # a `refused` stale --plan changed nothing: not an operation
 
 
 def period_key(timestamp: str, period: str) -> str:
@@ -63,6 +63,7 @@ def compute(records: list[dict[str, Any]], period: str = "day") -> dict[str, Any
         "succeeded": succeeded,
         "failed": len(ops) - succeeded,
         "recoveries": sum(1 for r in records if r.get("event") == "recovery"),
+        "refused": sum(1 for r in records if r.get("event") == "refused"),
         "success_rate": round(succeeded / len(ops), 4) if ops else None,
         "per_period": {k: dict(v) for k, v in sorted(per_period.items())},
         "step_seconds": {step: summary(v) for step, v in step_times.items()},

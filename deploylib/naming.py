@@ -15,6 +15,7 @@ TOOL_PREFIX: str | None = None  # set by the MCP server: hints then name its too
 HINTS = {
     "backups": ("backups", "rollback", "with list_backups=true"),
     "preview": ("deploy --dry-run", "deploy", "without plan_digest"),
+    "preview-rollback": ("rollback --dry-run", "rollback", "with dry_run=true"),
 }
 
 

@@ -6,10 +6,8 @@ returns a result object. Failures raise `DeployError` subclasses.
 
 from __future__ import annotations
 
-import difflib
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
 from . import pipeline, recovery, report
 from .config import Profile, load_profile
@@ -22,13 +20,15 @@ from .journal import Journal, Record, State
 from .layout import DEPLOY_PREFIX, ROLLBACK_PREFIX, hash_cache_path, stage_path
 from .lock import Locked, current_holder
 from .manifest import HashCache
+from .releases import LIVE, Releases
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
-                      StatsResult, StatusResult)
+                      ReleaseDiffResult, StatsResult, StatusResult)
 from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import SnapshotSource, TreeSource, default_snapshot
 from .steps.preflight import survey
 from .store import store_for
+from .textdiff import Side, unified
 from .version import read_version
 
 PathLike = str | os.PathLike[str] | None
@@ -92,10 +92,13 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
-             dry_run: bool = False, wait: float = 0.0, on_event: EventSink | None = None) -> OperationResult:
-    """Restore production's managed files from a snapshot (default: the release before the current one)."""
+             dry_run: bool = False, plan_digest: str | None = None, wait: float = 0.0,
+             on_event: EventSink | None = None) -> OperationResult:
+    """Restore production's managed files from a snapshot (default: the release before the current one).
+
+    With `plan_digest`, only if the plan is still the one a dry run previewed (else PlanMismatch)."""
     prof = load_profile(config, profile)
-    op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, on_event=on_event)
+    op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, digest=plan_digest, on_event=on_event)
     return _run(op, dry_run)
 
 
@@ -154,37 +157,36 @@ def diff(config: PathLike = None, profile: str | None = None) -> DiffResult:
     op = _operation(prof, TreeSource(prof.source))
     plan = survey(op).plan
     diffs: dict[str, str] = {}
-    for entry in plan.added:
-        diffs[entry.path] = _unified(None, prof.source / entry.path, entry.path)
-    for entry in plan.changed:
-        diffs[entry.path] = _unified(prof.target / entry.path, prof.source / entry.path, entry.path)
-    for entry in plan.removed:
-        diffs[entry.path] = _unified(prof.target / entry.path, None, entry.path)
+    for entry, old, new in ([(e, None, prof.source) for e in plan.added]
+                            + [(e, prof.target, prof.source) for e in plan.changed]
+                            + [(e, prof.target, None) for e in plan.removed]):
+        text = unified(Side("production", old and old / entry.path), Side("source", new and new / entry.path),
+                       entry.path)
+        diffs[entry.path] = text if text is not None else report.binary_differs(entry.path)
     return DiffResult(profile=prof.name, plan=plan.summary(), diffs=diffs, notes=op.notes)
 
 
-MAX_DIFF_BYTES = 1024 * 1024
+def release_diff(config: PathLike = None, profile: str | None = None, *, release: str | None = None,
+                 old: str | None = None, new: str | None = None) -> ReleaseDiffResult:
+    """What a release changed against its predecessor (`release`), or between any two (`old`, `new`).
 
-
-def _unified(old: Path | None, new: Path | None, rel: str) -> str:
-    texts: list[list[str]] = []
-    for path in (old, new):
-        if path is None:
-            texts.append([])
-            continue
-        if path.is_symlink():
-            texts.append([f"-> {os.readlink(path)}\n"])
-            continue
-        data = path.read_bytes()[: MAX_DIFF_BYTES + 1]
-        if len(data) > MAX_DIFF_BYTES or b"\0" in data[:8192]:
-            return f"Binary or large file {rel} differs\n"
-        try:
-            texts.append(data.decode().splitlines(keepends=True))
-        except UnicodeDecodeError:
-            return f"Binary file {rel} differs\n"
-    lines = difflib.unified_diff(texts[0], texts[1], f"production/{rel}" if old else "/dev/null",
-                                 f"source/{rel}" if new else "/dev/null")
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    Each is `live`, a snapshot id, a deploy id or a version; `new` defaults to `live`. Reads only.
+    """
+    prof = load_profile(config, profile)
+    # read the hash cache, never save it: a diff writes nothing
+    known = Releases(prof, store_for(prof), HashCache(hash_cache_path(prof.state_dir)))
+    if release is not None:
+        after = known.find(release)
+        before = known.before(after)
+    else:
+        assert old is not None
+        before, after = known.find(old), known.find(new or LIVE)
+    changes = known.compare(before, after)
+    notes = known.notes
+    if Journal(prof.state_dir).exists():
+        notes.append("an operation is in flight or was interrupted: the live files may be mid-change")
+    return ReleaseDiffResult(profile=prof.name, old=before.describe(), new=after.describe(),
+                             plan=changes.plan.summary(), diffs=changes.diffs, binary=changes.binary, notes=notes)
 
 
 def history(config: PathLike = None, profile: str | None = None, limit: int = 20) -> HistoryResult:

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 from . import signals
 from .context import Operation, Survey
-from .errors import Interrupted, StepFailed, UndoFailed
+from .errors import Interrupted, PlanMismatch, StepFailed, UndoFailed
 from .history import append
 from .ids import iso, utc_now
 from .journal import State
@@ -100,9 +100,10 @@ def _step(op: Operation, out: Outcome, step: Step, work: Callable[[], T]) -> T:
     op.emit("step", {"step": step.NAME, "state": step.STATE.value})
     out.done.append(step)
     started = time.monotonic()
-    result = work()
-    out.timings[step.NAME] = round(time.monotonic() - started, 4)
-    return result
+    try:
+        return work()
+    finally:  # a failing step's time counts too: a 20 s verify timeout must show as 20 s in the history
+        out.timings[step.NAME] = round(time.monotonic() - started, 4)
 
 
 def _record(op: Operation, out: Outcome) -> None:
@@ -138,6 +139,7 @@ def _fail(op: Operation, out: Outcome, exc: BaseException) -> BaseException:
     """Undo what ran (signals held meanwhile), log the failure, and return the error to raise."""
     step = out.done[-1].NAME if out.done else "lock"
     changed_nothing = [s.NAME for s in out.done] in ([], [preflight.NAME])
+    undo_started = time.monotonic()
     if changed_nothing:
         op.journal.clear()
         error: BaseException = StepFailed(op.name, step, exc, undone=False)
@@ -158,15 +160,19 @@ def _fail(op: Operation, out: Outcome, exc: BaseException) -> BaseException:
                     "command retries the recovery")
         op.journal.clear()
         error = StepFailed(op.name, step, exc)
+        out.timings["undo"] = round(time.monotonic() - undo_started, 4)
+    extra: dict[str, object] = {"failed_step": step, "error": str(error), "detail": getattr(error, "detail", "")}
+    if isinstance(exc, PlanMismatch):  # a safety check doing its job, not a failed operation
+        extra.update(event="refused", error=exc.message, expected_digest=exc.expected, plan_digest=exc.found)
     try:
-        append(op.profile.log, history_record(op, out, ok=False, failed_step=step, error=str(error),
-                                              detail=getattr(error, "detail", "")))
+        append(op.profile.log, history_record(op, out, ok=False, **extra))
     except OSError:
         pass  # the failure itself is what the user must see; a full disk must not mask it
     return error
 
 
 def history_record(op: Operation, out: Outcome, ok: bool, **extra: object) -> dict[str, Any]:
+    """One history line; `extra` adds fields and may override `event` (a refusal is not a failure)."""
     plan = out.survey.plan if out.survey else None
     info = out.staged.version_info if out.staged else {}
     return {

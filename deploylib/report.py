@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
-                      StatsResult, StatusResult)
+                      ReleaseDiffResult, StatsResult, StatusResult)
 
 
 def size(n: int) -> str:
@@ -57,10 +57,12 @@ def plan_lines(plan: dict[str, Any], versions: tuple[str | None, str | None] | N
 def operation_message(r: OperationResult) -> str:
     """The result's one-line `message` (also in --json)."""
     verb = "deploy" if r.operation == "deploy" else "roll back"
+    snapshot = f" snapshot {r.restored_from}" if r.restored_from else ""
     if not touched(r.plan):
-        return f"nothing to {verb}: production already matches"
+        return f"nothing to {verb}: production already matches{snapshot}"
     if r.dry_run:
-        return f"{files(touched(r.plan))} would change (dry run, nothing written); plan {r.plan['digest']}"
+        restore = f"; would restore{snapshot} ({r.version})" if snapshot else ""
+        return f"{files(touched(r.plan))} would change (dry run, nothing written){restore}; plan {r.plan['digest']}"
     done = "deployed" if r.operation == "deploy" else "rolled back to"
     return f"{done} {r.version} ({files(touched(r.plan))}); {r.deploy_id}"
 
@@ -140,8 +142,11 @@ def operation(r: OperationResult, plan_shown: bool = False) -> str:
         named = r.version if r.version == r.deploy_id else f"{r.version} as {r.deploy_id}"
         lines.append(f"{verb} {named} in {took:.2f}s{backup}. Success.")
     elif r.dry_run and pending:
-        flag = f" with --plan {r.plan['digest']}" if r.operation == "deploy" else ""
-        lines.append(f"Dry run: nothing was written. Apply exactly this plan{flag}.")
+        flag = f"--plan {r.plan['digest']}"
+        if r.operation == "rollback":
+            lines.append(f"Would restore snapshot {r.restored_from} ({r.version}).")
+            flag = f"--to {r.restored_from} {flag}"
+        lines.append(f"Dry run: nothing was written. Apply exactly this plan with {flag}.")
     else:
         lines.append(r.message[0].upper() + r.message[1:] + ".")
     return "\n".join(lines)
@@ -163,8 +168,7 @@ def status(r: StatusResult) -> str:
     if r.rollback_target:
         lines.append(f"  rollback: would restore {r.rollback_target}")
     if r.last:
-        state = "ok" if r.last.get("ok") else f"FAILED at {r.last.get('failed_step')}"
-        lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {state}")
+        lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {_outcome(r.last, brief=True)}")
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
 
@@ -178,18 +182,70 @@ def diff(r: DiffResult) -> str:
     return text.rstrip("\n")
 
 
+def release_diff(r: ReleaseDiffResult) -> str:
+    """`diff --release` / `--from --to`: which release against which, the files, then the diffs."""
+    counts = r.plan["counts"]
+    span = f"from {_release_side(r.old)} to {_release_side(r.new)}"
+    if not touched(r.plan):
+        lines = [f"No changes {span}: {files(counts['unchanged'])}, all identical."]
+    else:
+        lines = [f"Changes {span}: {files(touched(r.plan))}: {counts['added']} added, {counts['changed']} changed, "
+                 f"{counts['removed']} removed, {counts['unchanged']} unchanged"]
+    sizes = r.plan.get("sizes", {})
+    for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
+        lines += [f"  {mark} {path} ({size(sizes[path])})" for path in r.plan[key]]
+    lines += [f"note: {n}" for n in r.notes]
+    text = "\n".join(lines) + "\n"
+    for key in ("added", "changed", "removed"):
+        for path in r.plan[key]:
+            if path in r.binary:
+                text += "\n" + binary_differs(path, r.binary[path]["old"], r.binary[path]["new"])
+            elif r.diffs.get(path):
+                text += "\n" + r.diffs[path]
+    return text.rstrip("\n")
+
+
+def _release_side(side: dict[str, Any]) -> str:
+    """'live 0.1.1 (d-...)', '0.1.0 (d-..., snapshot s-...)' or 'nothing (before the first deploy)'."""
+    if side["kind"] == "nothing":
+        return "nothing (before the first deploy)"
+    if side["kind"] == "live":
+        return f"live {side['version']} ({side['release']})"
+    if side["release"] is None:
+        return f"the files before the first deploy (snapshot {side['snapshot_id']})"
+    return f"{side['version']} ({side['release']}, snapshot {side['snapshot_id']})"
+
+
+def binary_differs(rel: str, old: int | None = None, new: int | None = None) -> str:
+    """The diff body of a file too large or not text to diff line by line."""
+    if old is None and new is None:
+        return f"Binary or large file {rel} differs\n"
+    sizes = " -> ".join(size(n) if n is not None else "none" for n in (old, new))
+    return f"Binary or large file {rel} differs ({sizes})\n"
+
+
 def history(r: HistoryResult) -> str:
     if not r.records:
         return f"No history yet ({r.log})."
     lines = []
     for rec in r.records:
-        state = "ok" if rec.get("ok") else f"FAILED at {rec.get('failed_step')}: {rec.get('error')}"
+        state = _outcome(rec)
         when = rec.get("finished") or rec.get("started") or ""
         what = rec.get("version") or rec.get("action") or ""
         lines.append(f"{when:24} {rec.get('event', '?'):9} {rec.get('id', '?'):40} {what} {state}".rstrip())
     if r.damaged_lines:
         lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
     return "\n".join(lines)
+
+
+def _outcome(rec: dict[str, Any], brief: bool = False) -> str:
+    """How a history record ended: ok, refused (a stale --plan: nothing ran), or FAILED at a step."""
+    if rec.get("ok"):
+        return "ok"
+    if rec.get("event") == "refused":
+        return "refused" if brief else f"refused: {rec.get('error')}"
+    failed = f"FAILED at {rec.get('failed_step')}"
+    return failed if brief else f"{failed}: {rec.get('error')}"
 
 
 def backups(r: BackupsResult) -> str:
@@ -218,6 +274,8 @@ def stats(r: StatsResult) -> str:
     rate = f"{s['success_rate']:.0%}"
     lines = [f"{s['operations']} operations: {s['succeeded']} succeeded, {s['failed']} failed ({rate} success), "
              f"{s['recoveries']} crash recoveries"]
+    if s.get("refused"):
+        lines.append(f"{s['refused']} refused because the plan changed since its preview (not counted above)")
     lines.append(f"per {s['period']}:")
     for key, counts in s["per_period"].items():
         lines.append(f"  {key:12} " + ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())))

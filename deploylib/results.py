@@ -64,6 +64,19 @@ class DiffResult(Result):
 
 
 @dataclass
+class ReleaseDiffResult(Result):
+    """What changed from one release (or snapshot) to another: `diff --release` and `diff --from/--to`."""
+
+    profile: str
+    old: dict[str, Any]  # kind (live, snapshot, nothing), release, version, deploy_id, snapshot_id, deployed
+    new: dict[str, Any]
+    plan: dict[str, Any]  # the files old -> new, in the shape of a deploy plan (added, changed, removed, ...)
+    diffs: dict[str, str] = field(default_factory=dict)  # unified diffs of text files
+    binary: dict[str, dict[str, int | None]] = field(default_factory=dict)  # other files: old and new size
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class HistoryResult(Result):
     log: str
     records: list[dict[str, Any]]

@@ -81,10 +81,10 @@ def _count(value: str | None, flag: str, default: int) -> int:
     return number
 
 
-def _digest(value: str | None) -> str | None:
-    """`--plan ''` must not mean "no plan given": that would deploy whatever the plan is now, unchecked."""
+def _digest(value: str | None, task_name: str = "deploy") -> str | None:
+    """`--plan ''` must not mean "no plan given": that would apply whatever the plan is now, unchecked."""
     if value is not None and not value.strip():
-        raise ConfigError(f"--plan: expected the plan digest printed by `{command('deploy --dry-run')}`, "
+        raise ConfigError(f"--plan: expected the plan digest printed by `{command(task_name + ' --dry-run')}`, "
                           "got an empty value")
     return value
 
@@ -125,11 +125,19 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
 
 @task(help={**COMMON,
             "to": "Snapshot id, deploy id or version to restore (default: the release before the current one).",
-            "dry_run": "Show what the rollback would change; write nothing.",
+            "dry_run": "Show the snapshot it would restore, what would change and the plan's digest; write nothing.",
+            "plan": "Roll back only if the plan's digest is still DIGEST (as printed by --dry-run with the same "
+                    "--to); else exit 6.",
             "wait": "If another operation holds the lock, wait up to SECONDS for it."})
-def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, json_=False, verbose=False):
-    """Restore production's managed files from a backup; user files stay as they are now."""
-    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
+def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wait=None, json_=False,
+             verbose=False):
+    """Restore production's managed files from a backup; user files stay as they are now.
+
+    Exit codes: 0 ok (or nothing to roll back), 1 failed and undone, 2 bad config or usage, 3 lock held,
+    4 preflight refused, 5 corrupt state, 6 plan digest changed, 7 no snapshot to restore, 130 interrupted.
+    """
+    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run,
+                                            plan_digest=_digest(plan, "rollback"), wait=_seconds(wait),
                                             on_event=events),
          json_, verbose, _after_plan, live=True)
 
@@ -140,10 +148,38 @@ def status(c, profile=None, config=None, json_=False, verbose=False):
     _run(lambda events: operations.status(config, profile), json_, verbose, report.status)
 
 
-@task(help=COMMON)
-def diff(c, profile=None, config=None, json_=False, verbose=False):
-    """The pending changes, with unified diffs of text files."""
-    _run(lambda events: operations.diff(config, profile), json_, verbose, report.diff)
+def _releases(release: str | None, old: str | None, new: str | None) -> None:
+    """`--release` compares one release with its predecessor, `--from`/`--to` any two: never both."""
+    for flag, value in (("--release", release), ("--from", old), ("--to", new)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{flag}: expected live, a snapshot id, deploy id or version "
+                              f"(see `{command('backups')}`), got an empty value")
+    if release is not None and (old is not None or new is not None):
+        raise ConfigError("--release compares a release with the one before it, --from/--to compare any two: "
+                          "give one or the other")
+    if new is not None and old is None:
+        raise ConfigError(f"--to needs --from (or `{command('diff --release ' + new)}` for what {new} changed)")
+
+
+@task(help={**COMMON,
+            "release": "Show what release ID changed against the release before it (ID: live, a snapshot id, "
+                       "deploy id or version, as `backups` lists); exit 7 if its files are no longer kept.",
+            "from_": "Compare release or snapshot ID (as for --release) with --to's; exit 7 if no longer kept.",
+            "to": "With --from: the release or snapshot to compare with (default: live)."})
+def diff(c, release=None, from_=None, to=None, profile=None, config=None, json_=False, verbose=False):
+    """The pending changes, with unified diffs of text files; or what a release changed (--release, --from/--to).
+
+    Exit codes: 0 ok, 2 bad config or usage, 5 a damaged backup, 7 a release whose files are no longer kept.
+    """
+    if release is None and from_ is None and to is None:
+        _run(lambda events: operations.diff(config, profile), json_, verbose, report.diff)
+        return
+
+    def compare(events: terminal.EventSink | None) -> Result:
+        _releases(release, from_, to)
+        return operations.release_diff(config, profile, release=release, old=from_, new=to)
+
+    _run(compare, json_, verbose, report.release_diff)
 
 
 @task(help={**COMMON, "limit": "Show the last N records (0 for all; default 20).",

@@ -66,10 +66,11 @@ def _live_release(op: Operation, previous: dict[str, Any] | None) -> Release | N
 def run(op: Operation) -> Survey:
     found = survey(op)
     if op.expected_digest is not None and found.plan.digest != op.expected_digest:
+        preview, again = ("preview", "deploy") if op.name == "deploy" else ("preview-rollback", "roll back with")
         raise PlanMismatch(
             f"{op.target}: plan changed since it was previewed (expected {op.expected_digest}, "
-            f"now {found.plan.digest}); preview again ({hint('preview')}) and deploy the new digest"
-        )
+            f"now {found.plan.digest}); preview again ({hint(preview)}) and {again} the new digest",
+            expected=op.expected_digest, found=found.plan.digest)
     if found.plan.empty:
         return found
     check_version_file(op, found)
