@@ -38,8 +38,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
             result = call(on_event)
     except DeployError as exc:
         if as_json:
-            print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
-                              "step": exc.step, "error_type": exc.kind}))
+            print(json.dumps(exc.to_json()))
         for line in exc.message.splitlines():  # a config with several mistakes: one "error:" line each
             terminal.print_error(line)
         if verbose:
