@@ -45,7 +45,7 @@ def test_tools_carry_annotations_titles_and_described_parameters(project: Projec
     for name in ("deploy", "rollback"):
         hints = tools[name].annotations
         assert hints.read_only_hint is False and hints.destructive_hint is True, name
-        assert hints.idempotent_hint is False, name  # a second rollback goes elsewhere; a used digest is refused
+        assert hints.idempotent_hint is False, name  # each call is a new operation, recorded in the history
     for name, tool in tools.items():
         assert tool.title and tool.annotations.open_world_hint is False, name
         assert not any(line != line.lstrip() for line in tool.description.splitlines()), tool.description
