@@ -82,7 +82,7 @@ class Profile:
     verify: tuple[CheckSpec, ...] = ()
     retention: Retention = Retention()
     deployed_by: str = ""
-    tool_prefix: str = "ua_self_"  # MCP tool names: <prefix>deploy, <prefix>status, ...
+    tool_prefix: str = ""  # MCP tool names: <prefix>deploy, <prefix>status, ... (default: "<profile>_")
     version_file: str = VERSION_FILE  # written into production's top directory by every deploy
 
 
@@ -114,6 +114,40 @@ def load_profile(config: str | os.PathLike[str] | None = None, profile: str | No
     _check_schema(path, text, data)
     name = _pick_profile(path, data, profile)
     return _resolve(path, text, name, data["profiles"][name])
+
+
+def derived_prefix(profile: str) -> str:
+    """The default MCP tool prefix, `<profile>_`: two profiles served side by side get distinct tools.
+    Characters a tool name may not hold become `_`, and a long name is cut (tool names stop at 128)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", profile)[:64] + "_"
+
+
+def tool_prefix(config: str | os.PathLike[str] | None = None, profile: str | None = None) -> str:
+    """The profile's MCP tool prefix, read as far as a broken config allows, so an MCP server started on
+    a broken deploy.yaml still offers its tools (each answering with the config error) under the usual names."""
+    try:
+        return load_profile(config, profile).tool_prefix
+    except ConfigError:
+        pass
+    try:
+        _, data = _read_yaml(find_config(config))
+        profiles = data["profiles"]
+        name = profile or data.get("default_profile") or ("default" if "default" in profiles else next(iter(profiles)))
+        chosen = profiles[name]["mcp"]["tool_prefix"]
+        if isinstance(chosen, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", chosen):
+            return chosen
+        return derived_prefix(str(name))
+    except (ConfigError, LookupError, TypeError, AttributeError, StopIteration):  # too broken to tell
+        return derived_prefix(profile or "default")
+
+
+def profile_names(config: str | os.PathLike[str] | None = None) -> list[str]:
+    """The profile names of a deploy.yaml, for shell completion; none when it cannot be read."""
+    try:
+        _, data = _read_yaml(find_config(config))
+        return [str(name) for name in data["profiles"]]
+    except (ConfigError, LookupError, TypeError, AttributeError):
+        return []
 
 
 def _read_yaml(path: Path) -> tuple[str, Any]:
@@ -455,7 +489,7 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
                         secrets_allowed=PatternSet(allowed), setid_allowed=PatternSet(setid)),
         validators=validators, verify=verify, retention=retention,
         deployed_by=raw.get("deployed_by") or _whoami(),
-        tool_prefix=raw.get("mcp", {}).get("tool_prefix", "ua_self_"),
+        tool_prefix=raw.get("mcp", {}).get("tool_prefix") or derived_prefix(name),
         version_file=raw.get("version_file", VERSION_FILE),
     )
 

@@ -24,6 +24,11 @@ class DeployError(Exception):
         """The name scripts see as `error_type` in --json output."""
         return type(self).__name__
 
+    def to_json(self) -> dict[str, object]:
+        """What `--json` prints on failure, and what an MCP tool error carries as structured content."""
+        return {"ok": False, "error": self.message, "exit_code": self.exit_code, "step": self.step,
+                "error_type": self.kind}
+
 
 class StepFailed(DeployError):
     """A pipeline step failed and the steps already run were undone: production is as before.

@@ -52,7 +52,7 @@ def run(op: Operation) -> Outcome:
     """Run the operation under the lock; raise a DeployError naming the failing step (undone)."""
     out = Outcome()
     started = time.monotonic()
-    op.emit("step", {"step": "lock", "state": State.IDLE.value})
+    op.emit("step", {"step": "lock", "state": State.IDLE.value, "wait": op.wait})
     with Locked(op.profile, op.name, wait=op.wait):
         out.timings["lock"] = round(time.monotonic() - started, 4)
         try:

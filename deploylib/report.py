@@ -104,6 +104,11 @@ def preview_summary(r: OperationResult) -> str:
             f"Deploy with plan_digest={r.plan['digest']}.")
 
 
+def stale_plan(message: str, fresh: OperationResult) -> str:
+    """The MCP deploy tool's refusal of a digest the source has moved past, with the preview to show instead."""
+    return f"{message}. New preview: {preview_summary(fresh)}"
+
+
 def deploy_summary(r: OperationResult) -> str:
     """The MCP deploy tool's outcome, in the plan's words."""
     if not r.changed:

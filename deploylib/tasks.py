@@ -5,7 +5,9 @@ The repo's tasks.py and the `mcp-deploy` console script both use `namespace`.
 
 from __future__ import annotations
 
+import inspect
 import json
+import shlex
 import sys
 import traceback
 from contextlib import contextmanager
@@ -16,6 +18,7 @@ from invoke.exceptions import ParseError
 from invoke.main import program as invoke_program
 
 from . import operations, report, terminal
+from .config import profile_names
 from .config import schema as config_schema
 from .errors import ConfigError, DeployError
 from .naming import command
@@ -38,8 +41,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
             result = call(on_event)
     except DeployError as exc:
         if as_json:
-            print(json.dumps({"ok": False, "error": exc.message, "exit_code": exc.exit_code,
-                              "step": exc.step, "error_type": exc.kind}))
+            print(json.dumps(exc.to_json()))
         for line in exc.message.splitlines():  # a config with several mistakes: one "error:" line each
             terminal.print_error(line)
         if verbose:
@@ -230,7 +232,7 @@ def schema(c, write=None):
 
 @task(help={"config": COMMON["config"], "profile": COMMON["profile"]})
 def mcp(c, profile=None, config=None):
-    """Serve deploy, status, rollback, history and diff as MCP tools over stdio (for Claude Desktop / Code)."""
+    """Serve deploy, status, rollback, history, diff and backups as MCP tools over stdio (for Claude Desktop / Code)."""
     from . import mcp_server  # the MCP SDK loads only for this task
 
     try:
@@ -256,8 +258,36 @@ def usage_errors() -> Iterator[None]:
         raise Exit(f"error: {exc} (see `{see}`)", code=ConfigError.exit_code) from None
 
 
+PROFILE_FLAGS = ("--profile", "-p")
+CONFIG_FLAGS = ("--config", "-c")
+
+
+def complete_profiles(program: Program) -> None:
+    """`--profile <TAB>` offers the profile names of the deploy.yaml in use (the line's --config, else
+    $MCP_DEPLOY_CONFIG, else ./deploy.yaml), where invoke alone would offer file names."""
+    if not program.args.complete.value:
+        return
+    try:
+        words = [w for w in shlex.split(program.core.remainder)[1:] if w != "="]  # bash splits --profile=x
+    except ValueError:  # an unclosed quote: nothing sensible to offer
+        return
+    at = len(words) - 1 if words and words[-1] in PROFILE_FLAGS else len(words) - 2
+    if at < 0 or words[at] not in PROFILE_FLAGS or (at < len(words) - 1 and words[-1].startswith("-")):
+        return
+    task = next((w for w in reversed(words[:at]) if w in namespace.task_names), None)
+    if task is None or "profile" not in inspect.signature(namespace[task].body).parameters:
+        return  # before a task name, -p is invoke's own flag
+    config = None
+    for flag, value in zip(words, words[1:]):
+        if flag in CONFIG_FLAGS:
+            config = value
+    print("\n".join(profile_names(config)))
+    raise Exit
+
+
 def _exit_2_on_usage_errors(program: Program) -> None:
-    """Wrap the parse steps of invoke's own Program (the repo's `invoke`) in `usage_errors`.
+    """Wrap the parse steps of invoke's own Program (the repo's `invoke`) in `usage_errors`, and give it
+    the same `--profile <TAB>` completion as `mcp-deploy`.
 
     That Program is not ours to subclass (cli.DeployProgram is, for `mcp-deploy`), but it imports
     this module while loading tasks.py, before it parses the task names and flags, so wrapping
@@ -265,8 +295,10 @@ def _exit_2_on_usage_errors(program: Program) -> None:
     """
     for name in ("parse_tasks", "parse_cleanup"):
 
-        def wrapped(_method: Callable[[], None] = getattr(program, name)) -> None:
+        def wrapped(_method: Callable[[], None] = getattr(program, name), _name: str = name) -> None:
             with usage_errors():
+                if _name == "parse_cleanup":
+                    complete_profiles(program)
                 _method()
 
         setattr(program, name, wrapped)

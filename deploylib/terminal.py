@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 EventSink = Callable[[str, dict[str, Any]], None]
-PLAIN_INTERVAL = 2.0  # seconds between progress lines in CI logs
+PLAIN_INTERVAL = 2.0  # seconds between progress lines in CI logs; also how long a run may stay quiet
+QUIET_STEPS = ("lock", "preflight")  # a run that stops after these changed nothing: its result line says it all
 
 LINE_STYLES = (("  + ", "green"), ("  ~ ", "yellow"), ("  - ", "red"), ("  drift", "magenta"),
                ("note:", "cyan"), ("error:", "bold red"), ("+++", "bold"), ("---", "bold"), ("@@", "cyan"),
@@ -64,7 +65,11 @@ def print_error(message: str) -> None:
 
 
 class ProgressReporter:
-    """Turns pipeline events into a live bar per step on a terminal, or periodic plain lines otherwise."""
+    """Turns pipeline events into a live bar per step on a terminal, or periodic plain lines otherwise.
+
+    Nothing is shown while a run only locks and plans, unless that takes PLAIN_INTERVAL or waits for
+    the lock: a run with nothing to do prints its one result line and no progress around it.
+    """
 
     def __init__(self) -> None:
         self.live = sys.stderr.isatty()
@@ -76,12 +81,18 @@ class ProgressReporter:
         self.files = 0
         self.bytes = 0
         self.total: int | None = None
-        self.last_line = 0.0
+        self.started = self.last_line = time.monotonic()
+        self.shown = False
+        self.held: list[tuple[str, str]] = []  # lines said while not yet shown
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if not self.shown and (time.monotonic() - self.started >= PLAIN_INTERVAL or kind == "step" and (
+                data["step"] not in QUIET_STEPS or data.get("wait"))):
+            self._show()
         if kind == "step":
             self._finish_step()
             self.step, self.what, self.files, self.bytes, self.total = data["step"], None, 0, 0, None
+            self.last_line = time.monotonic()  # a quick step prints only its closing line
             if not self.live:
                 self._say(f"[{data['state'].lower()}] {data['step']}")
         elif kind == "begin":
@@ -107,8 +118,18 @@ class ProgressReporter:
             print_result("\n".join(plan_lines(data["plan"], (data["from"], data["to"]))))
             sys.stdout.flush()
 
+    def _show(self) -> None:
+        self.shown = True
+        if self.progress is not None:
+            self.progress.start()
+        for line, style in self.held:
+            self._say(line, style)
+        self.held.clear()
+
     def _say(self, line: str, style: str = "") -> None:
-        if self.console is None:
+        if not self.shown:
+            self.held.append((line, style))
+        elif self.console is None:
             print(line, file=sys.stderr, flush=True)
         else:
             from rich.text import Text
@@ -124,7 +145,8 @@ class ProgressReporter:
 
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("files"), TimeElapsedColumn(), console=self.console)
-            self.progress.start()
+            if self.shown:
+                self.progress.start()
         return self.progress
 
     def _task(self) -> TaskID:
@@ -140,6 +162,8 @@ class ProgressReporter:
     def _finish_step(self) -> None:
         if self.files and not self.live:
             self._plain_line()
+        if self.progress is not None and self.task is not None and self.total is None:
+            self.progress.update(self.task, total=self.files)  # counted without a total: the count is it
         self.task = None
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 import anyio
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import CallToolResult
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "mcp-deploy")
 
@@ -26,15 +27,21 @@ async def mcp_session(config: Path, *extra: str) -> AsyncIterator[ClientSession]
                 yield session
 
 
-async def call(session: ClientSession, name: str, progress: list[Any] | None = None,
-               **arguments: Any) -> tuple[bool, Any]:
-    """(is_error, structured result or error text)."""
+async def call_result(session: ClientSession, name: str, progress: list[Any] | None = None,
+                      **arguments: Any) -> CallToolResult:
+    """The whole result; `progress` collects (value, total, message) of each progress notification."""
 
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         if progress is not None:
-            progress.append((value, message))
+            progress.append((value, total, message))
 
-    result = await session.call_tool(name, arguments, progress_callback=on_progress)
+    return await session.call_tool(name, arguments, progress_callback=on_progress)
+
+
+async def call(session: ClientSession, name: str, progress: list[Any] | None = None,
+               **arguments: Any) -> tuple[bool, Any]:
+    """(is_error, structured result or error text)."""
+    result = await call_result(session, name, progress, **arguments)
     if result.is_error:
         return True, "".join(getattr(c, "text", "") for c in result.content)
     return False, result.structured_content

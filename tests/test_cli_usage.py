@@ -87,3 +87,36 @@ def test_hints_name_the_command_the_user_ran(project: Project) -> None:
     assert proc.returncode == 7 and "see `mcp-deploy backups`" in proc.stderr, proc.stderr
     proc = project.run("rollback", "--to", "nothing-like-this")
     assert proc.returncode == 7 and "see `invoke backups`" in proc.stderr
+
+
+def test_help_shows_only_the_products_own_options(project: Project) -> None:
+    """invoke's runner flags meant nothing here, and `mcp-deploy --dry deploy` deployed for real."""
+    shown = ok(run("mcp-deploy", project, "--help")).stdout
+    for flag in ("--help", "--version", "--list", "--print-completion-script", "--complete"):
+        assert flag in shown, flag
+    for flag in ("--prompt-for-sudo-password", "--dry", "--echo", "--pty", "--warn-only", "--write-pyc", "--hide",
+                 "--command-timeout", "--debug", "--config"):
+        assert flag not in shown, flag
+    assert "deploy " in shown and "rollback " in shown
+    line = one_line(run("mcp-deploy", project, "--dry", "deploy", "--config", str(project.config)))
+    assert "No idea what '--dry' is!" in line and not project.target.exists()
+    assert ok(run("mcp-deploy", project, "--version")).stdout.startswith("MCP Deploy ")
+    assert "status" in ok(run("mcp-deploy", project, "--list")).stdout
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_profile_completion_offers_the_profiles_of_the_config_in_use(project: Project, program: str,
+                                                                     tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text("profiles:\n  staging: {source: a, target: b, include: ['*']}\n"
+                     "  live: {source: a, target: c, include: ['*']}\n")
+
+    def complete(*words: str) -> list[str]:
+        return ok(run(program, project, "--complete", "--", program, *words)).stdout.split()
+
+    assert complete("deploy", "--profile") == ["default"]  # ./deploy.yaml
+    assert complete("status", "-p", "de") == ["default"]  # a partial name: the shell filters
+    assert complete("deploy", "--config", str(other), "--profile") == ["staging", "live"]
+    assert complete("rollback", "-c", str(other), "--profile", "=") == ["staging", "live"]  # bash: --profile=
+    assert "--dry-run" in complete("deploy", "--profile", "x", "--")  # flags still complete as before
+    assert complete("deploy", "--config", str(tmp_path / "missing.yaml"), "--profile") == []  # files, then

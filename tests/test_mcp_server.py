@@ -2,44 +2,77 @@
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from conftest import Project, bump, hold_lock, ok, tree
-from mcp_client import call, mcp_session
+from conftest import REPO, Project, bump, hold_lock, ok, tree
+from mcp_client import call, call_result, mcp_session
+
+TOOLS = ["backups", "deploy", "diff", "history", "rollback", "status"]
 
 
 def run(coro_fn: Any, *args: Any) -> Any:
     return anyio.run(coro_fn, *args)
 
 
-def test_lists_the_tools_with_the_profile_prefix(project: Project) -> None:
-    async def names() -> list[str]:
-        async with mcp_session(project.config) as s:
+def test_tool_names_default_to_the_profile_and_take_an_explicit_prefix(project: Project) -> None:
+    async def names(config: Any, *extra: str) -> list[str]:
+        async with mcp_session(config, *extra) as s:
             return sorted(t.name for t in (await s.list_tools()).tools)
 
-    assert run(names) == ["ua_self_deploy", "ua_self_diff", "ua_self_history", "ua_self_rollback", "ua_self_status"]
+    assert run(names, project.config) == [f"default_{t}" for t in TOOLS]
+    project.config.write_text(project.config.read_text() + "  home:\n    source: dev\n    target: prod/home\n"
+                              "    include: ['*.py']\n")
+    assert run(names, project.config, "--profile", "home") == [f"home_{t}" for t in TOOLS]
     project.write_config(mcp={"tool_prefix": "agents_"})
-    assert run(names)[0] == "agents_deploy"
+    assert run(names, project.config) == [f"agents_{t}" for t in TOOLS]
+    assert run(names, REPO / "deploy.yaml") == [f"ua_self_{t}" for t in TOOLS]  # the bundled example keeps its names
 
 
-def test_status_returns_the_same_facts_as_json(project: Project) -> None:
+def test_tools_carry_annotations_titles_and_described_parameters(project: Project) -> None:
+    async def listing() -> Any:
+        async with mcp_session(project.config) as s:
+            return {t.name.removeprefix("default_"): t for t in (await s.list_tools()).tools}
+
+    tools = run(listing)
+    for name in ("status", "history", "diff", "backups"):
+        hints = tools[name].annotations
+        assert hints.read_only_hint is True and hints.idempotent_hint is True, name
+    for name in ("deploy", "rollback"):
+        hints = tools[name].annotations
+        assert hints.read_only_hint is False and hints.destructive_hint is True, name
+        assert hints.idempotent_hint is False, name  # each call is a new operation, recorded in the history
+    for name, tool in tools.items():
+        assert tool.title and tool.annotations.open_world_hint is False, name
+        assert not any(line != line.lstrip() for line in tool.description.splitlines()), tool.description
+        for param, schema in tool.input_schema["properties"].items():
+            assert len(schema.get("description", "")) > 20, (name, param)
+    assert set(tools["rollback"].input_schema["properties"]) == {"to", "list_backups", "dry_run"}
+    assert set(tools["deploy"].input_schema["properties"]) == {"plan_digest"}
+
+
+def test_status_returns_the_same_facts_as_json_and_text_leads_with_the_summary(project: Project) -> None:
     ok(project.run("deploy"))
     bump(project)
 
     async def scenario() -> Any:
         async with mcp_session(project.config) as s:
-            return await call(s, "ua_self_status")
+            return await call_result(s, "default_status")
 
-    is_error, status = run(scenario)
-    assert not is_error
+    result = run(scenario)
+    assert not result.is_error
+    status = result.structured_content
     _, cli = project.json("status")
     for key in ("version", "deploy_id", "deployed_at", "pending", "drift", "lock", "last", "target"):
         assert status[key] == cli[key], key
     assert status["summary"].startswith("Production v0.1.0 (") and status["summary"].endswith(
         "1 file pending deployment.")
+    assert result.content[0].text == status["summary"]  # what a client shows first is the sentence, not JSON
+    assert json.loads(result.content[1].text) == status
 
 
 def test_preview_then_deploy_with_digest_and_progress(project: Project) -> None:
@@ -47,9 +80,9 @@ def test_preview_then_deploy_with_digest_and_progress(project: Project) -> None:
 
     async def scenario() -> tuple[Any, Any, Any]:
         async with mcp_session(project.config) as s:
-            _, preview = await call(s, "ua_self_deploy")
+            _, preview = await call(s, "default_deploy")
             untouched = project.target.exists()
-            _, done = await call(s, "ua_self_deploy", progress, plan_digest=preview["plan"]["digest"])
+            _, done = await call(s, "default_deploy", progress, plan_digest=preview["plan"]["digest"])
             return preview, untouched, done
 
     preview, existed_after_preview, done = run(scenario)
@@ -59,31 +92,42 @@ def test_preview_then_deploy_with_digest_and_progress(project: Project) -> None:
     assert done["changed"] is True and done["version"] == "0.1.0"
     assert done["summary"].startswith("Found 9 files to update. Deploying... Success (0.1.0, d-")
     assert project.version()["deploy_id"] == done["deploy_id"]
-    messages = [m for _, m in progress]
+    messages = [m for _, _, m in progress]
     for step in ("lock", "preflight", "backup", "stage", "validate", "commit", "verify", "record"):
         assert any(m.startswith(step) for m in messages), (step, messages)
-    assert [v for v, _ in progress] == sorted(v for v, _ in progress)  # monotonic
+    values = [v for v, _, _ in progress]
+    assert all(a < b for a, b in zip(values, values[1:])), values  # the protocol: progress only grows
+    assert {t for _, t, _ in progress} == {8} and progress[-1] == (8, 8, "done")  # a client can draw a bar
 
 
-def test_digest_mismatch_is_refused_with_a_fresh_preview(project: Project) -> None:
+def test_digest_mismatch_is_a_structured_error_with_the_new_preview_and_digest(project: Project) -> None:
     ok(project.run("deploy"))
     before = tree(project.target)
 
-    async def scenario() -> tuple[Any, Any]:
+    async def scenario() -> tuple[Any, Any, Any]:
         async with mcp_session(project.config) as s:
-            _, preview = await call(s, "ua_self_deploy")
+            _, preview = await call(s, "default_deploy")
             bump(project)  # the source changes after the preview
             bump(project, "server.py")
-            refused = await call(s, "ua_self_deploy", plan_digest=preview["plan"]["digest"])
-            return preview, refused
+            refused = await call_result(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            unchanged = tree(project.target)
+            again = await call(s, "default_deploy", plan_digest=refused.structured_content["plan_digest"])
+            return preview, (refused, unchanged), again
 
-    preview, (is_error, text) = run(scenario)
+    preview, (refused, unchanged), again = run(scenario)
     assert preview["summary"] == "Nothing to deploy: production already matches the source."
-    assert is_error and "plan changed since it was previewed" in text
-    assert "preview again (the ua_self_deploy tool without plan_digest)" in text  # the tool, not a CLI flag
+    text = refused.content[0].text
+    assert refused.is_error and "plan changed since it was previewed" in text
+    assert "preview again (the default_deploy tool without plan_digest)" in text  # the tool, not a CLI flag
     assert "--dry-run" not in text
     assert "New preview: Found 2 files to update" in text
-    assert tree(project.target) == before
+    error = refused.structured_content
+    assert error["error_type"] == "PlanMismatch" and error["exit_code"] == 6 and error["ok"] is False
+    assert error["preview"]["plan"]["counts"]["changed"] == 2 and error["preview"]["dry_run"] is True
+    assert error["plan_digest"] == error["preview"]["plan"]["digest"] != preview["plan"]["digest"]
+    assert unchanged == before
+    assert again == (False, again[1]) and again[1]["changed"] is True  # the new digest deploys as it is
+    assert (project.target / "server.py").read_bytes() == (project.source / "server.py").read_bytes()
 
 
 def test_rollback_and_backup_listing(project: Project) -> None:
@@ -94,8 +138,8 @@ def test_rollback_and_backup_listing(project: Project) -> None:
 
     async def scenario() -> tuple[Any, Any]:
         async with mcp_session(project.config) as s:
-            listing = await call(s, "ua_self_rollback", list_backups=True)
-            done = await call(s, "ua_self_rollback")
+            listing = await call(s, "default_rollback", list_backups=True)
+            done = await call(s, "default_rollback")
             return listing, done
 
     (err1, listing), (err2, done) = run(scenario)
@@ -114,18 +158,18 @@ def test_errors_are_tool_errors_and_the_server_keeps_answering(project: Project)
     async def scenario() -> list[tuple[bool, Any]]:
         out = []
         async with mcp_session(project.config) as s:
-            _, preview = await call(s, "ua_self_deploy")
-            out.append(await call(s, "ua_self_deploy", plan_digest=preview["plan"]["digest"]))
-            out.append(await call(s, "ua_self_rollback"))
+            _, preview = await call(s, "default_deploy")
+            out.append(await call(s, "default_deploy", plan_digest=preview["plan"]["digest"]))
+            out.append(await call(s, "default_rollback"))
             holder.send_signal(signal.SIGKILL)
             holder.wait()
             project.config.write_text("profiles: {default: {source: nowhere}}\n")
-            out.append(await call(s, "ua_self_status"))
+            out.append(await call(s, "default_status"))
             (project.source / "agents.json").write_text("{broken")
             project.config.write_text(good_config)
-            _, preview = await call(s, "ua_self_deploy")
-            out.append(await call(s, "ua_self_deploy", plan_digest=preview["plan"]["digest"]))
-            out.append(await call(s, "ua_self_status"))
+            _, preview = await call(s, "default_deploy")
+            out.append(await call(s, "default_deploy", plan_digest=preview["plan"]["digest"]))
+            out.append(await call(s, "default_status"))
         return out
 
     try:
@@ -139,13 +183,44 @@ def test_errors_are_tool_errors_and_the_server_keeps_answering(project: Project)
     assert not status[0] and status[1]["version"] == "0.1.0"
 
 
-def test_server_refuses_to_start_on_a_broken_config(project: Project) -> None:
-    import subprocess
-
-    from mcp_client import SCRIPT
-
+def test_a_server_started_on_a_broken_config_stays_up_and_answers_with_the_error(project: Project) -> None:
+    """It used to exit at start, and a client saw only "Connection closed"."""
+    good = project.config.read_text()
     project.config.write_text("profiles: []\n")
-    proc = subprocess.run([SCRIPT, "mcp", "--config", str(project.config)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=30)
-    assert proc.returncode == 2 and "profiles: expected a mapping" in proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+    async def scenario() -> tuple[list[str], list[Any], Any]:
+        async with mcp_session(project.config) as s:
+            names = sorted(t.name for t in (await s.list_tools()).tools)
+            answers = [await call_result(s, f"default_{t}") for t in TOOLS]
+            project.config.write_text(good)  # fixed while the server runs: the next call works
+            return names, answers, await call(s, "default_status")
+
+    names, answers, fixed = run(scenario)
+    assert names == [f"default_{t}" for t in TOOLS]
+    for result in answers:
+        assert result.is_error
+        assert [c.text for c in result.content] == [f"{project.config}:1: profiles: expected a mapping, got []"]
+        assert result.structured_content["error_type"] == "ConfigError" and result.structured_content["exit_code"] == 2
+    assert fixed[0] is False and fixed[1]["summary"].startswith("Nothing deployed yet")
+
+
+def test_a_broken_profile_keeps_its_explicit_tool_prefix(project: Project) -> None:
+    del project.profile["include"]  # required: the profile cannot be loaded
+    project.write_config(mcp={"tool_prefix": "agents_"})
+
+    async def scenario() -> tuple[list[str], tuple[bool, Any]]:
+        async with mcp_session(project.config) as s:
+            return sorted(t.name for t in (await s.list_tools()).tools), await call(s, "agents_diff")
+
+    names, (is_error, text) = run(scenario)
+    assert names == [f"agents_{t}" for t in TOOLS]
+    assert is_error and "profiles.default" in text and "'include' is required" in text
+
+
+def test_mcp_task_without_any_config_still_serves_the_error(tmp_path: Path) -> None:
+    async def scenario() -> tuple[bool, Any]:
+        async with mcp_session(tmp_path / "missing.yaml") as s:
+            return await call(s, "default_status")
+
+    is_error, text = run(scenario)
+    assert is_error and "missing.yaml: config file not found" in text

@@ -140,3 +140,29 @@ def test_shell_completion_through_invoke(project: Project) -> None:
     flags = subprocess.run([script, "--complete", "--", "mcp-deploy", "deploy", "--"], capture_output=True,
                            text=True).stdout
     assert "--dry-run" in flags and "--plan" in flags
+
+
+def test_a_run_with_nothing_to_do_prints_one_line(project: Project) -> None:
+    ok(project.run("deploy"))
+    proc = ok(project.run("deploy"))
+    assert proc.stdout == "Nothing to deploy: production already matches.\n" and proc.stderr == ""
+    code, shown = in_terminal(project, "deploy")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    assert code == 0 and plain.split() == "Nothing to deploy: production already matches.".split(), repr(plain)
+    waiting = ok(project.run("deploy", "--wait", "5"))  # a run that may queue for the lock says so at once
+    assert waiting.stderr.startswith("[idle] lock\n")
+
+
+def test_finished_bars_show_their_totals_and_no_line_repeats(project: Project) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    code, shown = in_terminal(project, "deploy")
+    assert code == 0
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    for what in ("hash", "backup", "copy", "commit"):  # hash and commit count files without knowing a total
+        done, total = re.findall(rf"{what} +[0-9.]+ (?:B|KiB) [━ ]+ (\d+)/(\S+) +files", plain)[-1]
+        assert done == total, (what, done, total)
+    bump(project, "server.py")
+    lines = ok(project.run("deploy")).stderr.splitlines()
+    assert len([line for line in lines if line.startswith("[hash]")]) == 1, lines
+    assert len(lines) == len(set(lines)), lines
