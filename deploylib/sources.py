@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .context import Operation, Survey
 from .errors import CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .ids import utc_now
+from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
 from .manifest import Entry, Scan, scan
 from .naming import hint
@@ -31,10 +32,27 @@ class TreeSource:
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
-        found = scan(self.root, op.profile.rules, op.cache, source=True)
+        found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
         self.stamps = found.stamps
         _strip_setid(op, found)
+        self._note_dirty(op)
         return found
+
+    def _ignored(self, op: Operation) -> Callable[[list[str]], set[str]] | None:
+        if not use_gitignore(self.root, op.profile.respect_gitignore, op.profile.config_path):
+            return None
+        return lambda paths: git_ignored(self.root, paths)
+
+    def _note_dirty(self, op: Operation) -> None:
+        commit, dirty = git_state(self.root)
+        if dirty:
+            op.note(f"the source has uncommitted changes to tracked files (on {commit[:7] if commit else '?'}): "
+                    "they are deployed as they are, and VERSION records git_dirty: true; "
+                    "--ref HEAD deploys the last commit only")
+
+    def git(self) -> tuple[str | None, bool | None]:
+        """(commit, dirty) of what this deploy ships."""
+        return git_state(self.root)
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
@@ -65,13 +83,17 @@ class TreeSource:
     def verify_available(self, plan: Plan) -> None:
         """Source files are checked as they are copied (hash and stat), nothing to do up front."""
 
+    def origin(self) -> str:
+        """Where the files came from, as VERSION's deployed_from records it."""
+        return str(self.root)
+
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         prev = survey.previous or {}
-        commit, dirty = git_state(self.root)
+        commit, dirty = self.git()
         return {
-            "version": source_version(self.root) or op.op_id,
+            "version": self.next_version() or op.op_id,
             "deployed": utc_now(),
-            "deployed_from": str(self.root),
+            "deployed_from": self.origin(),
             "git_commit": commit,
             "git_dirty": dirty,
             "deployed_by": op.profile.deployed_by,

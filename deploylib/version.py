@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -69,7 +70,9 @@ def git_state(source: Path) -> tuple[str | None, bool | None]:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        # GIT_OPTIONAL_LOCKS=0: `git status` must not refresh (write) the user's index under them
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
