@@ -48,20 +48,21 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         result = await call(lambda: operations.status(config, profile))
         return result.to_json()
 
-    async def deploy(ctx: Context, plan_digest: str | None = None) -> dict[str, Any]:
+    async def deploy(ctx: Context, plan_digest: str | None = None, ref: str | None = None) -> dict[str, Any]:
         """Without plan_digest: preview the deployment (nothing changes). With the digest from a preview:
-        deploy exactly that plan (refused if the source changed since), with progress notifications."""
+        deploy exactly that plan (refused if the source changed since), with progress notifications.
+        `ref` (a git branch, tag or commit) deploys exactly what git committed there, not the working tree."""
         if not plan_digest:
-            preview = await call(lambda: operations.deploy(config, profile, dry_run=True))
+            preview = await call(lambda: operations.deploy(config, profile, dry_run=True, ref=ref))
             return {**preview.to_json(), "summary": preview_summary(preview)}
         relay = ProgressRelay(ctx)
         try:
             result = await anyio.to_thread.run_sync(
-                lambda: operations.deploy(config, profile, plan_digest=plan_digest, on_event=relay))
+                lambda: operations.deploy(config, profile, plan_digest=plan_digest, ref=ref, on_event=relay))
         except DeployError as exc:
             if exc.kind != PlanMismatch.__name__:
                 raise ToolError(exc.message) from None
-            fresh = await call(lambda: operations.deploy(config, profile, dry_run=True))
+            fresh = await call(lambda: operations.deploy(config, profile, dry_run=True, ref=ref))
             raise ToolError(f"{exc.message}. New preview: {preview_summary(fresh)}") from None
         return {**result.to_json(), "summary": deploy_summary(result)}
 

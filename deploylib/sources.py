@@ -10,6 +10,7 @@ from typing import Any, Callable
 from .context import Operation, Survey
 from .errors import CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
+from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
@@ -106,6 +107,32 @@ class TreeSource:
             "snapshot_id": snapshot.id if snapshot else None,
             **_file_lists(survey),
         }
+
+
+class RefSource(TreeSource):
+    """Deploy --ref: the committed tree of a git ref, exported into a temporary directory.
+
+    Everything in it is committed, hence tracked, so git ignores none of it and nothing is dirty.
+    """
+
+    def __init__(self, exported: ExportedRef) -> None:
+        super().__init__(exported.tree)
+        self.exported = exported
+
+    def _ignored(self, op: Operation) -> Callable[[list[str]], set[str]] | None:
+        return None
+
+    def _note_dirty(self, op: Operation) -> None:
+        pass
+
+    def git(self) -> tuple[str | None, bool | None]:
+        return self.exported.commit, False
+
+    def next_version(self) -> str | None:
+        return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
+
+    def origin(self) -> str:
+        return f"{self.exported.repo} @ {self.exported.ref}"
 
 
 def _strip_setid(op: Operation, found: Scan) -> None:

@@ -101,9 +101,11 @@ def _seconds(value: str | None) -> float:
             "plan": "Deploy only if the plan's digest is still DIGEST (as printed by --dry-run).",
             "wait": "If another operation holds the lock, wait up to SECONDS for it (default: fail at once).",
             "adopt": "Let the deploy overwrite files in production that MCP Deploy did not deploy, if they match "
-                     "this glob (repeatable; '**' for all); without it such files are refused (exit 4)."},
+                     "this glob (repeatable; '**' for all); without it such files are refused (exit 4).",
+            "ref": "Deploy exactly the committed tree of this git ref (branch, tag, commit) of the source's "
+                   "repository: no working-tree edits, no untracked files (a bad ref: exit 2)."},
       iterable=["adopt"])
-def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, json_=False,
+def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, ref=None, json_=False,
            verbose=False):
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
@@ -111,7 +113,8 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
     3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
-                                          wait=_seconds(wait), adopt=tuple(adopt or ()), on_event=events),
+                                          wait=_seconds(wait), adopt=tuple(adopt or ()), ref=ref,
+                                          on_event=events),
          json_, verbose, report.operation, live=True)
 
 
