@@ -74,7 +74,13 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
         snapshot_id=op.record.snapshot_id if changed else None,
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
+        previous_git_commit=prev.get("git_commit"),
     )
+    if changed:
+        result.release, result.git_commit, result.git_dirty = info.get("release"), info.get("git_commit"), \
+            info.get("git_dirty")
+    elif dry_run:
+        result.release, result.git_commit, result.git_dirty = op.source.next_release()
     result.message = report.operation_message(result)
     return result
 
@@ -141,6 +147,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         operation=prev.get("operation"), pending=plan.summary(), drift=drift,
         lock=holder.__dict__ if holder else None, last=records[-1] if records else None,
         rollback_target=target_snap.id if target_snap else None, notes=notes,
+        release=prev.get("release"), git_commit=prev.get("git_commit"), git_dirty=prev.get("git_dirty"),
     )
     result.summary = report.status_summary(result)
     return result

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .context import Operation, Survey
-from .errors import CorruptState, NothingToRollBack, SourceChanged
+from .config import clip
+from .errors import ConfigError, CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .gitref import ExportedRef
 from .ids import utc_now
@@ -17,6 +18,7 @@ from .layout import is_op_id
 from .manifest import Entry, Scan, scan
 from .naming import hint
 from .plan import Plan
+from .report import release_label
 from .store import Snapshot, Store
 from .version import git_state, source_version
 
@@ -80,6 +82,10 @@ class TreeSource:
     def next_version(self) -> str | None:
         """The version a deploy now would record (None: it will be the deploy id)."""
         return source_version(self.root)
+
+    def next_release(self) -> tuple[str | None, str | None, bool | None]:
+        """(release id, git commit, dirty) a deploy now would record; the id is made only by the deploy."""
+        return (None, *self.git())
 
     def verify_available(self, plan: Plan) -> None:
         """Source files are checked as they are copied (hash and stat), nothing to do up front."""
@@ -181,6 +187,10 @@ class SnapshotSource:
     def next_version(self) -> str | None:
         return self.snapshot.version if self.snapshot else None
 
+    def next_release(self) -> tuple[str | None, str | None, bool | None]:
+        info = (self.snapshot.version_info if self.snapshot else None) or {}
+        return self.snapshot.release if self.snapshot else None, info.get("git_commit"), info.get("git_dirty")
+
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         snap = self.snapshot
         assert snap is not None
@@ -245,6 +255,7 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         [s for s in snapshots if s.version == selector],
     ):
         if match:
+            _one_release(selector, match)
             return match[-1]
     if is_op_id(selector) and (store.snapshot_dir / f"{selector}.json").exists():
         store.load(selector)  # a snapshot by that id exists but cannot be read: say why (CorruptState)
@@ -252,3 +263,18 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         f"{store.root}: no snapshot matches '{selector}' (tried snapshot id, deploy id, version); "
         f"see `{hint('backups')}`"
     )
+
+
+def _one_release(selector: str, matches: list[Snapshot]) -> None:
+    """A version several releases share (an unbumped pyproject) names none of them: refuse, listing them."""
+    newest = {s.release or s.id: s for s in matches}  # snapshots come oldest first: the newest per release wins
+    if len(newest) < 2:
+        return
+    shown = []
+    for snap in reversed(newest.values()):
+        info = snap.version_info or {}
+        label = release_label(None, info.get("git_commit"), snap.release or "the baseline", info.get("deployed"))
+        shown.append(f"{label} (snapshot {snap.id})")
+    raise ConfigError(f"'{clip(selector)}' is the version of {len(newest)} releases: {'; '.join(shown[:10])}"
+                      f"{' ...' if len(shown) > 10 else ''}; roll back to one of them by its release id or "
+                      f"snapshot id (see `{hint('backups')}`)")
