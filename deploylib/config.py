@@ -84,6 +84,7 @@ class Profile:
     deployed_by: str = ""
     tool_prefix: str = ""  # MCP tool names: <prefix>deploy, <prefix>status, ... (default: "<profile>_")
     version_file: str = VERSION_FILE  # written into production's top directory by every deploy
+    respect_gitignore: bool | None = None  # None: when the source is in a git work tree
 
 
 def schema() -> dict[str, Any]:
@@ -491,6 +492,7 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
         deployed_by=raw.get("deployed_by") or _whoami(),
         tool_prefix=raw.get("mcp", {}).get("tool_prefix") or derived_prefix(name),
         version_file=raw.get("version_file", VERSION_FILE),
+        respect_gitignore=raw.get("respect_gitignore"),
     )
 
 

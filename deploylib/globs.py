@@ -13,6 +13,8 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from .ignore import NEVER_MANAGED
+
 # Files named like credentials (in any letter case) never enter the sync set unless the
 # profile lifts them by name with `unsafe_allow_secrets`.
 from .secrets import is_secret_name
@@ -126,9 +128,13 @@ class PatternSet:
         return self.matches(reldir + "/\x00probe") and self.matches(reldir + "/\x00/\x00probe")
 
 
+_NEVER = PatternSet(NEVER_MANAGED)
+
+
 @dataclass(frozen=True)
 class SyncRules:
-    """Which files of a tree are managed: included, not excluded, not a withheld secret."""
+    """Which files of a tree are managed: included, not excluded (by the profile or the built-in
+    NEVER_MANAGED list), not a withheld secret."""
 
     include: PatternSet
     exclude: PatternSet
@@ -150,12 +156,21 @@ class SyncRules:
         def union(ps: PatternSet) -> str:
             return "|".join(f"(?:{translate(p)})" for p in ps.patterns) or "(?!)"
 
-        return re.compile(f"(?!(?:{union(self.exclude)}))(?:{union(self.include)})")
+        excluded = PatternSet(self.exclude.patterns + _NEVER.patterns)
+        return re.compile(f"(?!(?:{union(excluded)}))(?:{union(self.include)})")
 
     def is_managed(self, relpath: str) -> bool:
         rx = self._managed
         return (rx is not None and rx.match(relpath) is not None
                 and not self.is_secret(relpath))
+
+    def excluded(self, relpath: str) -> bool:
+        """Excluded by the profile or never managed (secrets aside)."""
+        return self.exclude.matches(relpath) or _NEVER.matches(relpath)
+
+    def prunes(self, reldir: str) -> bool:
+        """True when nothing under `reldir` can be managed, so the walk need not enter it."""
+        return _NEVER.covers_dir(reldir) or self.exclude.covers_dir(reldir)
 
     def walk_roots(self) -> list[str]:
         """The smallest set of directories a walk must enter to find every included file."""

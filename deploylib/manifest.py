@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from .errors import CorruptState, PreflightFailed
 from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
+from .ignore import VENV_MARKER
 from .layout import VERSION_FILE, safe_relpath
 
 
@@ -192,20 +193,24 @@ def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]
                     children = list(it)
             except FileNotFoundError:
                 continue
+            if rel and any(c.name == VENV_MARKER for c in children):
+                continue  # a virtualenv, whatever its name: never managed, never walked
             for child in children:
                 childrel = f"{rel}/{child.name}" if rel else child.name
                 if child.is_dir(follow_symlinks=False):
-                    if not rules.exclude.covers_dir(childrel):
+                    if not rules.prunes(childrel):
                         stack.append((child.path, childrel))
                 else:
                     yield childrel, child
 
 
-def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False) -> Scan:
+def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False,
+         ignored: Callable[[list[str]], set[str]] | None = None) -> Scan:
     """Manifest of the files under `root` that the sync rules select (the source tree).
 
     With `source=True` a symlink that escapes the root is an error: deploying it
-    would make production read files outside the tree.
+    would make production read files outside the tree. `ignored` (git's ignore rules)
+    is asked once, with every candidate path, before anything is hashed.
     """
     entries: Manifest = {}
     withheld: list[str] = []
@@ -214,11 +219,17 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         return Scan(entries, withheld)
     hashes = cache.tree(root)
     base, is_managed = str(root), rules.is_managed  # hoisted: this loop runs once per file
+    managed: list[tuple[str, os.DirEntry[str]]] = []
     for relpath, dirent in walk(root, rules):
-        if not is_managed(relpath):
-            if rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.exclude.matches(relpath):
-                withheld.append(relpath)
-            continue
+        if is_managed(relpath):
+            managed.append((relpath, dirent))
+        elif rules.is_secret(relpath) and rules.include.matches(relpath) and not rules.excluded(relpath):
+            withheld.append(relpath)
+    if ignored is not None:
+        skip = ignored([p for p, _ in managed] + withheld)
+        managed = [(p, d) for p, d in managed if p not in skip]
+        withheld = [p for p in withheld if p not in skip]
+    for relpath, dirent in managed:
         st = dirent.stat(follow_symlinks=False)
         entry = _entry(f"{base}/{relpath}", relpath, st, hashes, source)
         if entry is not None:

@@ -45,6 +45,12 @@ PlanDigest = Annotated[str | None, Field(
 To = Annotated[str | None, Field(
     description="Snapshot id, deploy id or version to restore (see list_backups); "
                 "omit it for the release before the current one.")]
+Ref = Annotated[str | None, Field(
+    description="A git branch, tag or commit of the source's repository: deploy exactly what git committed "
+                "there, not the working tree (default: the working tree).")]
+OverwriteDrift = Annotated[bool, Field(
+    description="Let the deploy overwrite managed files that were edited in production by hand (the backup "
+                "keeps the edited files); without it such a deploy is refused.")]
 ListBackups = Annotated[bool, Field(description="Only list the snapshots (what `to` accepts); change nothing.")]
 DryRun = Annotated[bool, Field(description="Only show what the rollback would change; change nothing.")]
 Limit = Annotated[int, Field(ge=0, description="How many of the newest records to return (0 for all).")]
@@ -86,21 +92,25 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         """Production version and age, files pending, drift, lock holder and the last result."""
         return await answer(lambda: operations.status(config, profile), report.status_summary)
 
-    async def deploy(ctx: Context, plan_digest: PlanDigest = None) -> Reply:
+    async def deploy(ctx: Context, plan_digest: PlanDigest = None, ref: Ref = None,
+                     overwrite_drift: OverwriteDrift = False) -> Reply:
         """Without plan_digest: preview the deployment (nothing changes). With the digest from a preview:
         deploy exactly that plan, with progress notifications; if the source has changed since, the
         refusal carries the new preview and its digest."""
         if not plan_digest:
-            return await answer(lambda: operations.deploy(config, profile, dry_run=True), report.preview_summary)
+            return await answer(lambda: operations.deploy(config, profile, dry_run=True, ref=ref),
+                                report.preview_summary)
         relay = ProgressRelay(ctx)
         try:
             result = await anyio.to_thread.run_sync(
-                lambda: operations.deploy(config, profile, plan_digest=plan_digest, on_event=relay))
+                lambda: operations.deploy(config, profile, plan_digest=plan_digest, ref=ref,
+                                          overwrite_drift=overwrite_drift, on_event=relay))
         except DeployError as exc:
             if exc.kind != PlanMismatch.__name__:
                 return failure(exc)
             try:
-                fresh = await anyio.to_thread.run_sync(lambda: operations.deploy(config, profile, dry_run=True))
+                fresh = await anyio.to_thread.run_sync(
+                    lambda: operations.deploy(config, profile, dry_run=True, ref=ref))
             except DeployError as again:
                 return failure(again)
             preview = {**fresh.to_json(), "summary": report.preview_summary(fresh)}

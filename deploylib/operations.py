@@ -7,9 +7,11 @@ returns a result object. Failures raise `DeployError` subclasses.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
-from . import pipeline, recovery, report
+from . import gitref, pipeline, recovery, report
 from .config import Profile, load_profile
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, LockHeld
@@ -25,7 +27,7 @@ from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult,
                       ReleaseDiffResult, StatsResult, StatusResult)
 from .retention import protected_ids
 from .retention import prune as apply_retention
-from .sources import SnapshotSource, TreeSource, default_snapshot
+from .sources import RefSource, SnapshotSource, TreeSource, default_snapshot
 from .steps.preflight import survey
 from .store import store_for
 from .textdiff import Side, unified
@@ -36,7 +38,8 @@ PathLike = str | os.PathLike[str] | None
 
 def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: str | None = None,
                adopt: tuple[str, ...] = (), overwrite_drift: bool = False,
-               on_event: EventSink | None = None) -> Operation:
+               on_event: EventSink | None = None, cache_roots: list[Path] | None = None) -> Operation:
+    """`cache_roots`: the trees whose hashes the cache keeps (default: the profile's source and target)."""
     prefix = DEPLOY_PREFIX if source.operation == "deploy" else ROLLBACK_PREFIX
     op_id = new_id(prefix)
     target = profile.target
@@ -45,7 +48,7 @@ def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: s
     return Operation(
         profile=profile, source=source, record=record, journal=Journal(profile.state_dir),
         store=store_for(profile),
-        cache=HashCache(hash_cache_path(profile.state_dir), [profile.source, target]),
+        cache=HashCache(hash_cache_path(profile.state_dir), cache_roots or [profile.source, target]),
         emit=on_event or (lambda kind, data: None), wait=wait, expected_digest=digest,
         adopt=PatternSet(tuple(adopt)), overwrite_drift=overwrite_drift,
     )
@@ -72,23 +75,39 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
         snapshot_id=op.record.snapshot_id if changed else None,
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
+        previous_git_commit=prev.get("git_commit"),
     )
+    if changed:
+        result.release, result.git_commit, result.git_dirty = info.get("release"), info.get("git_commit"), \
+            info.get("git_dirty")
+    elif dry_run:
+        result.release, result.git_commit, result.git_dirty = op.source.next_release()
     result.message = report.operation_message(result)
     return result
 
 
 def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,
            plan_digest: str | None = None, wait: float = 0.0, adopt: tuple[str, ...] = (),
-           overwrite_drift: bool = False, on_event: EventSink | None = None) -> OperationResult:
+           overwrite_drift: bool = False, ref: str | None = None,
+           on_event: EventSink | None = None) -> OperationResult:
     """Deploy the source tree into production (or, with dry_run, only plan it).
 
     `adopt` names (globs) files in production that MCP Deploy did not deploy but may overwrite;
-    `overwrite_drift` lets it overwrite managed files that were edited in production by hand.
+    `overwrite_drift` lets it overwrite managed files that were edited in production by hand;
+    `ref` deploys the committed tree of that git ref instead of the working tree.
     """
     prof = load_profile(config, profile)
-    op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
-                    overwrite_drift=overwrite_drift, on_event=on_event)
-    return _run(op, dry_run)
+    if ref is None:
+        op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
+                        overwrite_drift=overwrite_drift, on_event=on_event)
+        return _run(op, dry_run)
+    with gitref.exported(prof.source, ref) as exported:
+        # every step reads "the source" from the profile: point it at the export; the hash cache keeps
+        # the real source's section (the export's hashes die with it)
+        op = _operation(replace(prof, source=exported.tree), RefSource(exported), wait=wait, digest=plan_digest,
+                        adopt=adopt, overwrite_drift=overwrite_drift, on_event=on_event,
+                        cache_roots=[prof.source, prof.target])
+        return _run(op, dry_run)
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
@@ -134,6 +153,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         operation=prev.get("operation"), pending=plan.summary(), drift=drift,
         lock=holder.__dict__ if holder else None, last=records[-1] if records else None,
         rollback_target=target_snap.id if target_snap else None, notes=notes,
+        release=prev.get("release"), git_commit=prev.get("git_commit"), git_dirty=prev.get("git_dirty"),
     )
     result.summary = report.status_summary(result)
     return result

@@ -29,6 +29,34 @@ def touched(plan: dict[str, Any]) -> int:
     return int(counts["added"] + counts["changed"] + counts["removed"])
 
 
+def short(commit: object) -> str:
+    """A commit as people quote it (7 hex digits), or '' when unknown."""
+    return commit[:7] if isinstance(commit, str) else ""
+
+
+def version_label(version: object, commit: object = None, dirty: object = None) -> str:
+    """'0.1.0 (abc1234)', '0.1.0 (abc1234-dirty)' from a checkout with edits, '0.1.0' outside git."""
+    tag = short(commit) + ("-dirty" if dirty and commit else "")
+    return f"{version} ({tag})" if tag else str(version)
+
+
+def release_label(version: object, commit: object, release: object, when: object, dirty: object = None) -> str:
+    """What tells releases apart: '0.1.0 (abc1234) d-2026...-3df90d, 2026-11-24 17:23:08Z'.
+
+    A version that is the release id itself (no pyproject, no git) is said once.
+    """
+    named = str(release) if version in (None, release) else f"{version_label(version, commit, dirty)} {release}"
+    if version in (None, release) and commit:
+        named += f" ({short(commit)}{'-dirty' if dirty else ''})"
+    return f"{named}, {moment(when)}" if when else named
+
+
+def moment(when: object) -> str:
+    """An ISO time from state as people read it: '2026-11-24 17:23:08Z' (UTC, whole seconds)."""
+    text = str(when)
+    return text[:10] + " " + text[11:19] + "Z" if len(text) >= 19 and text[10] == "T" else text
+
+
 def plan_lines(plan: dict[str, Any], versions: tuple[str | None, str | None] | None = None,
                limit: int = 50) -> list[str]:
     """The plan as people read it: counts, version from -> to, each file with its size, hand edits."""
@@ -63,8 +91,20 @@ def operation_message(r: OperationResult) -> str:
     if r.dry_run:
         restore = f"; would restore{snapshot} ({r.version})" if snapshot else ""
         return f"{files(touched(r.plan))} would change (dry run, nothing written){restore}; plan {r.plan['digest']}"
-    done = "deployed" if r.operation == "deploy" else "rolled back to"
-    return f"{done} {r.version} ({files(touched(r.plan))}); {r.deploy_id}"
+    return f"{_done(r)} ({files(touched(r.plan))})"
+
+
+def _done(r: OperationResult) -> str:
+    """'deployed 0.1.0 (abc1234) as d-X', 'rolled back to release d-A, 0.1.0 (abc1234), as r-Y': never an id twice."""
+    if r.operation == "deploy":
+        if r.version in (None, r.deploy_id):
+            tag = f" ({short(r.git_commit)}{'-dirty' if r.git_dirty else ''})" if r.git_commit else ""
+            return f"deployed {r.deploy_id}{tag}"
+        return f"deployed {version_label(r.version, r.git_commit, r.git_dirty)} as {r.deploy_id}"
+    what = f"release {r.release}" if r.release and not r.release.startswith("baseline:") else "the baseline"
+    if r.version not in (None, r.release, "baseline"):
+        what += f", {version_label(r.version, r.git_commit, r.git_dirty)},"
+    return f"rolled back to {what} from snapshot {r.restored_from} as {r.deploy_id}"
 
 
 def status_summary(r: StatusResult) -> str:
@@ -73,7 +113,8 @@ def status_summary(r: StatusResult) -> str:
     if r.deployed:
         shown = str(r.version)
         shown = f"v{shown}" if shown[:1].isdigit() else shown
-        text = f"Production {shown} ({_age(r.age_seconds)} old). {files(pending)} pending deployment."
+        commit = f"{short(r.git_commit)}{'-dirty' if r.git_dirty else ''}, " if r.git_commit else ""
+        text = f"Production {shown} ({commit}{_age(r.age_seconds)} old). {files(pending)} pending deployment."
     else:
         text = f"Nothing deployed yet to {r.target}. {files(pending)} pending deployment."
     if r.drift:
@@ -99,8 +140,10 @@ def preview_summary(r: OperationResult) -> str:
     drift = r.plan.get("drift", [])
     edited = (f" {len(drift)} file(s) were edited in production by hand ({', '.join(drift[:5])}): deploying "
               "would overwrite them; copy the edits into the source first." if drift else "")
+    before = (release_label(r.previous_version, r.previous_git_commit, r.previous_id, None)
+              if r.previous_id else "nothing deployed")
     return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
-            f"{counts['removed']} removed), {r.previous_version or 'nothing deployed'} -> {r.version}.{edited} "
+            f"{counts['removed']} removed), {before} -> {version_label(r.version, r.git_commit, r.git_dirty)}.{edited} "
             f"Deploy with plan_digest={r.plan['digest']}.")
 
 
@@ -114,12 +157,15 @@ def deploy_summary(r: OperationResult) -> str:
     if not r.changed:
         return "Nothing to deploy: production already matches the source."
     backup = "Creating backup... " if r.snapshot_id else ""
-    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({r.version}, {r.deploy_id})."
+    commit = f", commit {short(r.git_commit)}" if r.git_commit else ""
+    named = r.deploy_id if r.version == r.deploy_id else f"{r.version}, {r.deploy_id}"
+    return f"Found {files(touched(r.plan))} to update. {backup}Deploying... Success ({named}{commit})."
 
 
 def rollback_summary(r: OperationResult) -> str:
     verb = "Would roll back" if r.dry_run else "Rolled back"
-    return f"{verb} to {r.restored_from} ({r.version or 'preview'}): {r.message}."
+    commit = f", {short(r.git_commit)}" if r.git_commit else ""
+    return f"{verb} to {r.restored_from} ({r.version or 'preview'}{commit}): {r.message}."
 
 
 def backups_summary(r: BackupsResult) -> str:
@@ -142,10 +188,9 @@ def operation(r: OperationResult, plan_shown: bool = False) -> str:
     lines += [f"note: {n}" for n in r.notes]
     if r.changed:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""
-        verb = "Deployed" if r.operation == "deploy" else f"Rolled back to snapshot {r.restored_from}:"
         took = sum(r.timings.values())
-        named = r.version if r.version == r.deploy_id else f"{r.version} as {r.deploy_id}"
-        lines.append(f"{verb} {named} in {took:.2f}s{backup}. Success.")
+        done = _done(r)
+        lines.append(f"{done[0].upper()}{done[1:]} in {took:.2f}s{backup}. Success.")
     elif r.dry_run and pending:
         flag = f"--plan {r.plan['digest']}"
         if r.operation == "rollback":
@@ -160,7 +205,10 @@ def operation(r: OperationResult, plan_shown: bool = False) -> str:
 def status(r: StatusResult) -> str:
     lines = [r.summary, f"  target:   {r.target}", f"  source:   {r.source}"]
     if r.deployed:
-        lines.append(f"  release:  {r.version} ({r.deploy_id}, {r.operation} at {r.deployed_at})")
+        release = r.release or r.deploy_id
+        how = f"{r.operation} {r.deploy_id}" if r.deploy_id != release else str(r.operation)
+        lines.append(f"  release:  {release_label(r.version, r.git_commit, release, None, r.git_dirty)} "
+                     f"({how} at {moment(r.deployed_at)})")
     pending = r.pending
     for key, mark in (("added", "+"), ("changed", "~"), ("removed", "-")):
         for path in pending.get(key, [])[:20]:
@@ -235,9 +283,11 @@ def history(r: HistoryResult) -> str:
     lines = []
     for rec in r.records:
         state = _outcome(rec)
-        when = rec.get("finished") or rec.get("started") or ""
+        when = moment(rec.get("finished") or rec.get("started") or "")
         what = rec.get("version") or rec.get("action") or ""
-        lines.append(f"{when:24} {rec.get('event', '?'):9} {rec.get('id', '?'):40} {what} {state}".rstrip())
+        what = "" if what == rec.get("id") else what  # a version that is the id itself: said once
+        lines.append(f"{when:20} {rec.get('event', '?'):9} {rec.get('id', '?'):33} {str(what):12} "
+                     f"{short(rec.get('git_commit')):7} {state}".rstrip())
     if r.damaged_lines:
         lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
     return "\n".join(lines)
@@ -257,11 +307,13 @@ def backups(r: BackupsResult) -> str:
     if not r.snapshots:
         lines = [f"No backups yet ({r.backup_dir})."]
     else:
-        lines = [f"{'snapshot':36} {'created':24} {'version':12} {'files':>6} {'size':>10}"]
+        lines = [f"{'snapshot':33} {'created':20} {'version':12} {'commit':7} {'of release':33} "
+                 f"{'files':>6} {'size':>10}"]
         for s in r.snapshots:
             mark = " <- rollback target" if s["rollback_target"] else (" (protected)" if s["protected"] else "")
-            lines.append(f"{s['id']:36} {s['created']:24} {str(s['version']):12} {s['files']:>6} "
-                         f"{size(s['bytes']):>10}{mark}")
+            version = "" if s["version"] == s["release"] else str(s["version"])
+            lines.append(f"{s['id']:33} {moment(s['created']):20} {version:12} {short(s.get('git_commit')):7} "
+                         f"{s['release'] or 'baseline':33} {s['files']:>6} {size(s['bytes']):>10}{mark}")
     lines += [f"problem: {p}" for p in r.problems]
     return "\n".join(lines)
 

@@ -33,6 +33,10 @@ class OperationResult(Result):
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    release: str | None = None  # the release production holds afterwards (a rollback's: the one restored)
+    git_commit: str | None = None  # of that release (a preview: of what would be deployed)
+    git_dirty: bool | None = None
+    previous_git_commit: str | None = None
 
 
 @dataclass
@@ -53,6 +57,9 @@ class StatusResult(Result):
     last: dict[str, Any] | None = None
     rollback_target: str | None = None
     notes: list[str] = field(default_factory=list)
+    release: str | None = None  # the release in production (after a rollback: the one restored)
+    git_commit: str | None = None
+    git_dirty: bool | None = None
 
 
 @dataclass

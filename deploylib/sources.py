@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .context import Operation, Survey
-from .errors import CorruptState, NothingToRollBack, SourceChanged
+from .config import clip
+from .errors import ConfigError, CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
+from .gitref import ExportedRef
 from .ids import utc_now
+from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
 from .manifest import Entry, Scan, scan
 from .naming import hint
 from .plan import Plan
+from .report import release_label
 from .store import Snapshot, Store
 from .version import git_state, source_version
 
@@ -31,10 +35,27 @@ class TreeSource:
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
-        found = scan(self.root, op.profile.rules, op.cache, source=True)
+        found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
         self.stamps = found.stamps
         _strip_setid(op, found)
+        self._note_dirty(op)
         return found
+
+    def _ignored(self, op: Operation) -> Callable[[list[str]], set[str]] | None:
+        if not use_gitignore(self.root, op.profile.respect_gitignore, op.profile.config_path):
+            return None
+        return lambda paths: git_ignored(self.root, paths)
+
+    def _note_dirty(self, op: Operation) -> None:
+        commit, dirty = git_state(self.root)
+        if dirty:
+            op.note(f"the source has uncommitted changes to tracked files (on {commit[:7] if commit else '?'}): "
+                    "they are deployed as they are, and VERSION records git_dirty: true; "
+                    "--ref HEAD deploys the last commit only")
+
+    def git(self) -> tuple[str | None, bool | None]:
+        """(commit, dirty) of what this deploy ships."""
+        return git_state(self.root)
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
@@ -62,16 +83,24 @@ class TreeSource:
         """The version a deploy now would record (None: it will be the deploy id)."""
         return source_version(self.root)
 
+    def next_release(self) -> tuple[str | None, str | None, bool | None]:
+        """(release id, git commit, dirty) a deploy now would record; the id is made only by the deploy."""
+        return (None, *self.git())
+
     def verify_available(self, plan: Plan) -> None:
         """Source files are checked as they are copied (hash and stat), nothing to do up front."""
 
+    def origin(self) -> str:
+        """Where the files came from, as VERSION's deployed_from records it."""
+        return str(self.root)
+
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         prev = survey.previous or {}
-        commit, dirty = git_state(self.root)
+        commit, dirty = self.git()
         return {
-            "version": source_version(self.root) or op.op_id,
+            "version": self.next_version() or op.op_id,
             "deployed": utc_now(),
-            "deployed_from": str(self.root),
+            "deployed_from": self.origin(),
             "git_commit": commit,
             "git_dirty": dirty,
             "deployed_by": op.profile.deployed_by,
@@ -84,6 +113,32 @@ class TreeSource:
             "snapshot_id": snapshot.id if snapshot else None,
             **_file_lists(survey),
         }
+
+
+class RefSource(TreeSource):
+    """Deploy --ref: the committed tree of a git ref, exported into a temporary directory.
+
+    Everything in it is committed, hence tracked, so git ignores none of it and nothing is dirty.
+    """
+
+    def __init__(self, exported: ExportedRef) -> None:
+        super().__init__(exported.tree)
+        self.exported = exported
+
+    def _ignored(self, op: Operation) -> Callable[[list[str]], set[str]] | None:
+        return None
+
+    def _note_dirty(self, op: Operation) -> None:
+        pass
+
+    def git(self) -> tuple[str | None, bool | None]:
+        return self.exported.commit, False
+
+    def next_version(self) -> str | None:
+        return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
+
+    def origin(self) -> str:
+        return f"{self.exported.repo} @ {self.exported.ref}"
 
 
 def _strip_setid(op: Operation, found: Scan) -> None:
@@ -131,6 +186,10 @@ class SnapshotSource:
 
     def next_version(self) -> str | None:
         return self.snapshot.version if self.snapshot else None
+
+    def next_release(self) -> tuple[str | None, str | None, bool | None]:
+        info = (self.snapshot.version_info if self.snapshot else None) or {}
+        return self.snapshot.release if self.snapshot else None, info.get("git_commit"), info.get("git_dirty")
 
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         snap = self.snapshot
@@ -196,6 +255,7 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         [s for s in snapshots if s.version == selector],
     ):
         if match:
+            _one_release(selector, match)
             return match[-1]
     if is_op_id(selector) and (store.snapshot_dir / f"{selector}.json").exists():
         store.load(selector)  # a snapshot by that id exists but cannot be read: say why (CorruptState)
@@ -203,3 +263,18 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         f"{store.root}: no snapshot matches '{selector}' (tried snapshot id, deploy id, version); "
         f"see `{hint('backups')}`"
     )
+
+
+def _one_release(selector: str, matches: list[Snapshot]) -> None:
+    """A version several releases share (an unbumped pyproject) names none of them: refuse, listing them."""
+    newest = {s.release or s.id: s for s in matches}  # snapshots come oldest first: the newest per release wins
+    if len(newest) < 2:
+        return
+    shown = []
+    for snap in reversed(newest.values()):
+        info = snap.version_info or {}
+        label = release_label(None, info.get("git_commit"), snap.release or "the baseline", info.get("deployed"))
+        shown.append(f"{label} (snapshot {snap.id})")
+    raise ConfigError(f"'{clip(selector)}' is the version of {len(newest)} releases: {'; '.join(shown[:10])}"
+                      f"{' ...' if len(shown) > 10 else ''}; roll back to one of them by its release id or "
+                      f"snapshot id (see `{hint('backups')}`)")

@@ -69,7 +69,9 @@ class Snapshot:
         return snap
 
     def brief(self) -> dict[str, Any]:
+        info = self.version_info or {}
         return {"id": self.id, "created": self.created, "release": self.release, "version": self.version,
+                "git_commit": info.get("git_commit"), "deployed": info.get("deployed"),
                 "files": self.file_count, "bytes": self.bytes}
 
 

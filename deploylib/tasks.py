@@ -110,17 +110,19 @@ def _seconds(value: str | None) -> float:
             "adopt": "Let the deploy overwrite files in production that MCP Deploy did not deploy, if they match "
                      "this glob (repeatable; '**' for all); without it such files are refused (exit 4).",
             "overwrite_drift": "Let the deploy overwrite managed files that were edited in production by hand "
-                               "(without it they are refused, exit 4); the backup keeps the edited files."},
+                               "(without it they are refused, exit 4); the backup keeps the edited files.",
+            "ref": "Deploy exactly the committed tree of this git ref (branch, tag, commit) of the source's "
+                   "repository: no working-tree edits, no untracked files (a bad ref: exit 2)."},
       iterable=["adopt"])
 def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, overwrite_drift=False,
-           json_=False, verbose=False):
+           ref=None, json_=False, verbose=False):
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
     3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
-                                          wait=_seconds(wait), adopt=tuple(adopt or ()),
+                                          wait=_seconds(wait), adopt=tuple(adopt or ()), ref=ref,
                                           overwrite_drift=overwrite_drift, on_event=events),
          json_, verbose, _after_plan, live=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -44,8 +45,11 @@ def write_version(tree: Path, data: dict[str, Any], name: str = VERSION_FILE) ->
     atomic_write(tree / name, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def source_version(source: Path) -> str | None:
-    """The version the source declares: pyproject.toml, else `git describe`, else None."""
+def source_version(source: Path, git_dir: Path | None = None, commit: str = "HEAD") -> str | None:
+    """The version the source declares: pyproject.toml, else `git describe`, else None.
+
+    `git_dir` and `commit` describe an exported commit (deploy --ref) rather than the checkout at `source`.
+    """
     pyproject = source / "pyproject.toml"
     if pyproject.is_file():
         try:
@@ -55,6 +59,8 @@ def source_version(source: Path) -> str | None:
                 return str(version)
         except (OSError, ValueError):
             pass
+    if git_dir is not None:
+        return _git(git_dir, "describe", "--tags", "--always", commit)
     return _git(source, "describe", "--tags", "--always", "--dirty")
 
 
@@ -69,7 +75,9 @@ def git_state(source: Path) -> tuple[str | None, bool | None]:
 
 def _git(cwd: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        # GIT_OPTIONAL_LOCKS=0: `git status` must not refresh (write) the user's index under them
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                             env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
