@@ -71,6 +71,7 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
         snapshot_id=op.record.snapshot_id if changed else None,
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
+        hooks=out.hooks, notifications=out.notifications,
     )
     result.message = report.operation_message(result)
     return result

@@ -33,6 +33,8 @@ class OperationResult(Result):
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # every hook run: point, command, ok, output
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # every notification sent, and how it went
 
 
 @dataclass

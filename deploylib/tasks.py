@@ -112,7 +112,7 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
                                           wait=_seconds(wait), adopt=tuple(adopt or ()), on_event=events),
-         json_, verbose, report.operation, live=True)
+         json_, verbose, lambda r: report.operation(r, verbose), live=True)
 
 
 @task(help={**COMMON,
@@ -123,7 +123,7 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, wait=None, js
     """Restore production's managed files from a backup; user files stay as they are now."""
     _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run, wait=_seconds(wait),
                                             on_event=events),
-         json_, verbose, report.operation, live=True)
+         json_, verbose, lambda r: report.operation(r, verbose), live=True)
 
 
 @task(help=COMMON)

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .report import size
+from .report import hook_line, size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -102,6 +102,11 @@ class ProgressReporter:
                       "green" if data["ok"] else "bold red")
         elif kind == "undo":
             self._say(f"[rolling back] undo {data['step']}")
+        elif kind == "hook":
+            self._say(f"  {hook_line(data)}", "" if data["ok"] else "bold red")
+        elif kind == "notify":
+            verdict = "ok" if data["ok"] else f"FAILED ({data['problem']})"
+            self._say(f"  notify {data['type']} {data['to']}: {verdict}", "" if data["ok"] else "bold red")
 
     def _say(self, line: str, style: str = "") -> None:
         if self.console is None:
