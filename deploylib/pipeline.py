@@ -92,7 +92,8 @@ def _steps(op: Operation, out: Outcome) -> None:
     out.staged = _step(op, out, stage, lambda: stage.run(op, survey, taken))
     staged = out.staged
     out.checks += _step(op, out, validate, lambda: validate.run(op, staged))
-    out.hooks += _step(op, out, before_commit, lambda: before_commit.run(op, survey, staged))
+    if op.profile.hooks.get(before_commit.NAME):  # a step only for profiles that have such hooks
+        out.hooks += _step(op, out, before_commit, lambda: before_commit.run(op, survey, staged))
     _step(op, out, commit, lambda: commit.run(op, staged))
     out.checks += _step(op, out, verify, lambda: verify.run(op))
 

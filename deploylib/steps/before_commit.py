@@ -18,8 +18,6 @@ NAME, STATE = "before_commit", State.VALIDATING  # still validating: nothing new
 
 
 def run(op: Operation, survey: Survey, staged: Staged) -> list[dict[str, Any]]:
-    if not op.profile.hooks.get(NAME):
-        return []
     release = staged.view.directory()
     env = {**hooks.environment(op, survey, staged.version_info), "MCP_DEPLOY_STAGE": str(release)}
     return hooks.before_commit(op, release, env, hooks.changed(survey))
