@@ -60,6 +60,31 @@ class CheckSpec:
     options: Mapping[str, object] = field(default_factory=dict)
 
 
+HOOK_POINTS = ("before_commit", "after_commit", "after_rollback", "on_failure")
+NOTIFY_EVENTS = ("success", "failure", "rollback")
+DEFAULT_NOTIFY_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One command of a hook point (`hooks:` in deploy.yaml)."""
+
+    run: str
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """One `notify:` entry: a webhook (`url`, with `headers`) or a command (`run`), and the events it wants."""
+
+    type: str  # webhook | command
+    on: tuple[str, ...] = NOTIFY_EVENTS
+    url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    run: str | None = None
+    timeout: float = DEFAULT_NOTIFY_TIMEOUT
+
+
 @dataclass(frozen=True)
 class Retention:
     keep_last: int = 10
@@ -85,6 +110,8 @@ class Profile:
     tool_prefix: str = ""  # MCP tool names: <prefix>deploy, <prefix>status, ... (default: "<profile>_")
     version_file: str = VERSION_FILE  # written into production's top directory by every deploy
     respect_gitignore: bool | None = None  # None: when the source is in a git work tree
+    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)  # by point; absent = none
+    notify: tuple[Notifier, ...] = ()
 
 
 def schema() -> dict[str, Any]:
@@ -480,6 +507,9 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
     validators = tuple(_check(spec, at + ["validators", i], base, problems)
                        for i, spec in enumerate(raw.get("validators", [])))
     verify = tuple(_check(spec, at + ["verify", i], base, problems) for i, spec in enumerate(raw.get("verify", [])))
+    hooks = {point: tuple(Hook(run=h["run"], timeout=float(h.get("timeout", DEFAULT_TIMEOUT))) for h in entries)
+             for point, entries in raw.get("hooks", {}).items()}
+    notify = tuple(_notifier(spec, at + ["notify", i], problems) for i, spec in enumerate(raw.get("notify", [])))
     problems.raise_any()
     retention_raw = raw.get("retention", {})
     retention = Retention(keep_last=retention_raw.get("keep_last", 10), keep_days=retention_raw.get("keep_days"))
@@ -493,6 +523,7 @@ def _resolve(path: Path, text: str, name: str, raw: dict[str, Any]) -> Profile:
         tool_prefix=raw.get("mcp", {}).get("tool_prefix") or derived_prefix(name),
         version_file=raw.get("version_file", VERSION_FILE),
         respect_gitignore=raw.get("respect_gitignore"),
+        hooks=hooks, notify=notify,
     )
 
 
@@ -617,6 +648,26 @@ def _check(spec: dict[str, Any], keys: list[Any], base: Path, problems: _Problem
         files=files, schema=schema_path, run=spec.get("run"),
         timeout=float(spec.get("timeout", DEFAULT_TIMEOUT)), options=extra,
     )
+
+
+def _notifier(spec: dict[str, Any], keys: list[Any], problems: _Problems) -> Notifier:
+    """A notify entry; ${ENV} in the URL and header values expands (webhook URLs often carry a token)."""
+    headers = {str(k): _expand_text(str(v), keys + ["headers", k], problems) for k, v in spec.get("headers", {}).items()}
+    url = _expand_text(spec["url"], keys + ["url"], problems) if "url" in spec else None
+    if url is not None and not _ENV_REF.search(url) and not re.match(r"https?://[^/?#]", url, re.IGNORECASE):
+        scheme = clip(url.partition(":")[0], 20)  # never the rest: a webhook URL often carries a token
+        problems.add(keys + ["url"], f"expected an http:// or https:// URL, not one starting '{scheme}:'")
+    return Notifier(type=spec["type"], on=tuple(spec.get("on", NOTIFY_EVENTS)), url=url, headers=headers,
+                    run=spec.get("run"), timeout=float(spec.get("timeout", DEFAULT_NOTIFY_TIMEOUT)))
+
+
+def _expand_text(value: str, keys: list[Any], problems: _Problems) -> str:
+    """${ENV} expanded in a value that is not a path (an unset variable is a problem, never "")."""
+    unset = [var for var in _ENV_REF.findall(value) if var not in os.environ]
+    if unset:
+        problems.add(keys, f"environment variable ${{{clip(unset[0])}}} is not set; export it or write the value out")
+        return value
+    return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
 
 
 def _whoami() -> str:

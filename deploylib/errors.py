@@ -64,6 +64,10 @@ class VerifyFailed(DeployError):
     """A verify check failed against the committed release; raised inside the verify step."""
 
 
+class HookFailed(DeployError):
+    """A before_commit hook failed (exit status, timeout); raised before production changed, so it is undone."""
+
+
 class StoreFull(DeployError):
     """The backup store's filesystem filled up mid-backup: the message names backup_dir, not the target."""
 

@@ -76,6 +76,7 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
         previous_git_commit=prev.get("git_commit"),
+        hooks=out.hooks, notifications=out.notifications,
     )
     if changed:
         result.release, result.git_commit, result.git_dirty = info.get("release"), info.get("git_commit"), \

@@ -1,6 +1,7 @@
 """The table of contents of every deploy and rollback.
 
-    lock -> recover -> preflight -> backup -> stage -> validate -> commit -> verify -> record
+    lock -> recover -> preflight -> backup -> stage -> validate -> before_commit -> commit -> verify -> record
+                                             (hooks: after_commit, after_rollback | on_failure; then notify)
 
 Before each step the journal records the state it moves to (fsynced), so that a
 process killed at any instant leaves enough behind for the next one to finish
@@ -14,17 +15,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from . import signals
+from . import hooks, notify, signals
 from .context import Operation, Survey
-from .errors import Interrupted, PlanMismatch, StepFailed, UndoFailed
+from .errors import DeployError, Interrupted, PlanMismatch, StepFailed, UndoFailed
 from .history import append
 from .ids import iso, utc_now
 from .journal import State
 from .lock import Locked
 from .recovery import recover
-from .steps import Step, backup, commit, finish, preflight, stage, undo, validate, verify
+from .steps import Step, backup, before_commit, commit, finish, preflight, stage, undo, validate, verify
 from .steps.backup import Backup
 from .steps.stage import Staged
 
@@ -40,6 +42,8 @@ class Outcome:
     backup: Backup | None = None
     staged: Staged | None = None
     checks: list[dict[str, object]] = field(default_factory=list)
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     done: list[Step] = field(default_factory=list)
 
@@ -90,13 +94,16 @@ def _steps(op: Operation, out: Outcome) -> None:
     out.staged = _step(op, out, stage, lambda: stage.run(op, survey, taken))
     staged = out.staged
     out.checks += _step(op, out, validate, lambda: validate.run(op, staged))
+    if op.profile.hooks.get(before_commit.NAME):  # a step only for profiles that have such hooks
+        out.hooks += _step(op, out, before_commit, lambda: before_commit.run(op, survey, staged))
     _step(op, out, commit, lambda: commit.run(op, staged))
     out.checks += _step(op, out, verify, lambda: verify.run(op))
 
 
 def _step(op: Operation, out: Outcome, step: Step, work: Callable[[], T]) -> T:
-    """Journal the move to `step`'s state, then do its work, timed."""
-    op.journal.advance(op.record, step.STATE)
+    """Journal the move to `step`'s state (unless already there), then do its work, timed."""
+    if op.record.state != step.STATE.value:
+        op.journal.advance(op.record, step.STATE)
     op.emit("step", {"step": step.NAME, "state": step.STATE.value})
     out.done.append(step)
     started = time.monotonic()
@@ -128,47 +135,96 @@ def _record(op: Operation, out: Outcome) -> None:
     if held:
         op.note(f"{', '.join(held)} arrived after verify passed: the release was finished, never undone")
     out.timings[finish.NAME] = round(time.monotonic() - started, 4)
+    env = hooks.environment(op, out.survey, out.staged.version_info)
     try:
         with signals.raising():  # SIGTERM/SIGHUP too: the release is live, the run must still report it
-            finish.housekeeping(op, history_record(op, out, ok=True), out.staged.version_info)
+            for point in ("after_commit", "after_rollback") if op.name == "rollback" else ("after_commit",):
+                _final_hooks(op, out, point, op.target, env)
+            record = history_record(op, out, ok=True)
+            finish.housekeeping(op, record, out.staged.version_info)
+            event = "rollback" if op.name == "rollback" else "success"
+            out.notifications = notify.send(op, event, notify.body(op, event, record, _previous_version(out)),
+                                            env, op.target)
     except (KeyboardInterrupt, Interrupted):
         op.note("interrupted during housekeeping: the release is live; history or retention may be missing")
 
 
-def _fail(op: Operation, out: Outcome, exc: BaseException) -> BaseException:
-    """Undo what ran (signals held meanwhile), log the failure, and return the error to raise."""
+def _final_hooks(op: Operation, out: Outcome, point: str, cwd: Path, env: dict[str, str]) -> None:
+    """Run a hook list whose failure can only be reported (its time is kept like a step's)."""
+    if not op.profile.hooks.get(point):
+        return
+    started = time.monotonic()
+    out.hooks += hooks.final(op, point, cwd, env, hooks.changed(out.survey))
+    out.timings[point] = round(time.monotonic() - started, 4)
+
+
+def _previous_version(out: Outcome) -> str | None:
+    return ((out.survey.previous if out.survey else None) or {}).get("version")
+
+
+def _fail(op: Operation, out: Outcome, exc: BaseException) -> DeployError:
+    """Undo what ran, then report the failure: on_failure hooks, the history, notifications."""
     step = out.done[-1].NAME if out.done else "lock"
-    changed_nothing = [s.NAME for s in out.done] in ([], [preflight.NAME])
-    undo_started = time.monotonic()
-    if changed_nothing:
-        op.journal.clear()
-        error: BaseException = StepFailed(op.name, step, exc, undone=False)
-    else:
-        op.record.failed_state, op.record.error = op.record.state, str(exc)[:2000]
-        try:
-            op.journal.advance(op.record, State.ROLLING_BACK)
-        except OSError:
-            pass  # e.g. the disk is full: undo anyway; the journal's last state leads recovery to the same undo
-        held: list[str] = []
-        with signals.held(held):
-            try:
-                undo(op, out.done)
-            except BaseException as undo_exc:
-                return UndoFailed(
-                    f"{op.target}: {op.name} failed at {step} ({exc}) and undoing it failed too ({undo_exc}); "
-                    f"production may be partly changed: the journal at {op.journal.path} is kept and the next "
-                    "command retries the recovery")
-        op.journal.clear()
-        error = StepFailed(op.name, step, exc)
-        out.timings["undo"] = round(time.monotonic() - undo_started, 4)
-    extra: dict[str, object] = {"failed_step": step, "error": str(error), "detail": getattr(error, "detail", "")}
+    error = _undo(op, out, step, exc)
+    info = out.staged.version_info if out.staged else {}
+    env = {**hooks.environment(op, out.survey, info), "MCP_DEPLOY_FAILED_STEP": step,
+           "MCP_DEPLOY_ERROR": error.message}
+    if isinstance(error, UndoFailed):
+        # production may be a mix until the next command recovers it: tell the notifiers, but run no hook
+        # (a restart would load the mix)
+        _notify_failure(op, out, error, history_record(op, out, ok=False, failed_step=step, error=str(error)), env)
+        return error
+    _final_hooks(op, out, "on_failure", _production_or_config_dir(op), env)
+    extra: dict[str, object] = {"failed_step": step, "error": str(error), "detail": error.detail}
     if isinstance(exc, PlanMismatch):  # a safety check doing its job, not a failed operation
         extra.update(event="refused", error=exc.message, expected_digest=exc.expected, plan_digest=exc.found)
+    record = history_record(op, out, ok=False, **extra)
     try:
-        append(op.profile.log, history_record(op, out, ok=False, **extra))
+        append(op.profile.log, record)
     except OSError:
         pass  # the failure itself is what the user must see; a full disk must not mask it
+    _notify_failure(op, out, error, record, env)
     return error
+
+
+def _undo(op: Operation, out: Outcome, step: str, exc: BaseException) -> DeployError:
+    """Take back the steps that ran (signals held meanwhile); the error to raise says whether that worked."""
+    if [s.NAME for s in out.done] in ([], [preflight.NAME]):
+        op.journal.clear()
+        return StepFailed(op.name, step, exc, undone=False)
+    op.record.failed_state, op.record.error = op.record.state, str(exc)[:2000]
+    try:
+        op.journal.advance(op.record, State.ROLLING_BACK)
+    except OSError:
+        pass  # e.g. the disk is full: undo anyway; the journal's last state leads recovery to the same undo
+    held: list[str] = []
+    started = time.monotonic()
+    with signals.held(held):
+        try:
+            undo(op, out.done)
+        except BaseException as undo_exc:
+            return UndoFailed(
+                f"{op.target}: {op.name} failed at {step} ({exc}) and undoing it failed too ({undo_exc}); "
+                f"production may be partly changed: the journal at {op.journal.path} is kept and the next "
+                "command retries the recovery")
+    op.journal.clear()
+    out.timings["undo"] = round(time.monotonic() - started, 4)
+    return StepFailed(op.name, step, exc)
+
+
+def _notify_failure(op: Operation, out: Outcome, error: DeployError, record: dict[str, Any],
+                    env: dict[str, str]) -> None:
+    """Send the failure notifications; what went wrong with hooks or notifications joins the error's detail
+    (printed with --verbose), since a failed run prints its error, not its notes."""
+    out.notifications = notify.send(op, "failure", notify.body(op, "failure", record, _previous_version(out)), env,
+                                    _production_or_config_dir(op))
+    if op.notes:
+        error.detail = "\n".join(filter(None, [error.detail, *(f"note: {n}" for n in op.notes)]))
+
+
+def _production_or_config_dir(op: Operation) -> Path:
+    """Where failure hooks run: production, unless a failed first deploy left none."""
+    return op.target if op.target.is_dir() else op.profile.config_path.parent
 
 
 def history_record(op: Operation, out: Outcome, ok: bool, **extra: object) -> dict[str, Any]:
@@ -194,5 +250,6 @@ def history_record(op: Operation, out: Outcome, ok: bool, **extra: object) -> di
         "counts": plan.summary()["counts"] if plan else None,
         "files_updated": info.get("files_updated", []),
         "steps": out.timings,
+        "hooks": out.hooks,
         **extra,
     }

@@ -181,10 +181,65 @@ def diff_summary(r: DiffResult) -> str:
     return f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed"
 
 
-def operation(r: OperationResult, plan_shown: bool = False) -> str:
+def hook_problem(r: dict[str, Any]) -> str:
+    """A before_commit hook's failure, as the step's error says it."""
+    return f"hook {r['problem']}"
+
+
+def hook_note(r: dict[str, Any]) -> str:
+    """A hook that failed once the outcome was final: reported, never undone."""
+    if r["hook"] == "on_failure":
+        return f"on_failure hook {r['problem']}"
+    return (f"{r['hook']} hook {r['problem']}; the release is live and stays (a hook after verify never undoes "
+            "it): fix the cause and run the hook's command by hand")
+
+
+def stopped_by(command: str, signal_name: str) -> str:
+    return f"`{command}` was stopped by {signal_name}"
+
+
+def hook_line(r: dict[str, Any]) -> str:
+    """One hook run, for --verbose and the progress lines."""
+    if r["ok"]:
+        return f"hook {r['hook']} `{r['run']}`: ok ({r['seconds']:.2f} s)"
+    return f"hook {r['hook']}: {r['problem']}"
+
+
+def notification_text(f: dict[str, Any]) -> str:
+    """The one line a notification says (`text` in a webhook's JSON)."""
+    where = f"{f['target']} on {f['host']}"
+    if f["event"] == "failure":
+        return f"{f['profile']}: {f['error']} [{where}]"
+    if f["event"] == "rollback":
+        return f"{f['profile']}: rolled {where} back to {f['version']} (snapshot {f['restored_from']}; {f['id']})"
+    return f"{f['profile']}: deployed {f['version']} to {where} ({f['id']})"
+
+
+def notify_note(r: dict[str, Any]) -> str:
+    return f"notify {r['type']} {r['to']}: {r['problem']} (only the notification failed)"
+
+
+def notify_stopped(signal_name: str) -> str:
+    return f"notifications stopped by {signal_name}; the rest were not sent"
+
+
+def http_problem(code: int, reason: str, answer: bytes) -> str:
+    first = next((line.strip() for line in answer.decode(errors="replace").splitlines() if line.strip()), "")
+    return f"HTTP {code} {reason}" + (f": {first[:200]}" if first else "")
+
+
+def no_answer(timeout: float) -> str:
+    return f"no answer within {timeout:g}s"
+
+
+def operation(r: OperationResult, plan_shown: bool = False, verbose: bool = False) -> str:
     """The result of a deploy or rollback; the plan too, unless it was printed before the work began."""
     pending = touched(r.plan) > 0
     lines = plan_lines(r.plan, (r.previous_version, r.version)) if pending and not plan_shown else []
+    if verbose:  # failures are notes anyway; --verbose shows every hook and what it printed
+        for hook in r.hooks:
+            lines.append(hook_line(hook))
+            lines += [f"    {line}" for line in hook["output"].rstrip().splitlines()]
     lines += [f"note: {n}" for n in r.notes]
     if r.changed:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""

@@ -37,6 +37,8 @@ class OperationResult(Result):
     git_commit: str | None = None  # of that release (a preview: of what would be deployed)
     git_dirty: bool | None = None
     previous_git_commit: str | None = None
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # every hook run: point, command, ok, output
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # every notification sent, and how it went
 
 
 @dataclass

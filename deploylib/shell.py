@@ -1,4 +1,4 @@
-"""Run the user's shell commands (command validators, verify checks) with a timeout.
+"""Run the user's shell commands (command validators, verify checks, hooks, notify commands) with a timeout.
 
 A timeout kills the command's whole process group. Commands never write Python
 bytecode (`PYTHONDONTWRITEBYTECODE=1`): a check must leave no `__pycache__` behind
@@ -52,6 +52,10 @@ def run(command: str, cwd: Path, timeout: float, env: dict[str, str] | None = No
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         code = None
+    except BaseException:  # a signal became an exception (undo follows): the command must not outlive it
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     elapsed = timeout if code is None else time.monotonic() - started
     text = out.decode(errors="replace")
     return CommandResult(command, code, text[-OUTPUT_TAIL:], round(elapsed, 3))

@@ -47,6 +47,20 @@ def held(received: list[str]) -> Iterator[None]:
 
 
 @contextmanager
+def stopping(received: list[str]) -> Iterator[None]:
+    """A signal inside the block ends the block only (its name is appended to `received`) and the caller
+    goes on: for work after the outcome is final (hooks, notifications), which a person may cut short
+    but which must not turn into an undo or a misleading message."""
+    try:
+        with raising():
+            yield
+    except Interrupted as exc:
+        received.append(exc.signal_name)
+    except KeyboardInterrupt:
+        received.append("SIGINT")
+
+
+@contextmanager
 def _handled_by(handler: signal.Handlers | object) -> Iterator[None]:
     if not _main_thread():
         yield

@@ -66,9 +66,9 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         terminal.print_result(render(result))
 
 
-def _after_plan(result: Any) -> str:
+def _after_plan(result: Any, verbose: bool = False) -> str:
     """A real run printed its plan as soon as preflight made it (the "plan" event); a dry run is the plan."""
-    return report.operation(result, plan_shown=not result.dry_run)
+    return report.operation(result, plan_shown=not result.dry_run, verbose=verbose)
 
 
 def _count(value: str | None, flag: str, default: int) -> int:
@@ -124,7 +124,7 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
                                           wait=_seconds(wait), adopt=tuple(adopt or ()), ref=ref,
                                           overwrite_drift=overwrite_drift, on_event=events),
-         json_, verbose, _after_plan, live=True)
+         json_, verbose, lambda r: _after_plan(r, verbose), live=True)
 
 
 @task(help={**COMMON,
@@ -143,7 +143,7 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wa
     _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run,
                                             plan_digest=_digest(plan, "rollback"), wait=_seconds(wait),
                                             on_event=events),
-         json_, verbose, _after_plan, live=True)
+         json_, verbose, lambda r: _after_plan(r, verbose), live=True)
 
 
 @task(help=COMMON)

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .report import plan_lines, size
+from .report import hook_line, plan_lines, size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,6 +117,11 @@ class ProgressReporter:
             self._finish_step()
             print_result("\n".join(plan_lines(data["plan"], (data["from"], data["to"]))))
             sys.stdout.flush()
+        elif kind == "hook":
+            self._say(f"  {hook_line(data)}", "" if data["ok"] else "bold red")
+        elif kind == "notify":
+            verdict = "ok" if data["ok"] else f"FAILED ({data['problem']})"
+            self._say(f"  notify {data['type']} {data['to']}: {verdict}", "" if data["ok"] else "bold red")
 
     def _show(self) -> None:
         self.shown = True

@@ -1,5 +1,8 @@
 """Verify checks against the committed release in production; a failure undoes the commit.
 
+An `mcp` check with `stage: true` also runs before the commit, against the staged
+release (from the validate step), so a server that cannot start never goes live.
+
 `REGISTRY` maps the `type:` names deploy.yaml's `verify:` list may use.
 """
 
@@ -32,11 +35,17 @@ REGISTRY: dict[str, Check] = {"command": check_command, "mcp": check_mcp}
 
 
 def verify(specs: tuple[CheckSpec, ...], target: Path, env: dict[str, str],
-           emit: checks.EventSink | None = None) -> list[dict[str, object]]:
-    """Run every verify check in `target`; raise VerifyFailed at the first that fails."""
+           emit: checks.EventSink | None = None, staged: bool = False) -> list[dict[str, object]]:
+    """Run every verify check in `target`; raise VerifyFailed at the first that fails.
+
+    `staged`: `target` is the staged release and this is the validate step (`stage: true` checks), so a
+    server that cannot start is refused before it goes live.
+    """
 
     def attempt(spec: CheckSpec) -> tuple[list[str], dict[str, object]]:
         problem = REGISTRY[spec.type](spec, target, env)
-        return ([problem] if problem else []), {}
+        return ([problem] if problem else []), ({"stage": True} if staged else {})
 
+    if staged:
+        return checks.run(specs, "validate", attempt, VerifyFailed, "staged verify", emit)
     return checks.run(specs, "verify", attempt, VerifyFailed, "verify", emit)

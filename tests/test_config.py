@@ -203,20 +203,21 @@ def test_odd_but_meaningful_globs_deploy_what_they_name(project: Project) -> Non
 
 
 def test_every_unknown_key_is_reported_at_once(project: Project) -> None:
-    project.config.write_text(GOOD + "    post_deploy: [restart]\n    notify: slack\n    host: prod-1\n")
+    project.config.write_text(GOOD + "    post_deploy: [restart]\n    alerts: slack\n    cluster: eu-1\n")
     proc = project.run("deploy")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [
         f"error: {project.config}:6: profiles.default.post_deploy: unknown key 'post_deploy'; allowed keys: "
         + ALLOWED,
-        f"error: {project.config}:7: profiles.default.notify: unknown key 'notify'; allowed keys: " + ALLOWED,
-        f"error: {project.config}:8: profiles.default.host: unknown key 'host'; allowed keys: " + ALLOWED,
+        f"error: {project.config}:7: profiles.default.alerts: unknown key 'alerts'; allowed keys: " + ALLOWED,
+        f"error: {project.config}:8: profiles.default.cluster: unknown key 'cluster'; allowed keys: " + ALLOWED,
     ]
 
 
-ALLOWED = ("allow_setid, backup_dir, deployed_by, description, exclude, include, log, mcp, respect_gitignore, "
-           "retention, source, state_dir, target, unsafe_allow_secrets, validators, verify, version_file")
+ALLOWED = ("allow_setid, backup_dir, deployed_by, description, exclude, hooks, include, log, mcp, notify, "
+           "respect_gitignore, retention, source, state_dir, target, unsafe_allow_secrets, validators, verify, "
+           "version_file")
 
 
 def test_problems_found_after_the_schema_are_reported_together_too(project: Project) -> None:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ..context import Operation
 from ..journal import State
-from . import backup, commit, preflight, stage, validate, verify
+from . import backup, before_commit, commit, preflight, stage, validate, verify
 
 
 class Step(Protocol):
@@ -22,11 +22,12 @@ class Step(Protocol):
     def undo(self, op: Operation) -> None: ...
 
 
-STEPS: tuple[Step, ...] = (preflight, backup, stage, validate, commit, verify)  # type: ignore[assignment]
-ORDER: list[State] = [step.STATE for step in STEPS] + [State.RECORDING, State.COMPLETE]
+STEPS: tuple[Step, ...] = (preflight, backup, stage, validate, before_commit, commit,  # type: ignore[assignment]
+                          verify)
+ORDER: list[State] = list(dict.fromkeys(step.STATE for step in STEPS)) + [State.RECORDING, State.COMPLETE]
 
 
-CHANGE_NOTHING = {preflight.NAME, validate.NAME, verify.NAME}  # their undo is a no-op: not worth a line
+CHANGE_NOTHING = {preflight.NAME, validate.NAME, before_commit.NAME, verify.NAME}  # their undo is a no-op: not worth a line
 
 
 def undo(op: Operation, steps: list[Step]) -> None:

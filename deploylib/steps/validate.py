@@ -1,4 +1,5 @@
-"""Run the profile's validators against the staged release: a rejected release never reaches production."""
+"""Run the profile's validators, then its `stage: true` verify checks, against the staged release:
+a rejected release never reaches production."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from ..commit import RELEASE_DIR
 from ..context import Operation
 from ..journal import State
 from ..validators import validate
+from ..verify import verify
 from .stage import Staged
 
 NAME, STATE = "validate", State.VALIDATING
@@ -23,7 +25,11 @@ def check_env(op: Operation) -> dict[str, str]:
 
 
 def run(op: Operation, staged: Staged) -> list[dict[str, object]]:
-    return validate(op.profile.validators, staged.view, staged.view.files, check_env(op), op.emit)
+    results = validate(op.profile.validators, staged.view, staged.view.files, check_env(op), op.emit)
+    early = tuple(spec for spec in op.profile.verify if spec.options.get("stage"))
+    if early:  # `stage: true` verify checks: the server is started from the whole staged release
+        results += verify(early, staged.view.directory(), check_env(op), op.emit, staged=True)
+    return results
 
 
 def undo(op: Operation) -> None:
