@@ -52,7 +52,7 @@ def test_tools_carry_annotations_titles_and_described_parameters(project: Projec
         for param, schema in tool.input_schema["properties"].items():
             assert len(schema.get("description", "")) > 20, (name, param)
     assert set(tools["rollback"].input_schema["properties"]) == {"to", "list_backups", "dry_run"}
-    assert set(tools["deploy"].input_schema["properties"]) == {"plan_digest"}
+    assert set(tools["deploy"].input_schema["properties"]) == {"plan_digest", "ref", "overwrite_drift"}
 
 
 def test_status_returns_the_same_facts_as_json_and_text_leads_with_the_summary(project: Project) -> None:

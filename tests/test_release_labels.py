@@ -105,8 +105,8 @@ def test_mcp_tools_show_commit_release_and_time(releases: tuple[Project, list[tu
 
     async def scenario() -> tuple[Any, ...]:
         async with mcp_session(project.config) as s:
-            return (await call(s, "ua_self_status"), await call(s, "ua_self_deploy"),
-                    await call(s, "ua_self_rollback", list_backups=True), await call(s, "ua_self_history"))
+            return (await call(s, "default_status"), await call(s, "default_deploy"),
+                    await call(s, "default_rollback", list_backups=True), await call(s, "default_history"))
 
     (_, status), (_, preview), (_, listing), (_, history) = anyio.run(scenario)
     assert status["git_commit"] == c2 and status["release"] == d2 and status["deployed_at"]
