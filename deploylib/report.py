@@ -5,10 +5,35 @@ The operations API returns data; every sentence a person reads is made here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult, PruneResult,
                       ReleaseDiffResult, StatsResult, StatusResult)
+
+
+# Characters a file name may hold that must never reach a terminal raw: C0/C1 controls (a newline
+# would forge a line, ESC starts a terminal command), Unicode line separators and bidi overrides
+# (text that reads differently from what it is), and surrogates (bytes that are not UTF-8).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(text: str, keep: str = "") -> str:
+    """`text` as printed: control characters as \\n, \\x1b, ..., a byte that is not UTF-8 (a surrogate
+    escape from os.scandir) as \\xff; the characters in `keep` stay. Names are taken exactly as
+    the filesystem gives them; only what a person reads is escaped, so no name can write to the
+    terminal, and none can make printing fail."""
+    def escape(m: re.Match[str]) -> str:
+        c = m.group()
+        if c in keep:
+            return c
+        n = ord(c)
+        if 0xDC80 <= n <= 0xDCFF:  # os.fsdecode's stand-in for the undecodable byte n - 0xDC00
+            return f"\\x{n - 0xDC00:02x}"
+        return _NAMED.get(c) or (f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}")
+
+    return _UNSAFE.sub(escape, text)
 
 
 def size(n: int) -> str:
@@ -67,17 +92,18 @@ def plan_lines(plan: dict[str, Any], versions: tuple[str | None, str | None] | N
     if versions is not None:
         before, after = versions
         lines.append(f"Version: {before or '(none deployed)'} -> {after or '(named by the deploy id)'}")
-    shown = 0
+    listed = 0
     sizes = plan.get("sizes", {})
     for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
         for path in plan[key]:
-            if shown < limit:
-                lines.append(f"  {mark} {path} ({size(sizes[path])})" if path in sizes else f"  {mark} {path}")
-            shown += 1
-    if shown > limit:
-        lines.append(f"  ... and {shown - limit} more")
+            if listed < limit:
+                lines.append(f"  {mark} {shown(path)} ({size(sizes[path])})" if path in sizes
+                             else f"  {mark} {shown(path)}")
+            listed += 1
+    if listed > limit:
+        lines.append(f"  ... and {listed - limit} more")
     for path in plan.get("drift", [])[:limit]:
-        lines.append(f"  ! {path} (edited in production since it was deployed)")
+        lines.append(f"  ! {shown(path)} (edited in production since it was deployed)")
     lines.append(f"Plan digest: {plan['digest']}")
     return lines
 
@@ -240,7 +266,7 @@ def operation(r: OperationResult, plan_shown: bool = False, verbose: bool = Fals
         for hook in r.hooks:
             lines.append(hook_line(hook))
             lines += [f"    {line}" for line in hook["output"].rstrip().splitlines()]
-    lines += [f"note: {n}" for n in r.notes]
+    lines += [f"note: {shown(n)}" for n in r.notes]
     if r.changed:
         backup = f"; backup {r.snapshot_id}" if r.snapshot_id else ""
         took = sum(r.timings.values())
@@ -267,9 +293,9 @@ def status(r: StatusResult) -> str:
     pending = r.pending
     for key, mark in (("added", "+"), ("changed", "~"), ("removed", "-")):
         for path in pending.get(key, [])[:20]:
-            lines.append(f"  pending {mark} {path}")
+            lines.append(f"  pending {mark} {shown(path)}")
     for path in r.drift[:20]:
-        lines.append(f"  drift   ! {path} (edited in production)")
+        lines.append(f"  drift   ! {shown(path)} (edited in production)")
     if r.lock:
         lines.append(f"  lock:     held by pid {r.lock['pid']} on {r.lock['host']}, "
                      f"{r.lock['operation']} since {r.lock['started']}")
@@ -277,13 +303,13 @@ def status(r: StatusResult) -> str:
         lines.append(f"  rollback: would restore {r.rollback_target}")
     if r.last:
         lines.append(f"  last:     {r.last.get('event')} {r.last.get('id')} {_outcome(r.last, brief=True)}")
-    lines += [f"note: {n}" for n in r.notes]
+    lines += [f"note: {shown(n)}" for n in r.notes]
     return "\n".join(lines)
 
 
 def diff(r: DiffResult) -> str:
     lines = plan_lines(r.plan)
-    lines += [f"note: {n}" for n in r.notes]
+    lines += [f"note: {shown(n)}" for n in r.notes]
     text = "\n".join(lines) + "\n"
     for path, body in r.diffs.items():
         text += "\n" + body
@@ -337,7 +363,7 @@ def history(r: HistoryResult) -> str:
         return f"No history yet ({r.log})."
     lines = []
     for rec in r.records:
-        state = _outcome(rec)
+        state = shown(_outcome(rec))
         when = moment(rec.get("finished") or rec.get("started") or "")
         what = rec.get("version") or rec.get("action") or ""
         what = "" if what == rec.get("id") else what  # a version that is the id itself: said once

@@ -36,17 +36,20 @@ Call = Callable[[terminal.EventSink | None], Result]
 
 def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str], live: bool = False) -> None:
     """Run one operation; turn every expected failure into one line on stderr and its exit code."""
+    terminal.tolerant_output()
     try:
         with terminal.progress(enabled=live and not as_json) as on_event:
             result = call(on_event)
     except DeployError as exc:
         if as_json:
             print(json.dumps(exc.to_json()))
-        for line in exc.message.splitlines():  # a config with several mistakes: one "error:" line each
+        # a config with several mistakes: one "error:" line each; any other error is one line, and a
+        # newline in it belongs to a file name
+        for line in exc.message.splitlines() if isinstance(exc, ConfigError) else [exc.message]:
             terminal.print_error(line)
         if verbose:
             if exc.detail:
-                print(exc.detail, file=sys.stderr)
+                print(terminal.printable(exc.detail), file=sys.stderr)
             traceback.print_exc()
         raise Exit(code=exc.exit_code) from None
     except KeyboardInterrupt:  # only outside an operation's steps (they undo and raise Interrupted)
@@ -55,8 +58,8 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --verbose
         if as_json:
             print(json.dumps({"ok": False, "error": f"internal error: {exc}", "exit_code": EXIT_INTERNAL}))
-        print(f"internal error: {exc.__class__.__name__}: {exc} (a bug in mcp-deploy; "
-              "rerun with --verbose and report it)", file=sys.stderr)
+        print(terminal.printable(f"internal error: {exc.__class__.__name__}: {exc} (a bug in mcp-deploy; "
+                                 "rerun with --verbose and report it)"), file=sys.stderr)
         if verbose:
             traceback.print_exc()
         raise Exit(code=EXIT_INTERNAL) from None

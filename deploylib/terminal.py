@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .report import hook_line, plan_lines, size
+from .report import hook_line, plan_lines, shown, size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,8 +43,24 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def printable(text: str) -> str:
+    """The last guard before a person's terminal, whoever built the text: line breaks and tabs
+    stay, every other control character and undecodable byte is escaped (see report.shown)."""
+    return shown(text, keep="\n\t")
+
+
+def tolerant_output() -> None:
+    """Let stdout and stderr escape what their encoding cannot show (an ASCII or Latin-1 locale,
+    PYTHONIOENCODING) instead of failing at the last print, after the deploy was done."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def print_result(text: str) -> None:
     """Print a rendered result; coloured by line kind on a terminal (unless NO_COLOR), plain elsewhere."""
+    text = printable(text)
     if not sys.stdout.isatty():
         print(text)
         return
@@ -56,6 +72,8 @@ def print_result(text: str) -> None:
 
 
 def print_error(message: str) -> None:
+    """One `error:` line, always: a newline inside the message (a file name's) is shown escaped."""
+    message = shown(message)
     if not sys.stderr.isatty():
         print(f"error: {message}", file=sys.stderr)
         return
@@ -132,6 +150,7 @@ class ProgressReporter:
         self.held.clear()
 
     def _say(self, line: str, style: str = "") -> None:
+        line = printable(line)
         if not self.shown:
             self.held.append((line, style))
         elif self.console is None:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from .report import shown
+
 MAX_DIFF_BYTES = 1024 * 1024  # larger files are listed, not diffed: a diff nobody reads costs memory
 
 
@@ -38,6 +40,7 @@ def _lines(side: Side) -> list[str] | None:
 
 def unified(old: Side, new: Side, rel: str) -> str | None:
     """The unified diff of `rel` from `old` to `new`, or None when either side is binary or too large."""
+    rel = shown(rel)  # the name in the headers is escaped, so each header stays one line
     a, b = _lines(old), _lines(new)
     if a is None or b is None:
         return None

@@ -1,0 +1,81 @@
+"""Issue "Hardening" 9 and 7: file names and file types a developer's tree can hold but a deploy tool rarely
+meets. Names with a newline, a terminal escape or bytes that are not UTF-8 deploy, roll back and are always
+printed escaped (never raw, never a traceback); FIFOs and sockets are skipped with one note; hard links
+deploy as separate files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import MANAGED, Project, ok, tree
+
+
+def with_data(project: Project) -> Path:
+    """The example plus `data/**` in the sync set: a directory where odd names can be dropped."""
+    project.write_config(include=project.profile["include"] + ["data/**"])
+    data = project.source / "data"
+    data.mkdir()
+    return data
+
+
+def extras(project: Project) -> dict[str, bytes | str]:
+    """Production's files beyond the example's managed ones and VERSION: exactly what `data/` shipped."""
+    return {k: v for k, v in tree(project.target).items()
+            if k not in MANAGED and k != "VERSION" and not k.endswith("/")}
+
+
+def clean(proc: subprocess.CompletedProcess[str]) -> None:
+    """Nothing raw reached the terminal: no escape character, no traceback."""
+    assert "\x1b" not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_name_with_a_terminal_escape_is_printed_escaped(project: Project) -> None:
+    data = with_data(project)
+    name = "\x1b[31mred\x1b[0m.txt"
+    (data / name).write_text("red\n")
+    escaped = "data/\\x1b[31mred\\x1b[0m.txt"
+    dry = project.run("deploy", "--dry-run")
+    clean(dry)
+    assert f"  + {escaped} (4 B)" in dry.stdout.splitlines()
+    code, plan = project.json("deploy", "--dry-run")
+    assert code == 0 and f"data/{name}" in plan["plan"]["added"]  # programs get the real name
+    # a file of that name already in production that the tool did not deploy: refused, named escaped
+    (project.target / "data").mkdir(parents=True)
+    (project.target / "data" / name).write_text("mine\n")
+    proc = project.run("deploy")
+    clean(proc)
+    assert proc.returncode == 4
+    assert f"did not deploy: {escaped}; they may be yours" in proc.stderr
+    (project.target / "data" / name).unlink()
+    proc = ok(project.run("deploy"))
+    clean(proc)
+    assert extras(project) == {f"data/{name}": b"red\n"}
+    (data / name).write_text("redder\n")
+    for task in ("status", "diff"):
+        proc = ok(project.run(task))
+        clean(proc)
+        assert escaped in proc.stdout
+
+
+def test_a_non_ascii_name_prints_on_a_terminal_that_cannot_show_it(project: Project) -> None:
+    """stdout in ASCII (an old locale, PYTHONIOENCODING): the deploy must not die at its last print."""
+    data = with_data(project)
+    (data / "café.txt").write_text("au lait\n")
+    proc = ok(project.run("deploy", env={"PYTHONIOENCODING": "ascii"}))
+    clean(proc)
+    assert "  + data/caf\\xe9.txt (8 B)" in proc.stdout.splitlines()
+    assert extras(project) == {"data/café.txt": b"au lait\n"}
+
+
+def test_json_output_stays_valid_with_odd_names(project: Project) -> None:
+    data = with_data(project)
+    (data / "tab\there.txt").write_text("x\n")
+    (data / "\x1b]0;title\x07.txt").write_text("y\n")
+    proc = project.run("deploy", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    result = json.loads(proc.stdout)
+    assert {"data/tab\there.txt", "data/\x1b]0;title\x07.txt"} <= set(result["plan"]["added"])
