@@ -28,8 +28,8 @@ def translate(pattern: str) -> str:
     out: list[str] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        if part == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
+        if part == "**":  # (?s:): a newline is a legal character of a file name
+            out.append("(?s:.*)" if last else "(?:[^/]+/)*")
             continue
         out.append(_segment(part) + ("" if last else "/"))
     return "".join(out) + r"\Z"

@@ -9,12 +9,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from conftest import MANAGED, Project, ok, tree
 
 
-def with_data(project: Project) -> Path:
+def with_data(project: Project, glob: str = "data/**") -> Path:
     """The example plus `data/**` in the sync set: a directory where odd names can be dropped."""
-    project.write_config(include=project.profile["include"] + ["data/**"])
+    project.write_config(include=project.profile["include"] + [glob])
     data = project.source / "data"
     data.mkdir()
     return data
@@ -30,6 +32,26 @@ def clean(proc: subprocess.CompletedProcess[str]) -> None:
     """Nothing raw reached the terminal: no escape character, no traceback."""
     assert "\x1b" not in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_name_with_a_newline_deploys_and_rolls_back(project: Project) -> None:
+    data = with_data(project)
+    (data / "line\nbreak.txt").write_text("one\n")
+    dry = ok(project.run("deploy", "--dry-run"))
+    assert "  + data/line\\nbreak.txt (4 B)" in dry.stdout.splitlines()
+    ok(project.run("deploy"))
+    assert extras(project) == {"data/line\nbreak.txt": b"one\n"}
+    (data / "line\nbreak.txt").write_text("two\n")
+    proc = ok(project.run("deploy"))
+    assert "  ~ data/line\\nbreak.txt (4 B)" in proc.stdout.splitlines()
+    assert extras(project) == {"data/line\nbreak.txt": b"two\n"}
+    ok(project.run("rollback"))
+    assert extras(project) == {"data/line\nbreak.txt": b"one\n"}
+    assert "  pending ~ data/line\\nbreak.txt" in ok(project.run("status")).stdout.splitlines()  # source: "two"
+    (data / "line\nbreak.txt").unlink()
+    proc = ok(project.run("deploy"))
+    assert "  - data/line\\nbreak.txt (4 B)" in proc.stdout.splitlines()
+    assert extras(project) == {}
 
 
 def test_a_name_with_a_terminal_escape_is_printed_escaped(project: Project) -> None:
@@ -68,6 +90,18 @@ def test_a_non_ascii_name_prints_on_a_terminal_that_cannot_show_it(project: Proj
     clean(proc)
     assert "  + data/caf\\xe9.txt (8 B)" in proc.stdout.splitlines()
     assert extras(project) == {"data/café.txt": b"au lait\n"}
+
+
+@pytest.mark.parametrize("glob", ["data/**", "data/*/*"])
+def test_a_secret_name_with_a_newline_is_still_withheld(project: Project, glob: str) -> None:
+    """`**/.ssh/**` must match `id\\nrsa` too: a newline must not carry a key past the secret list
+    (with `data/*/*` it used to be deployed, with `data/**` silently skipped)."""
+    data = with_data(project, glob)
+    (data / ".ssh").mkdir()
+    (data / ".ssh" / "id\nrsa").write_text("key\n")
+    proc = ok(project.run("deploy"))
+    assert "note: withheld 1 secret-looking file(s) from the sync set: data/.ssh/id\\nrsa" in proc.stdout
+    assert extras(project) == {}
 
 
 def test_json_output_stays_valid_with_odd_names(project: Project) -> None:
