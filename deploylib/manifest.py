@@ -165,9 +165,10 @@ class HashCache:
 
 
 def link_entry(relpath: str, target: str, mode: int) -> Entry:
+    """The entry of a symlink: size and sha256 of its target's bytes (which need not be UTF-8)."""
     import hashlib
 
-    data = target.encode()
+    data = os.fsencode(target)
     return Entry(relpath, len(data), mode, hashlib.sha256(data).hexdigest(), link=target)
 
 

@@ -34,11 +34,14 @@ class Plan:
 
     @property
     def digest(self) -> str:
-        """Identifies exactly these changes: deploy --plan DIGEST refuses if anything differs."""
+        """Identifies exactly these changes: deploy --plan DIGEST refuses if anything differs.
+
+        Paths are hashed as the filesystem's bytes (os.fsencode): a name that is not UTF-8 arrives as
+        surrogate escapes, which plain .encode() refuses; UTF-8 names hash as they always did."""
         h = hashlib.sha256()
         for tag, entries in (("A", self.added), ("C", self.changed), ("R", self.removed)):
             for e in entries:
-                h.update(f"{tag}\0{e.path}\0{e.sha256}\0{e.mode:o}\n".encode())
+                h.update(f"{tag}\0{e.path}\0{e.sha256}\0{e.mode:o}\n".encode("utf-8", "surrogateescape"))
         return h.hexdigest()[:16]
 
     def summary(self) -> dict[str, object]:

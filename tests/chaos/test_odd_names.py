@@ -6,6 +6,7 @@ deploy as separate files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -80,6 +81,37 @@ def test_a_name_with_a_terminal_escape_is_printed_escaped(project: Project) -> N
         proc = ok(project.run(task))
         clean(proc)
         assert escaped in proc.stdout
+
+
+def test_a_name_that_is_not_utf8_deploys_and_rolls_back(project: Project) -> None:
+    data = with_data(project)
+    raw = os.fsencode(data) + b"/caf\xe9.txt"
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"latin-1\n")
+    os.close(fd)
+    os.symlink(b"caf\xe9.txt", os.fsencode(data) + b"/link")
+    dry = ok(project.run("deploy", "--dry-run"))
+    clean(dry)
+    assert "  + data/caf\\xe9.txt (8 B)" in dry.stdout.splitlines()
+    clean(ok(project.run("deploy")))
+    name = os.fsdecode(b"data/caf\xe9.txt")
+    assert extras(project) == {name: b"latin-1\n", "data/link": "-> " + os.fsdecode(b"caf\xe9.txt")}
+    assert sorted(os.listdir(os.fsencode(project.target / "data"))) == [b"caf\xe9.txt", b"link"]
+    proc = ok(project.run("status"))
+    clean(proc)
+    assert "0 files pending deployment" in proc.stdout
+    code, status = project.json("status")
+    assert code == 0 and status["pending"]["counts"]["unchanged"] == len(MANAGED) + 2
+    fd = os.open(raw, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, b"changed\n")
+    os.close(fd)
+    code, deployed = project.json("deploy")
+    assert code == 0 and deployed["plan"]["changed"] == [name]
+    proc = ok(project.run("rollback"))
+    clean(proc)
+    assert "  ~ data/caf\\xe9.txt (8 B)" in proc.stdout.splitlines()
+    assert extras(project)[name] == b"latin-1\n"
+    clean(ok(project.run("history")))
 
 
 def test_a_non_ascii_name_prints_on_a_terminal_that_cannot_show_it(project: Project) -> None:
