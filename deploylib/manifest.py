@@ -70,6 +70,21 @@ class Scan:
     entries: Manifest
     withheld: list[str]  # secret-looking files kept out of the sync set
     stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # source scans: (size, mtime_ns) before hashing
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, kind): fifos, sockets, devices
+
+
+def special_kind(mode: int) -> str | None:
+    """What a file that is not regular, a symlink or a directory is ("fifo", "socket", ...), else None.
+
+    Such files cannot be deployed (reading a FIFO blocks; a socket or device has no bytes to ship), so
+    a deploy skips them and says so."""
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+        return None
+    for test, kind in ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
@@ -216,6 +231,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
     entries: Manifest = {}
     withheld: list[str] = []
     stamps: dict[str, tuple[int, int]] = {}
+    skipped: list[tuple[str, str]] = []
     if not root.is_dir():
         return Scan(entries, withheld)
     hashes = cache.tree(root)
@@ -232,12 +248,16 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         withheld = [p for p in withheld if p not in skip]
     for relpath, dirent in managed:
         st = dirent.stat(follow_symlinks=False)
+        kind = special_kind(st.st_mode)
+        if kind is not None:
+            skipped.append((relpath, kind))
+            continue
         entry = _entry(f"{base}/{relpath}", relpath, st, hashes, source)
         if entry is not None:
             entries[relpath] = entry
             if source:
                 stamps[relpath] = (st.st_size, st.st_mtime_ns)
-    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps)
+    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps, sorted(skipped))
 
 
 def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:

@@ -49,6 +49,10 @@ def survey(op: Operation) -> Survey:
     if wanted.withheld:
         op.note(f"withheld {len(wanted.withheld)} secret-looking file(s) from the sync set: "
                 f"{', '.join(wanted.withheld[:SHOWN])} (lift with unsafe_allow_secrets only if you must)")
+    if wanted.skipped:
+        more = f", and {len(wanted.skipped) - SHOWN} more" if len(wanted.skipped) > SHOWN else ""
+        op.note(f"skipped {len(wanted.skipped)} file(s) that are not regular files or symlinks: "
+                f"{', '.join(f'{path} ({kind})' for path, kind in wanted.skipped[:SHOWN])}{more}")
     return Survey(previous, release, wanted.entries, production, plan)
 
 

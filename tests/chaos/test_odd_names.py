@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import MANAGED, Project, ok, tree
+from conftest import MANAGED, Project, bump, ok, tree
 
 
 def with_data(project: Project, glob: str = "data/**") -> Path:
@@ -134,6 +135,42 @@ def test_a_secret_name_with_a_newline_is_still_withheld(project: Project, glob: 
     proc = ok(project.run("deploy"))
     assert "note: withheld 1 secret-looking file(s) from the sync set: data/.ssh/id\\nrsa" in proc.stdout
     assert extras(project) == {}
+
+
+def test_fifos_and_sockets_are_skipped_with_one_note(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = with_data(project)
+    (data / "real.txt").write_text("real\n")
+    os.mkfifo(data / "a.fifo")
+    monkeypatch.chdir(data)  # a socket path must fit in 108 bytes: bind relative to the directory
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("b.sock")
+    try:
+        note = ("note: skipped 2 file(s) that are not regular files or symlinks: "
+                "data/a.fifo (fifo), data/b.sock (socket)")
+        dry = ok(project.run("deploy", "--dry-run"))
+        assert dry.stdout.count(note) == 1
+        proc = ok(project.run("deploy"))
+        assert proc.stdout.count(note) == 1
+        assert extras(project) == {"data/real.txt": b"real\n"}
+        assert project.managed() == {k: v for k, v in tree(project.source).items() if k in MANAGED}
+        assert note in ok(project.run("status")).stdout
+        code, result = project.json("deploy")
+        assert code == 0 and result["notes"] == [note.removeprefix("note: ")]
+        bump(project)
+        proc = ok(project.run("deploy"))
+        assert proc.stdout.count(note) == 1 and "Success." in proc.stdout
+    finally:
+        sock.close()
+
+
+def test_hard_links_deploy_as_separate_files(project: Project) -> None:
+    """README: each path is its own file in production; editing one never changes the other."""
+    data = with_data(project)
+    (data / "a.txt").write_text("same\n")
+    os.link(data / "a.txt", data / "b.txt")
+    ok(project.run("deploy"))
+    assert extras(project) == {"data/a.txt": b"same\n", "data/b.txt": b"same\n"}
+    assert os.stat(project.target / "data" / "a.txt").st_ino != os.stat(project.target / "data" / "b.txt").st_ino
 
 
 def test_json_output_stays_valid_with_odd_names(project: Project) -> None:
