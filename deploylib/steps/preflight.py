@@ -17,7 +17,7 @@ from ..errors import PlanMismatch, PreflightFailed
 from ..fsutil import nearest_existing
 from ..journal import State
 from ..layout import is_op_id, release_path, releases_dir
-from ..manifest import Release, load_release, scan_paths
+from ..manifest import Release, load_release, scan_paths, special_kind
 from ..naming import hint
 from ..plan import Plan, diff, drifted
 from ..secrets import scan_file
@@ -82,6 +82,7 @@ def run(op: Operation) -> Survey:
     check_no_user_files(op, found)
     check_drift(op, found)
     check_paths(op, found)
+    check_no_special_files(op, found)
     check_space(op, found)
     return found
 
@@ -204,6 +205,21 @@ def check_paths(op: Operation, found: Survey) -> None:
             raise PreflightFailed(
                 f"{directory}: not writable by this user (uid {os.geteuid()}); make it writable "
                 "(chmod u+w) or deploy as its owner")
+
+
+def check_no_special_files(op: Operation, found: Survey) -> None:
+    """A FIFO, socket or device in production where the release puts a file: the tool never makes one,
+    so it is the user's, and the commit's rename would destroy it (it cannot be backed up either).
+    Production's scan sees only files and links, so these paths are planned as added; look there."""
+    for entry in found.plan.added:
+        path = op.target / entry.path
+        try:
+            kind = special_kind(os.lstat(path).st_mode)
+        except OSError:
+            continue
+        if kind is not None:
+            raise PreflightFailed(f"{path}: is a {kind} in production where the release puts a file; MCP Deploy "
+                                  "did not make it and replaces only files it deployed: move it away")
 
 
 def _parent_problem(target: Path, rel: str, removed: set[str], seen: dict[str, str | None]) -> str | None:

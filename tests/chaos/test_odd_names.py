@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 from pathlib import Path
 
@@ -161,6 +162,27 @@ def test_fifos_and_sockets_are_skipped_with_one_note(project: Project, monkeypat
         assert proc.stdout.count(note) == 1 and "Success." in proc.stdout
     finally:
         sock.close()
+
+
+def test_a_fifo_in_production_where_the_release_puts_a_file_is_refused(project: Project) -> None:
+    """The tool never makes a FIFO, so one in production is the user's: replacing it would be touching
+    a file the tool did not deploy, and it cannot be backed up. Refused before anything changes."""
+    data = with_data(project)
+    (data / "queue").write_text("file\n")
+    fifo = project.target / "data" / "queue"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    inode = os.lstat(fifo).st_ino
+    proc = project.run("deploy")
+    assert proc.returncode == 4, proc.stderr
+    assert (f"error: deploy failed at preflight: {fifo}: is a fifo in production where the release puts a "
+            "file; MCP Deploy did not make it and replaces only files it deployed: move it away (nothing was "
+            "changed)") in proc.stderr.splitlines()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and os.lstat(fifo).st_ino == inode
+    assert not (project.target / "VERSION").exists()
+    fifo.unlink()
+    ok(project.run("deploy"))
+    assert extras(project) == {"data/queue": b"file\n"}
 
 
 def test_hard_links_deploy_as_separate_files(project: Project) -> None:
