@@ -51,6 +51,8 @@ Ref = Annotated[str | None, Field(
 OverwriteDrift = Annotated[bool, Field(
     description="Let the deploy overwrite managed files that were edited in production by hand (the backup "
                 "keeps the edited files); without it such a deploy is refused.")]
+Release = Annotated[str | None, Field(
+    description="A release: 'live', a snapshot id, a deploy id or a version (as `backups` lists them).")]
 ListBackups = Annotated[bool, Field(description="Only list the snapshots (what `to` accepts); change nothing.")]
 DryRun = Annotated[bool, Field(description="Only show what the rollback would change; change nothing.")]
 Limit = Annotated[int, Field(ge=0, description="How many of the newest records to return (0 for all).")]
@@ -120,13 +122,15 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         return reply(result.to_json(), report.deploy_summary(result))
 
     async def rollback(ctx: Context, to: To = None, list_backups: ListBackups = False,
-                       dry_run: DryRun = False) -> Reply:
+                       dry_run: DryRun = False, plan_digest: PlanDigest = None) -> Reply:
         """Roll production back to a snapshot (default: the release before the current one), verify it,
-        and return the result, with progress notifications. list_backups=true only lists the snapshots."""
+        and return the result, with progress notifications. list_backups=true only lists the snapshots;
+        dry_run=true previews, and its plan_digest makes the rollback apply exactly that plan."""
         if list_backups:
             return await answer(lambda: operations.backups(config, profile), report.backups_summary)
         relay = ProgressRelay(ctx)
-        out = await answer(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run, on_event=relay),
+        out = await answer(lambda: operations.rollback(config, profile, to=to, dry_run=dry_run,
+                                                       plan_digest=plan_digest, on_event=relay),
                            report.rollback_summary)
         if not out.is_error:
             await relay.done()
@@ -140,8 +144,14 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
         """The deployment log: deploys, rollbacks, failures and recoveries, newest last."""
         return await answer(lambda: operations.history(config, profile, limit=limit), report.history_summary)
 
-    async def diff() -> Reply:
-        """The pending changes between the source and production, with unified diffs of text files."""
+    async def diff(release: Release = None, from_release: Release = None, to_release: Release = None) -> Reply:
+        """Without arguments: the pending changes between the source and production. With `release`: what
+        that release changed against its predecessor; with from_release (and to_release, default live):
+        the changes between any two releases or snapshots. Unified diffs of text files."""
+        if release or from_release:
+            return await answer(lambda: operations.release_diff(config, profile, release=release or None,
+                                                                old=from_release or None, new=to_release or None),
+                                report.release_diff_summary)
         return await answer(lambda: operations.diff(config, profile), report.diff_summary)
 
     tools: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [

@@ -202,6 +202,10 @@ def history_summary(r: HistoryResult) -> str:
     return f"{len(r.records)} record(s) from {r.log}"
 
 
+def release_diff_summary(r: ReleaseDiffResult) -> str:
+    return release_diff(r).split("\n", 1)[0]
+
+
 def diff_summary(r: DiffResult) -> str:
     counts = r.plan["counts"]
     return f"{counts['added']} added, {counts['changed']} changed, {counts['removed']} removed"
@@ -327,8 +331,8 @@ def release_diff(r: ReleaseDiffResult) -> str:
                  f"{counts['removed']} removed, {counts['unchanged']} unchanged"]
     sizes = r.plan.get("sizes", {})
     for mark, key in (("+", "added"), ("~", "changed"), ("-", "removed")):
-        lines += [f"  {mark} {path} ({size(sizes[path])})" for path in r.plan[key]]
-    lines += [f"note: {n}" for n in r.notes]
+        lines += [f"  {mark} {shown(path)} ({size(sizes[path])})" for path in r.plan[key]]
+    lines += [f"note: {shown(n)}" for n in r.notes]
     text = "\n".join(lines) + "\n"
     for key in ("added", "changed", "removed"):
         for path in r.plan[key]:

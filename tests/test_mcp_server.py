@@ -51,7 +51,7 @@ def test_tools_carry_annotations_titles_and_described_parameters(project: Projec
         assert not any(line != line.lstrip() for line in tool.description.splitlines()), tool.description
         for param, schema in tool.input_schema["properties"].items():
             assert len(schema.get("description", "")) > 20, (name, param)
-    assert set(tools["rollback"].input_schema["properties"]) == {"to", "list_backups", "dry_run"}
+    assert set(tools["rollback"].input_schema["properties"]) == {"to", "list_backups", "dry_run", "plan_digest"}
     assert set(tools["deploy"].input_schema["properties"]) == {"plan_digest", "ref", "overwrite_drift"}
 
 
@@ -224,3 +224,25 @@ def test_mcp_task_without_any_config_still_serves_the_error(tmp_path: Path) -> N
 
     is_error, text = run(scenario)
     assert is_error and "missing.yaml: config file not found" in text
+
+
+def test_release_diffs_and_a_previewed_rollback_through_the_tools(project: Project) -> None:
+    """diff with `release` says what a release changed; rollback dry_run's digest applies exactly that plan."""
+    ok(project.run("deploy"))
+    bump(project)
+    code, second = project.json("deploy")
+    assert code == 0
+
+    async def scenario() -> tuple[Any, ...]:
+        async with mcp_session(project.config) as s:
+            changed = await call(s, "default_diff", release=second["deploy_id"])
+            preview = await call(s, "default_rollback", dry_run=True)
+            done = await call(s, "default_rollback", plan_digest=preview[1]["plan"]["digest"])
+            return changed, preview, done
+
+    (err1, changed), (err2, preview), (err3, done) = run(scenario)
+    assert not (err1 or err2 or err3), (changed, preview, done)
+    assert changed["plan"]["changed"] == ["workflow/plan.py"] and "+# changed" in changed["diffs"]["workflow/plan.py"]
+    assert changed["summary"].startswith("Changes from ")
+    assert preview["dry_run"] and done["changed"] and done["restored_from"] == preview["restored_from"]
+    assert "# changed" not in (project.target / "workflow" / "plan.py").read_text()
