@@ -80,8 +80,8 @@ def run(op: Operation) -> Survey:
     check_version_file(op, found)
     check_no_secrets(op, found)
     check_no_user_files(op, found)
-    check_drift(op, found)
     check_paths(op, found)
+    check_drift(op, found)  # after the paths: a linked directory is the cause, not its files' absence
     check_no_special_files(op, found)
     check_space(op, found)
     return found

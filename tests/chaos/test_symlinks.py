@@ -42,7 +42,10 @@ def test_nothing_is_written_through_links_in_production(project: Project) -> Non
     # a file-level link where a managed file goes: replaced by the real file, the link's target untouched
     (project.target / "templates" / "plan.json").unlink()
     os.symlink(secret, project.target / "templates" / "plan.json")
-    ok(project.run("deploy"))
+    proc = project.run("deploy")  # a hand edit of a managed file (drift): refused, nothing written
+    assert proc.returncode == 4 and "edited in production since they were deployed: templates/plan.json" in proc.stderr
+    assert secret.read_text() == '{"precious": true}'
+    ok(project.run("deploy", "--overwrite-drift"))
     assert not (project.target / "templates" / "plan.json").is_symlink()
     assert secret.read_text() == '{"precious": true}'
     # a directory-level link where managed files go: refused before anything changes
