@@ -113,6 +113,7 @@ class Store:
                 raise CorruptState(f"{marker}: not a store of format {STORE_FORMAT} (found {str(fmt)[:40]}); "
                                    "this MCP Deploy cannot use it: point backup_dir at a new directory")
             return
+        names = {n for n in names if not n.startswith(f".{STORE_MARKER}.tmp-")}  # another process claiming it
         if not names <= _OWN_NAMES | self._guests or ("objects" in names and not _objects_only(self.object_dir)):
             raise ConfigError(f"backup_dir {self.root}: holds files that are not MCP Deploy backups (no "
                               f"{STORE_MARKER}); point backup_dir at a new or empty directory")
