@@ -132,7 +132,8 @@ class ProgressReporter:
         elif kind == "undo":
             self._say(f"[rolling back] undo {data['step']}")
         elif kind == "plan":  # before the work: what will change, then the progress, then the result
-            self._finish_step()
+            if not self.shown:
+                self._show()  # there is work to do: what was held back is worth seeing
             print_result("\n".join(plan_lines(data["plan"], (data["from"], data["to"]))))
             sys.stdout.flush()
         elif kind == "hook":
