@@ -63,10 +63,19 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         if verbose:
             traceback.print_exc()
         raise Exit(code=EXIT_INTERNAL) from None
+    try:
+        text = json.dumps(result.to_json(), indent=2, default=str) if as_json else render(result)
+    except Exception as exc:  # a bug in the report, after an operation that finished: say both
+        print(terminal.printable(f"internal error while reporting: {exc.__class__.__name__}: {exc} (the "
+                                 "operation itself finished; see `status`; rerun with --verbose and report "
+                                 "it)"), file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        raise Exit(code=EXIT_INTERNAL) from None
     if as_json:
-        print(json.dumps(result.to_json(), indent=2, default=str))
+        print(text)
     else:
-        terminal.print_result(render(result))
+        terminal.print_result(text)
 
 
 def _after_plan(result: Any, verbose: bool = False) -> str:
