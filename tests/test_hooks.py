@@ -269,3 +269,31 @@ def test_the_bundled_restart_hook_names_the_servers_still_running_old_code(proje
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_bundled_restart_hook_restarts_a_systemd_user_unit(project: Project, tmp_path: Path) -> None:
+    """MCP_SERVER_UNIT names a `systemd --user` unit: restarted, then the hook fails (reported, the release
+    stays) unless the unit comes back active. No user systemd manager runs in this container, so a
+    stand-in `systemctl` on PATH records its arguments and answers `is-active` as told."""
+    script = REPO / "examples" / "hooks" / "restart-server.sh"
+    bindir, calls = tmp_path / "bin", tmp_path / "systemctl-calls"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n'
+                                      f'[ "$2" = is-active ] && exit "$(cat {tmp_path / "active-rc"})"\nexit 0\n')
+    (bindir / "systemctl").chmod(0o755)
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "MCP_SERVER_UNIT": "unified-agents.service"}
+    project.write_config(hooks={"after_commit": [{"run": f"sh {script}"}]})
+    (tmp_path / "active-rc").write_text("0")
+    code, result = project.json("deploy", env=env)
+    assert code == 0
+    version = json.loads((project.target / "VERSION").read_text())["version"]
+    assert result["hooks"][0]["output"] == f"restarted unified-agents.service: it now runs {version}\n"
+    assert calls.read_text().splitlines() == ["--user restart unified-agents.service",
+                                              "--user is-active --quiet unified-agents.service"]
+    bump(project)
+    (tmp_path / "active-rc").write_text("3")  # the unit failed to come back
+    code, result = project.json("deploy", env=env)
+    assert code == 0 and result["ok"]  # the release is live: an after_commit failure is reported, not undone
+    assert result["hooks"][0]["problem"] == f"`sh {script}` exited 3"
+    for rel in MANAGED:
+        assert (project.target / rel).read_bytes() == (project.source / rel).read_bytes()
