@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorruptState
+from .jsonfile import loads_state
+from .layout import is_op_id
 
 
 def append(log: Path, record: dict[str, Any]) -> None:
@@ -53,12 +55,22 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
+            rec = loads_state(raw)
         except ValueError:
             bad += 1
             continue
-        if isinstance(rec, dict):
+        if _is_ours(rec):
             records.append(rec)
         else:
             bad += 1
     return records, bad
+
+
+EVENTS = ("deploy", "rollback", "failure", "recovery")
+
+
+def _is_ours(rec: object) -> bool:
+    """A record MCP Deploy wrote: a known event, an operation id, a verdict. Anything else in the log
+    (another program's lines, hand edits) is counted as a damaged line, never shown as an operation."""
+    return (isinstance(rec, dict) and rec.get("event") in EVENTS and is_op_id(rec.get("id"))
+            and isinstance(rec.get("ok"), bool))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from .errors import ConfigError, CorruptState
 from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
 from .ids import parse_time
+from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
 from .manifest import Entry, Manifest, is_sha256
 from .naming import hint
@@ -105,7 +106,7 @@ class Store:
                                    "(prune would delete in the link's target): replace it with the directory")
         if STORE_MARKER in names:
             try:
-                data = json.loads(marker.read_bytes())
+                data = loads_state(marker.read_bytes())
                 fmt = data["format"] if isinstance(data, dict) else None
             except (OSError, ValueError, KeyError):
                 fmt = None
@@ -181,11 +182,11 @@ class Store:
     def load(self, snapshot_id: str, with_files: bool = True) -> Snapshot:
         path = self.snapshot_dir / f"{snapshot_id}.json"
         with _reading(path, snapshot_id):
-            snap = Snapshot.from_header(json.loads(path.read_bytes()), snapshot_id)
+            snap = Snapshot.from_header(loads_state(path.read_bytes()), snapshot_id)
         if with_files:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                snap.files = _manifest(json.loads(path.read_bytes()))
+                snap.files = _manifest(loads_state(path.read_bytes()))
         return snap
 
     def objects_of(self, snapshot_ids: Iterable[str]) -> set[str]:
@@ -194,7 +195,7 @@ class Store:
         for snapshot_id in snapshot_ids:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                shas = [e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e]
+                shas = [e["sha256"] for e in loads_state(path.read_bytes()).values() if "link" not in e]
                 if not all(is_sha256(sha) for sha in shas):
                     raise ValueError("bad object name")
                 found.update(shas)
@@ -312,7 +313,7 @@ def _reading(path: Path, snapshot_id: str) -> Iterator[None]:
     except FileNotFoundError:
         raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `{hint('backups')}`") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
+        raise CorruptState(f"{path}: snapshot manifest is damaged ({why(exc)}); "
                            f"roll back to another snapshot (see `{hint('backups')}`)") from None
 
 
