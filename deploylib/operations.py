@@ -142,7 +142,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         records = []
         notes.append(exc.message)
     snapshots, _ = op.store.all_snapshots()
-    target_snap = default_snapshot(snapshots, found.previous)
+    target_snap = default_snapshot(op.store.ours(snapshots), found.previous)
     age = None
     if prev.get("deployed"):
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
@@ -230,14 +230,16 @@ def history_stats(config: PathLike = None, profile: str | None = None, period: s
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:
     prof = load_profile(config, profile)
     store = store_for(prof)
-    snapshots, problems = store.all_snapshots()
+    every, problems = store.all_snapshots()
+    snapshots = store.ours(every)
     current, _ = read_version(prof.target, prof.version_file)
     target = default_snapshot(snapshots, current)
     protected = protected_ids(snapshots, current)
     rows = [{**s.brief(), "rollback_target": target is not None and s.id == target.id,
              "protected": s.id in protected} for s in reversed(snapshots)]
     return BackupsResult(backup_dir=str(store.root), snapshots=rows,
-                         rollback_target=target.id if target else None, problems=problems)
+                         rollback_target=target.id if target else None, problems=problems,
+                         other_targets=len(every) - len(snapshots))
 
 
 def prune(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,

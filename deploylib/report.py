@@ -399,6 +399,9 @@ def backups(r: BackupsResult) -> str:
             version = "" if s["version"] == s["release"] else str(s["version"])
             lines.append(f"{s['id']:33} {moment(s['created']):20} {version:12} {short(s.get('git_commit')):7} "
                          f"{s['release'] or 'baseline':33} {s['files']:>6} {size(s['bytes']):>10}{mark}")
+    if r.other_targets:
+        lines.append(f"({r.other_targets} snapshot(s) of other targets sharing this backup_dir are not listed: "
+                     "their own profiles list and restore them)")
     lines += [f"problem: {p}" for p in r.problems]
     return "\n".join(lines)
 

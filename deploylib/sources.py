@@ -239,8 +239,10 @@ def default_snapshot(snapshots: list[Snapshot], previous: dict[str, Any] | None)
 
 
 def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str | None) -> Snapshot:
-    """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target."""
-    snapshots, _ = store.all_snapshots()
+    """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target, among the snapshots of
+    the store's target only: another target's files restored here would mix two deployments."""
+    every, _ = store.all_snapshots()
+    snapshots = store.ours(every)
     if selector is None:
         snap = default_snapshot(snapshots, previous)
         if snap is None:
@@ -257,6 +259,9 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         if match:
             _one_release(selector, match)
             return match[-1]
+    foreign = [store.owner_problem(s, every) for s in every if s.id == selector]
+    if foreign and foreign[0]:
+        raise NothingToRollBack(f"{store.root}: {foreign[0]}; see `{hint('backups')}`")
     if is_op_id(selector) and (store.snapshot_dir / f"{selector}.json").exists():
         store.load(selector)  # a snapshot by that id exists but cannot be read: say why (CorruptState)
     raise NothingToRollBack(
