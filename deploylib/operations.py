@@ -15,7 +15,7 @@ from . import gitref, pipeline, recovery, report
 from .config import Profile, load_profile
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, LockHeld
-from .globs import PatternSet
+from .globs import PatternSet, normalize, pattern_problem
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
@@ -98,6 +98,7 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     `ref` deploys the committed tree of that git ref instead of the working tree.
     """
     prof = load_profile(config, profile)
+    adopt = _adopt_globs(prof, adopt)
     if ref is None:
         op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
                         overwrite_drift=overwrite_drift, on_event=on_event)
@@ -109,6 +110,17 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
                         adopt=adopt, overwrite_drift=overwrite_drift, on_event=on_event,
                         cache_roots=[prof.source, prof.target])
         return _run(op, dry_run)
+
+
+def _adopt_globs(profile: Profile, globs: tuple[str, ...]) -> tuple[str, ...]:
+    """`--adopt` globs, normalised; one that could name a path outside the target is a usage error."""
+    for glob in globs:
+        problem = pattern_problem(glob)
+        if problem:
+            raise ConfigError(f"--adopt '{report.shown(glob)}': {problem}; name files inside the target "
+                              f"{report.shown(str(profile.target))} with a glob relative to it, "
+                              "e.g. --adopt 'config/*.json'")
+    return tuple(normalize(glob) for glob in globs)
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
