@@ -15,7 +15,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, scan
+from .manifest import Entry, Scan, link_escapes, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -151,7 +151,8 @@ def _strip_setid(op: Operation, found: Scan) -> None:
         entry = found.entries[path]
         found.entries[path] = entry._replace(mode=entry.mode & ~SETID)
     if stripped:
-        op.note(f"deployed {len(stripped)} file(s) without their setuid/setgid bits: {', '.join(stripped[:5])} "
+        verb = "deployed" if op.name == "deploy" else "restored"
+        op.note(f"{verb} {len(stripped)} file(s) without their setuid/setgid bits: {', '.join(stripped[:5])} "
                 "(list them under allow_setid to keep the bits)")
 
 
@@ -166,9 +167,20 @@ class SnapshotSource:
         self.snapshot: Snapshot | None = None
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
+        """The snapshot's files, held to what a deploy would ship: no link out of the target (a snapshot
+        describing one was not taken by MCP Deploy), no set-id bits unless allow_setid names the file."""
         chosen = find_snapshot(self.store, previous, self.selector)
         self.snapshot = self.store.load(chosen.id)
-        return Scan(dict(self.snapshot.files), [])
+        for entry in self.snapshot.files.values():
+            if entry.link is not None and link_escapes(entry.path, entry.link):
+                raise CorruptState(
+                    f"{self.store.snapshot_dir / f'{chosen.id}.files.json'}: snapshot {chosen.id} describes "
+                    f"{entry.path} as a symlink to {entry.link}, which leads outside the target; MCP Deploy never "
+                    "deploys such a link, so it restores none: nothing was touched; roll back to another "
+                    f"snapshot (see `{hint('backups')}`)")
+        found = Scan(dict(self.snapshot.files), [])
+        _strip_setid(op, found)
+        return found
 
     def verify_available(self, plan: Plan) -> None:
         """Re-hash the objects this rollback will restore (only those: the rest stays as it is)."""

@@ -7,13 +7,19 @@ the profile's own target's snapshots, while garbage collection keeps every objec
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import stat
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conftest import Project, bump, ok, tree
+from deploylib.layout import target_lock_path
 
 
 def two_profiles(project: Project) -> dict[str, dict[str, Any]]:
@@ -127,3 +133,63 @@ def test_snapshots_from_before_targets_were_recorded_count_as_the_targets_only_w
     assert header.read_bytes() == kept and objects_of(project, [legacy]) == objects
     proc = project.run("rollback", "--profile", "a", "--to", legacy)
     assert proc.returncode == 7 and "does not record the target it backs up" in proc.stderr, proc.stderr
+
+
+def rollback_target(project: Project) -> Path:
+    """The manifest of the snapshot `rollback` restores by default (two deploys made)."""
+    code, listed = project.json("backups")
+    assert code == 0 and listed["rollback_target"]
+    return project.backups / "snapshots" / f"{listed['rollback_target']}.files.json"
+
+
+def test_a_rollback_restores_set_id_bits_only_where_allowed(project: Project) -> None:
+    """A snapshot (hand-edited, or taken under an allow_setid since dropped) with a setuid file: the rollback
+    strips the bits, as a deploy does, unless allow_setid names the file."""
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    manifest = rollback_target(project)
+    files = json.loads(manifest.read_text())
+    files["server.py"]["mode"] = 0o6755
+    manifest.write_text(json.dumps(files))
+    proc = ok(project.run("rollback"))
+    assert stat.S_IMODE(os.stat(project.target / "server.py").st_mode) == 0o755
+    assert "restored 1 file(s) without their setuid/setgid bits: server.py" in proc.stdout
+    bump(project, text="\n# again\n")
+    ok(project.run("deploy"))
+    project.write_config(allow_setid=["server.py"])
+    manifest = rollback_target(project)
+    files = json.loads(manifest.read_text())
+    files["server.py"]["mode"] = 0o6755
+    manifest.write_text(json.dumps(files))
+    ok(project.run("rollback"))
+    assert stat.S_IMODE(os.stat(project.target / "server.py").st_mode) == 0o6755
+
+
+@pytest.mark.parametrize("path,link", [("templates/passwd.json", "/etc/passwd"),
+                                       ("workflow/up.py", "../../outside/victim"),
+                                       ("escape", ".."), ("templates/deep.json", "../templates/../../x")])
+def test_a_snapshot_describing_a_link_out_of_the_target_is_refused_and_nothing_is_touched(
+        project: Project, path: str, link: str) -> None:
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    manifest = rollback_target(project)
+    files = json.loads(manifest.read_text())
+    data = os.fsencode(link)
+    files[path] = {"path": path, "size": len(data), "mode": 0o777, "sha256": hashlib.sha256(data).hexdigest(),
+                   "link": link}
+    manifest.write_text(json.dumps(files))
+    before = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
+    for args in (("rollback",), ("rollback", "--dry-run"), ("rollback", "--to", manifest.name[:-len(".files.json")])):
+        proc = project.run(*args)
+        assert proc.returncode == 5, (args, proc.stdout, proc.stderr)
+        assert (f"{manifest}: snapshot {manifest.name[:-len('.files.json')]} describes {path} as a symlink to "
+                f"{link}, which leads outside the target; MCP Deploy never deploys such a link") in proc.stderr
+        assert "Traceback" not in proc.stderr
+    lock = target_lock_path(project.target).name
+    after = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
+    for side in (before, after):
+        side["prod"] = {k: v for k, v in side["prod"].items() if k != lock}  # each command writes its pid there
+        side["state"] = {k: v for k, v in side["state"].items() if k != "lock"}
+    assert after == before
