@@ -36,6 +36,22 @@ def shown(text: str, keep: str = "") -> str:
     return _UNSAFE.sub(escape, text)
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def encodable(data: Any) -> Any:
+    """`data` (what `--json` prints) with each byte of a name that is not UTF-8 written `\\xff`, as `shown`
+    prints it, in every string and key: a protocol that sends UTF-8 (MCP) cannot carry the lone surrogate
+    that stands for it. Everything else, control characters included, stays as it is (JSON escapes them)."""
+    if isinstance(data, str):
+        return _SURROGATE.sub(lambda m: shown(m.group()), data) if _SURROGATE.search(data) else data
+    if isinstance(data, dict):
+        return {encodable(k): encodable(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [encodable(v) for v in data]
+    return data
+
+
 def size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
