@@ -166,3 +166,22 @@ def test_respect_gitignore_true_outside_git_is_a_config_error(project: Project) 
     proc = project.run("deploy")
     assert proc.returncode == 2 and "respect_gitignore is true" in proc.stderr and str(project.config) in proc.stderr
     assert not project.target.exists()
+
+
+TOOL_CACHES = [".pytest_cache/v/cache/nodeids", ".mypy_cache/3.11/server.meta.json", ".ruff_cache/0.5.0/123",
+               ".tox/py311/lib/x.py", ".nox/tests/bin/python", ".coverage", ".coverage.host.1234.567890",
+               "htmlcov/index.html", "workflow/.pytest_cache/README.md", "workflow/htmlcov/index.html"]
+
+
+def test_test_and_lint_caches_are_never_shipped_even_under_include_everything(project: Project) -> None:
+    """The caches and reports test runners and linters leave in a checkout (not in git, so
+    respect_gitignore cannot help for a source outside git) are debris, as __pycache__ is."""
+    for rel in TOOL_CACHES:
+        path = project.source / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("debris\n")
+    project.write_config(include=["**"], exclude=[])
+    ok(project.run("deploy"))
+    deployed = {p for p in tree(project.target) if not p.endswith("/")}
+    assert deployed and not set(TOOL_CACHES) & deployed, deployed
+    assert "server.py" in deployed and "workflow/plan.py" in deployed
