@@ -14,7 +14,7 @@ from pathlib import Path
 from . import gitref, pipeline, recovery, report
 from .config import Profile, load_profile
 from .context import EventSink, Operation, Source
-from .errors import ConfigError, CorruptState, LockHeld
+from .errors import ConfigError, CorruptState, DeployError, LockHeld
 from .globs import PatternSet, normalize, pattern_problem
 from .history import read as read_history
 from .ids import new_id, parse_time
@@ -109,7 +109,14 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
         op = _operation(replace(prof, source=exported.tree), RefSource(exported), wait=wait, digest=plan_digest,
                         adopt=adopt, overwrite_drift=overwrite_drift, on_event=on_event,
                         cache_roots=[prof.source, prof.target])
-        return _run(op, dry_run)
+        try:
+            result = _run(op, dry_run)
+        except DeployError as exc:  # a dry run's refusal never went through the pipeline's failure path
+            exc.message, exc.detail = exported.mask(exc.message), exported.mask(exc.detail)
+            raise
+        result.notes = [exported.mask(n) for n in result.notes]
+        result.message = exported.mask(result.message)
+        return result
 
 
 def _adopt_globs(profile: Profile, globs: tuple[str, ...]) -> tuple[str, ...]:

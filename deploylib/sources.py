@@ -94,6 +94,10 @@ class TreeSource:
         """Where the files came from, as VERSION's deployed_from records it."""
         return str(self.root)
 
+    def mask(self, text: str) -> str:
+        """`text` as the user should read it (a ref's export names its files by repository and ref)."""
+        return text
+
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         prev = survey.previous or {}
         commit, dirty = self.git()
@@ -138,7 +142,10 @@ class RefSource(TreeSource):
         return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
 
     def origin(self) -> str:
-        return f"{self.exported.repo} @ {self.exported.ref}"
+        return self.exported.origin
+
+    def mask(self, text: str) -> str:
+        return self.exported.mask(text)
 
 
 def _strip_setid(op: Operation, found: Scan) -> None:

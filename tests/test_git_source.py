@@ -185,3 +185,34 @@ def test_test_and_lint_caches_are_never_shipped_even_under_include_everything(pr
     deployed = {p for p in tree(project.target) if not p.endswith("/")}
     assert deployed and not set(TOOL_CACHES) & deployed, deployed
     assert "server.py" in deployed and "workflow/plan.py" in deployed
+
+
+@pytest.mark.parametrize("case", ["secret", "link", "version_file"])
+def test_ref_errors_name_the_repository_and_ref_never_the_temporary_export(repo: Project, tmp_path: Path,
+                                                                           case: str) -> None:
+    """A refusal about a file of the ref names where it is (`<source> @ <ref>: path`): the export in the
+    temporary directory is gone by the time anyone reads the message."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    if case == "secret":
+        (repo.source / "workflow" / "keys.py").write_text('KEY = "AKIA' + "Q" * 16 + '"\n')
+        says = f"{repo.source} @ v-bad: workflow/keys.py:1: "
+    elif case == "link":
+        os.symlink("/etc/passwd", repo.source / "templates" / "passwd.json")
+        says = f"{repo.source} @ v-bad: templates/passwd.json: symlink points outside the source tree (/etc/passwd)"
+    else:
+        (repo.source / "VERSION").write_text("1.2.3\n")
+        repo.write_config(include=[*repo.profile["include"], "VERSION"])
+        says = f"{repo.source} @ v-bad: VERSION: the release has a file of the name MCP Deploy gives its version"
+    git(repo.source, "add", "-A")
+    git(repo.source, "commit", "-qm", "bad")
+    git(repo.source, "tag", "v-bad")
+    for args in (("deploy", "--ref", "v-bad"), ("deploy", "--dry-run", "--ref", "v-bad")):
+        proc = repo.run(*args, env={"TMPDIR": str(scratch)})
+        assert str(scratch) not in proc.stdout + proc.stderr and "mcp-deploy-" not in proc.stderr, proc.stderr
+        if "--dry-run" in args and case != "link":
+            continue  # content checks run in preflight, which a dry run does not reach
+        assert proc.returncode == 4, proc.stderr
+        assert says in proc.stderr, proc.stderr
+    assert not repo.target.exists() and list(scratch.iterdir()) == []
+    assert str(scratch) not in (repo.log.read_text() if repo.log.exists() else "")
