@@ -33,6 +33,7 @@ from typing import Any, Callable
 from . import faults
 from .errors import CorruptState
 from .fsutil import atomic_write, read_state, remove_tree, sha256_file, sync_filesystem
+from .jsonfile import loads_state
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
 from .store import Store
@@ -65,8 +66,8 @@ class CommitPlan:
     def from_json(cls, data: dict[str, Any]) -> "CommitPlan":
         """Read back from the journal; ValueError unless every path stays inside the target."""
         plan = cls([Entry.from_json(e) for e in data["removes"]],
-                   [(str(p), int(m)) for p, m in data["rmdirs"]],
-                   [(str(p), int(m)) for p, m in data["mkdirs"]],
+                   [(str(p), _mode(m)) for p, m in data["rmdirs"]],
+                   [(str(p), _mode(m)) for p, m in data["mkdirs"]],
                    [(str(p), None if old is None else Entry.from_json(old)) for p, old in data["puts"]],
                    bool(data["version_kept"]), str(data.get("version_file", VERSION_FILE)))
         if not safe_relpath(plan.version_file) or "/" in plan.version_file:
@@ -79,6 +80,13 @@ class CommitPlan:
         return plan
 
 
+def _mode(m: Any) -> int:
+    """A directory mode read back from a plan: what os.mkdir/chmod accept, never a float or a huge number."""
+    if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= 0o7777:
+        raise ValueError(f"bad directory mode {str(m)[:40]}")
+    return m
+
+
 def save_plan(plan: CommitPlan, stage: Path) -> None:
     atomic_write(stage / PLAN_FILE, json.dumps(plan.to_json()).encode())
 
@@ -86,7 +94,7 @@ def save_plan(plan: CommitPlan, stage: Path) -> None:
 def load_plan(stage: Path) -> CommitPlan | None:
     """The plan kept in a stage, or None when there is none (the stage never got that far)."""
     try:
-        data = json.loads(read_state(stage / PLAN_FILE))
+        data = loads_state(read_state(stage / PLAN_FILE))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -24,7 +24,8 @@ from .errors import ConfigError
 from .fsutil import atomic_write
 from .globs import PatternSet, SyncRules, normalize, pattern_problem
 from .ids import new_id
-from .layout import VERSION_FILE
+from .layout import (HASH_CACHE_FILE, JOURNAL_FILE, LOCK_FILE, RELEASES_DIR, STORE_MARKER, VERSION_FILE,
+                     stage_path, target_lock_path)
 
 if TYPE_CHECKING:
     import jsonschema
@@ -555,6 +556,11 @@ def _places(raw: dict[str, Any], at: list[Any], base: Path, problems: _Problems)
             problems.add(at + ["target"], problem)
     for key, what in _nesting(places, given={key for key in places if key in raw}):
         problems.add(at + [key], what)
+    if "log" in raw and "log" in places:
+        mine = _own_file(places)
+        if mine:
+            problems.add(at + ["log"], f"log {clip(str(places['log']))} is {mine}; point log at a file of its own "
+                         "(the default is history.jsonl in state_dir)")
     return places
 
 
@@ -616,6 +622,47 @@ def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
             found.append(("log", f"log {clip(str(places['log']))} is inside {outer} {clip(str(places[outer]))}; "
                           "keep the history outside the trees MCP Deploy reads and writes"))
     return found
+
+
+def _own_file(places: dict[str, Path]) -> str | None:
+    """What of MCP Deploy's own the log would be written into (its journal, a lock, the store's objects, ...),
+    or None. Appending history lines there would corrupt state the tool trusts; links are resolved first.
+    A log inside the source or target is `_nesting`'s to report."""
+    log = Path(os.path.realpath(places["log"]))
+    real = {key: Path(os.path.realpath(places[key])) for key in TREES if key in places}
+    files: list[tuple[Path, str]] = []  # the file, and the temp or kept-aside names made from it
+    trees: list[tuple[Path, str]] = []  # the directory and everything under it
+    exact: list[tuple[Path, str]] = []
+    if "state_dir" in real:
+        state = real["state_dir"]
+        exact.append((state, "MCP Deploy's state_dir"))
+        files += [(state / LOCK_FILE, "a lock file of MCP Deploy"), (state / JOURNAL_FILE, "the journal of MCP Deploy"),
+                  (state / HASH_CACHE_FILE, "the hash cache of MCP Deploy")]
+        trees.append((state / RELEASES_DIR, "the release records of MCP Deploy"))
+    if "backup_dir" in real:
+        store = real["backup_dir"]
+        exact.append((store, "the backup_dir"))
+        files += [(store / STORE_MARKER, "the marker of the backup store"), (store / LOCK_FILE, "a lock file of MCP Deploy")]
+        trees += [(store / "objects", "inside the backup store's objects"),
+                  (store / "snapshots", "inside the backup store's snapshots")]
+    if "target" in places:
+        target = Path(os.path.realpath(places["target"].parent)) / places["target"].name
+        files.append((target_lock_path(target), "a lock file of MCP Deploy"))
+        stages = stage_path(target, "").name  # `.<target>.deploy-`: every stage's name starts so
+        if any(p.parent == target.parent and p.name.startswith(stages) and p != target_lock_path(target)
+               for p in (log, *log.parents)):
+            return "inside a stage of MCP Deploy"
+    for path, what in exact:
+        if log == path:
+            return what
+    for path, what in files:
+        if log.parent == path.parent and (log.name == path.name or log.name.startswith(path.name + ".")
+                                          or log.name.startswith(f".{path.name}.tmp-")):
+            return what
+    for path, what in trees:
+        if log.is_relative_to(path):
+            return what
+    return None
 
 
 def _state_beside_snapshots(inner: str, outer: str, real: dict[str, Path]) -> bool:

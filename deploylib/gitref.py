@@ -27,6 +27,17 @@ class ExportedRef:
     commit: str  # the full commit it resolved to
     tree: Path  # the temporary directory holding the ref's files for the source directory
 
+    @property
+    def origin(self) -> str:
+        """Where the files come from, as people (and VERSION's deployed_from) name it."""
+        return f"{self.repo} @ {self.ref}"
+
+    def mask(self, text: str) -> str:
+        """`text` with the export's paths named by where they come from (`<source> @ <ref>: path`): the
+        temporary directory is gone once the deploy ends, so a message naming it points nowhere."""
+        tree = str(self.tree)
+        return text.replace(tree + "/", f"{self.origin}: ").replace(tree, self.origin) if tree in text else text
+
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
@@ -60,13 +71,13 @@ def exported(source: Path, ref: str) -> Iterator[ExportedRef]:
                           f"(the source, {source}); pass a ref that has it")
     tree = Path(tempfile.mkdtemp(prefix=f"mcp-deploy-{commit[:12]}-"))
     try:
-        _extract(source, treeish, tree)
+        _extract(source, ref, treeish, tree)
         yield ExportedRef(repo=source, ref=ref, commit=commit, tree=tree)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
 
 
-def _extract(source: Path, treeish: str, dest: Path) -> None:
+def _extract(source: Path, ref: str, treeish: str, dest: Path) -> None:
     """Stream `git archive` into `dest`. tar.umask=user gives the modes a checkout would have, so a
     deploy of REF plans exactly like a deploy of a clean checkout of REF."""
     proc = subprocess.Popen(["git", "-c", "tar.umask=user", "archive", "--format=tar", treeish], cwd=source,
@@ -78,9 +89,12 @@ def _extract(source: Path, treeish: str, dest: Path) -> None:
     except (tarfile.TarError, OSError) as exc:
         proc.kill()
         proc.wait()
-        raise PreflightFailed(f"{dest}: could not export {treeish} from {source} here ({exc}); free space in "
-                              "the temporary directory or point TMPDIR elsewhere, then rerun") from None
+        why = getattr(exc, "strerror", None) or str(exc).replace(str(dest), "the export")
+        raise PreflightFailed(f"{source} @ {clip(ref)}: could not export the ref into the temporary directory "
+                              f"{dest.parent} ({why}); free space there or point TMPDIR elsewhere, "
+                              "then rerun") from None
     proc.stdout.read()
     err = proc.stderr.read().decode(errors="replace").strip()
     if proc.wait() != 0:
-        raise ConfigError(f"--ref: `git archive {treeish}` failed in {source} ({err.splitlines()[-1] if err else ''})")
+        raise ConfigError(f"--ref {clip(ref)}: `git archive {treeish}` failed in {source} "
+                          f"({err.splitlines()[-1] if err else ''})")

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CorruptState
+from .ids import parse_time
+from .jsonfile import loads_state
+from .layout import is_op_id
 
 
 def append(log: Path, record: dict[str, Any]) -> None:
@@ -53,12 +56,48 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
+            rec = loads_state(raw)
         except ValueError:
             bad += 1
             continue
-        if isinstance(rec, dict):
+        if _is_ours(rec):
             records.append(rec)
         else:
             bad += 1
     return records, bad
+
+
+EVENTS = ("deploy", "rollback", "failure", "refused", "recovery")  # "refused": a stale --plan, nothing ran
+_OUTCOME = {"deploy": True, "rollback": True, "recovery": True, "failure": False, "refused": False}
+_TEXT = ("version", "release", "git_commit", "error", "failed_step", "action", "state", "profile", "snapshot_id",
+         "restored_from", "previous_id", "expected_digest", "plan_digest")
+
+
+def _is_ours(rec: object) -> bool:
+    """A record MCP Deploy wrote: a known event with the verdict it has, an operation id, and every field
+    `history` and `--stats` read of the type the tool writes. Anything else in the log (another program's
+    lines, hand edits) is counted as a damaged line, never shown as an operation nor fed to the metrics."""
+    if not (isinstance(rec, dict) and rec.get("event") in EVENTS and is_op_id(rec.get("id"))
+            and rec.get("ok") is _OUTCOME[rec["event"]] and rec.get("operation") in ("deploy", "rollback")):
+        return False
+    if rec["event"] != "recovery" and not isinstance(rec.get("finished"), str):
+        return False
+    try:
+        for key in ("started", "finished"):
+            if rec.get(key) is not None:
+                parse_time(rec[key])
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return (all(rec.get(key) is None or isinstance(rec[key], str) for key in _TEXT)
+            and _numbers(rec.get("steps"), float) and _numbers(rec.get("counts"), int)
+            and (rec.get("duration") is None or _number(rec["duration"], float)))
+
+
+def _numbers(value: object, kind: type) -> bool:
+    """None, or a mapping of names to numbers (`steps`: seconds; `counts`: files)."""
+    return value is None or (isinstance(value, dict) and all(_number(v, kind) for v in value.values()))
+
+
+def _number(value: object, kind: type) -> bool:
+    allowed = (int, float) if kind is float else (int,)
+    return isinstance(value, allowed) and not isinstance(value, bool) and value >= 0

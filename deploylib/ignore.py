@@ -19,6 +19,8 @@ NEVER_MANAGED = (
     "**/.git", "**/.git/", "**/.hg/", "**/.svn/",  # version control (.git is a file in worktrees, submodules)
     "**/.venv/", "**/__pycache__/", "**/node_modules/",  # environments, bytecode, packages
     "**/.DS_Store",  # macOS Finder
+    "**/.pytest_cache/", "**/.mypy_cache/", "**/.ruff_cache/", "**/.tox/", "**/.nox/",  # test and lint caches
+    "**/.coverage", "**/.coverage.*", "**/htmlcov/",  # coverage data (and its parallel-mode files), reports
     "**/.*.sw[a-p]", "**/*~", "**/.#*", "**/#*#",  # vim swap files, emacs backups, locks and autosaves
 )
 VENV_MARKER = "pyvenv.cfg"  # every virtualenv has one at its top (PEP 405), whatever its name

@@ -9,14 +9,18 @@ before the first file of production changes.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from . import faults
+from .commit import CommitPlan
+from .ids import utc_now
 from .errors import CorruptState
-from .fsutil import atomic_write, read_state
+from .fsutil import atomic_write, fsync_dir, read_state
+from .jsonfile import DuplicateKey, loads_state, why
 from .layout import is_op_id, journal_path
 
 
@@ -77,9 +81,11 @@ class Journal:
     def read(self) -> Record:
         """The journaled record, checked for shape: a damaged one is CorruptState, never trusted."""
         try:
-            data = json.loads(read_state(self.path))
+            data = loads_state(read_state(self.path))
+        except DuplicateKey as exc:  # it parses, but says two things: neither may be acted on
+            raise CorruptState(f"{self.path}: journal is damaged ({exc}); {KEPT}") from None
         except (OSError, ValueError) as exc:
-            raise DamagedJournal(f"{self.path}: journal is damaged ({exc.__class__.__name__}); {KEPT}") from None
+            raise DamagedJournal(f"{self.path}: journal is damaged ({why(exc)}); {KEPT}") from None
         try:
             if not isinstance(data, dict) or set(data) - _FIELDS:
                 raise ValueError("unexpected fields")
@@ -94,23 +100,46 @@ class Journal:
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
+    def set_aside(self) -> Path:
+        """Keep a damaged journal as evidence under a name no command reads: journal.json.damaged-<time>."""
+        aside = self.path.with_name(f"{self.path.name}{DAMAGED_SUFFIX}{utc_now().replace(':', '')}")
+        os.replace(self.path, aside)
+        fsync_dir(self.path.parent)
+        return aside
+
 
 KEPT = ("it is kept as it is and nothing was changed; inspect the target, "
         "then move the journal aside to continue")
-STATES = {s.value for s in State}
+DAMAGED_SUFFIX = ".damaged-"  # journal.json.damaged-<time>: a damaged journal kept as evidence
+# a journal is written first on the move to CHECKING: IDLE is never journaled
+STATES = {s.value for s in State} - {State.IDLE.value}
+# the states a step fails in (what failed_state records before the move to ROLLING_BACK)
+STEP_STATES = [State.CHECKING.value, State.BACKING_UP.value, State.STAGING.value, State.VALIDATING.value,
+               State.COMMITTING.value, State.VERIFYING.value]
 
 
 def _problem(r: Record) -> str | None:
     if not is_op_id(r.op_id) or r.operation not in ("deploy", "rollback"):
         return "unknown operation"
-    if r.state not in STATES or (r.failed_state is not None and r.failed_state not in STATES):
+    if not isinstance(r.state, str) or r.state not in STATES:
         return f"unknown state {str(r.state)[:40]!r}"
+    if r.failed_state is not None and r.failed_state not in STEP_STATES:
+        return f"unknown failed_state {str(r.failed_state)[:40]!r}"
     if not isinstance(r.target, str) or not isinstance(r.stage, str):
         return "bad paths"
     if r.previous_id is not None and not is_op_id(r.previous_id):
         return "bad previous release id"
     if r.snapshot_id is not None and not is_op_id(r.snapshot_id):
         return "bad snapshot id"
-    if r.commit is not None and not isinstance(r.commit, dict):
-        return "bad commit plan"
+    if r.error is not None and not isinstance(r.error, str):
+        return "bad error"
+    if not isinstance(r.transitions, list) or not all(isinstance(t, str) and t in STATES for t in r.transitions):
+        return "bad transitions"
+    if r.commit is not None:
+        try:
+            if not isinstance(r.commit, dict):
+                raise ValueError("not a mapping")
+            CommitPlan.from_json(r.commit)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            return f"bad commit plan: {str(exc)[:80]}"
     return None

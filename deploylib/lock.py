@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CorruptState, LockHeld, PreflightFailed
 from .ids import utc_now
+from .jsonfile import loads_state
 from .layout import lock_path, store_lock_path, target_lock_path
 from .store import store_for
 
@@ -120,7 +121,7 @@ def read_holder(path: Path) -> Holder | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(4096))
+            data = loads_state(f.read(4096))
         return Holder(data["pid"], data["host"], data["operation"], data["started"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -20,6 +20,7 @@ from .errors import CorruptState, PreflightFailed
 from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
 from .ignore import VENV_MARKER
+from .jsonfile import loads_state, why
 from .layout import VERSION_FILE, safe_relpath
 
 
@@ -149,7 +150,7 @@ class HashCache:
         self._trees: dict[str, TreeHashes] = {}
         if path is not None:
             try:
-                data = json.loads(read_state(path))
+                data = loads_state(read_state(path))
                 if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
                     self._saved = data["trees"]
             except (OSError, ValueError):
@@ -345,15 +346,18 @@ def save_release(path: Path, release: Release) -> None:
 
 
 def load_release(path: Path) -> Release | None:
-    """A saved release record, or None when it is missing or unparsable (the record is then lost).
+    """A saved release record, or None when it is missing or cannot be opened (the record is then lost).
 
-    A record that parses but names a path outside its tree is hostile or damaged
-    state: CorruptState, and nothing is touched.
+    A record that does not parse (it is written atomically: never torn), or names a
+    path outside its tree, is hostile or damaged state: CorruptState, and nothing is touched.
     """
     try:
-        data = json.loads(read_state(path))
-    except (OSError, ValueError):
+        data = loads_state(read_state(path))
+    except OSError:
         return None
+    except ValueError as exc:
+        raise CorruptState(f"{path}: release record is damaged ({why(exc)}); move it aside and "
+                           "redeploy (production is untouched)") from None
     try:
         if isinstance(data, dict) and data.get("format") == 2:
             files, dirs, name = data["files"], data["dirs"], data.get("version_file", VERSION_FILE)

@@ -59,8 +59,10 @@ Limit = Annotated[int, Field(ge=0, description="How many of the newest records t
 
 
 def reply(data: dict[str, Any], summary: str) -> CallToolResult:
-    """The summary as the first text block (what a person reads), the full object as JSON after it."""
-    data = json.loads(json.dumps({**data, "summary": summary}, default=str))
+    """The summary as the first text block (what a person reads), the full object as JSON after it.
+    A name that is not UTF-8 is sent escaped (`caf\\xe9.json`), as the CLI prints it."""
+    data = report.encodable(json.loads(json.dumps({**data, "summary": summary}, default=str)))
+    summary = data["summary"]
     return CallToolResult(content=[TextContent(type="text", text=summary),
                                    TextContent(type="text", text=json.dumps(data, indent=2))],
                           structured_content=data)
@@ -68,9 +70,9 @@ def reply(data: dict[str, Any], summary: str) -> CallToolResult:
 
 def failure(exc: DeployError, text: str | None = None, **extra: Any) -> CallToolResult:
     """A tool error: the CLI's one-line message, and the object `--json` prints on failure."""
-    data = json.loads(json.dumps({**exc.to_json(), **extra}, default=str))
-    return CallToolResult(content=[TextContent(type="text", text=text or exc.message)], structured_content=data,
-                          is_error=True)
+    data = report.encodable(json.loads(json.dumps({**exc.to_json(), **extra}, default=str)))
+    return CallToolResult(content=[TextContent(type="text", text=report.encodable(text or exc.message))],
+                          structured_content=data, is_error=True)
 
 
 def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> MCPServer:

@@ -14,8 +14,8 @@ from pathlib import Path
 from . import gitref, pipeline, recovery, report
 from .config import Profile, load_profile
 from .context import EventSink, Operation, Source
-from .errors import ConfigError, CorruptState, LockHeld
-from .globs import PatternSet
+from .errors import ConfigError, CorruptState, DeployError, LockHeld
+from .globs import PatternSet, normalize, pattern_problem
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
@@ -98,6 +98,7 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     `ref` deploys the committed tree of that git ref instead of the working tree.
     """
     prof = load_profile(config, profile)
+    adopt = _adopt_globs(prof, adopt)
     if ref is None:
         op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
                         overwrite_drift=overwrite_drift, on_event=on_event)
@@ -108,7 +109,25 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
         op = _operation(replace(prof, source=exported.tree), RefSource(exported), wait=wait, digest=plan_digest,
                         adopt=adopt, overwrite_drift=overwrite_drift, on_event=on_event,
                         cache_roots=[prof.source, prof.target])
-        return _run(op, dry_run)
+        try:
+            result = _run(op, dry_run)
+        except DeployError as exc:  # a dry run's refusal never went through the pipeline's failure path
+            exc.message, exc.detail = exported.mask(exc.message), exported.mask(exc.detail)
+            raise
+        result.notes = [exported.mask(n) for n in result.notes]
+        result.message = exported.mask(result.message)
+        return result
+
+
+def _adopt_globs(profile: Profile, globs: tuple[str, ...]) -> tuple[str, ...]:
+    """`--adopt` globs, normalised; one that could name a path outside the target is a usage error."""
+    for glob in globs:
+        problem = pattern_problem(glob)
+        if problem:
+            raise ConfigError(f"--adopt '{report.shown(glob)}': {problem}; name files inside the target "
+                              f"{report.shown(str(profile.target))} with a glob relative to it, "
+                              "e.g. --adopt 'config/*.json'")
+    return tuple(normalize(glob) for glob in globs)
 
 
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
@@ -142,7 +161,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         records = []
         notes.append(exc.message)
     snapshots, _ = op.store.all_snapshots()
-    target_snap = default_snapshot(snapshots, found.previous)
+    target_snap = default_snapshot(op.store.ours(snapshots), found.previous)
     age = None
     if prev.get("deployed"):
         age = (datetime.now(timezone.utc) - parse_time(prev["deployed"])).total_seconds()
@@ -230,14 +249,16 @@ def history_stats(config: PathLike = None, profile: str | None = None, period: s
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:
     prof = load_profile(config, profile)
     store = store_for(prof)
-    snapshots, problems = store.all_snapshots()
+    every, problems = store.all_snapshots()
+    snapshots = store.ours(every)
     current, _ = read_version(prof.target, prof.version_file)
     target = default_snapshot(snapshots, current)
     protected = protected_ids(snapshots, current)
     rows = [{**s.brief(), "rollback_target": target is not None and s.id == target.id,
              "protected": s.id in protected} for s in reversed(snapshots)]
     return BackupsResult(backup_dir=str(store.root), snapshots=rows,
-                         rollback_target=target.id if target else None, problems=problems)
+                         rollback_target=target.id if target else None, problems=problems,
+                         other_targets=len(every) - len(snapshots))
 
 
 def prune(config: PathLike = None, profile: str | None = None, *, dry_run: bool = False,

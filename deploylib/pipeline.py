@@ -166,16 +166,19 @@ def _fail(op: Operation, out: Outcome, exc: BaseException) -> DeployError:
     """Undo what ran, then report the failure: on_failure hooks, the history, notifications."""
     step = out.done[-1].NAME if out.done else "lock"
     error = _undo(op, out, step, exc)
+    mask = getattr(op.source, "mask", None)  # a --ref deploy names its files by ref, not by the export
+    if mask is not None:
+        error.message, error.detail = mask(error.message), mask(error.detail)
     info = out.staged.version_info if out.staged else {}
     env = {**hooks.environment(op, out.survey, info), "MCP_DEPLOY_FAILED_STEP": step,
            "MCP_DEPLOY_ERROR": error.message}
     if isinstance(error, UndoFailed):
         # production may be a mix until the next command recovers it: tell the notifiers, but run no hook
         # (a restart would load the mix)
-        _notify_failure(op, out, error, history_record(op, out, ok=False, failed_step=step, error=str(error)), env)
+        _notify_failure(op, out, error, history_record(op, out, ok=False, failed_step=step, error=error.message), env)
         return error
     _final_hooks(op, out, "on_failure", _production_or_config_dir(op), env)
-    extra: dict[str, object] = {"failed_step": step, "error": str(error), "detail": error.detail}
+    extra: dict[str, object] = {"failed_step": step, "error": error.message, "detail": error.detail}
     if isinstance(exc, PlanMismatch):  # a safety check doing its job, not a failed operation
         extra.update(event="refused", error=exc.message, expected_digest=exc.expected, plan_digest=exc.found)
     record = history_record(op, out, ok=False, **extra)

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .commit import drop_stage, load_plan
+from .commit import PLAN_FILE, CommitPlan, drop_stage, load_plan
 from .context import Operation
 from .errors import CorruptState, DeployError, UndoFailed
 from .history import append
-from .journal import DamagedJournal, Record, State
-from .layout import DEPLOY_PREFIX, is_op_id, stage_path
+from .journal import KEPT, DamagedJournal, Record, State
+from .layout import DEPLOY_PREFIX, is_op_id, release_path, stage_path
 from .steps import reached, undo
 from .steps.finish import finish
+from .version import read_version
 
 
 def recover(op: Operation) -> None:
@@ -41,12 +42,9 @@ def recover(op: Operation) -> None:
 def _recover_from_stages(op: Operation) -> None:
     """The journal's bytes are gone: each stage left beside production still holds its commit plan
     (or never got as far as one), which is all an undo needs. Verify's verdict is lost with the
-    journal, so the interrupted operation is undone: production ends exactly as before it."""
+    journal, so the interrupted operation is undone: production ends exactly as before it.
+    The damaged journal is never deleted: once the undo succeeded it is set aside as evidence."""
     stages = leftover_stages(op)
-    if not stages:
-        op.journal.clear()
-        op.note(f"{op.journal.path}: damaged journal with no operation in flight; removed it")
-        return
     for stage in stages:
         op_id = stage.name.rpartition(".deploy-")[2]
         plan = load_plan(stage)
@@ -55,17 +53,70 @@ def _recover_from_stages(op: Operation) -> None:
                       state=(State.COMMITTING if plan else State.STAGING).value, target=str(op.target),
                       stage=str(stage), snapshot_id=taken[0] if taken else None,
                       commit=plan.to_json() if plan else None)
-        _recover(op, dead)
-    op.note(f"{op.journal.path}: the journal was damaged; recovered from the stage beside production")
+        _recover(op, dead, close=False)
+    try:
+        aside = op.journal.set_aside()
+    except OSError as exc:
+        raise CorruptState(f"{op.journal.path}: the journal is damaged and could not be set aside "
+                           f"({exc.strerror}); move it aside by hand to continue") from None
+    if stages:
+        op.note(f"{op.journal.path}: the journal was damaged; recovered from the stage beside production "
+                f"and kept the damaged journal as {aside.name}")
+    else:
+        op.note(f"{op.journal.path}: damaged journal with no operation in flight; kept it as {aside.name}")
 
 
-def _recover(op: Operation, dead: Record) -> None:
-    if dead.target != str(op.target) or dead.stage != str(stage_path(op.target, dead.op_id)):
-        raise CorruptState(f"{op.journal.path}: the journal is for {dead.target[:200]}, not this profile's target "
-                           f"{op.target}; it is kept and nothing was touched: use the profile it belongs to")
+def _mismatch(op: Operation, dead: Record) -> str | None:
+    """Which of the journal's paths is not this profile's (None: both are)."""
+    if dead.target != str(op.target):
+        return f"the journal is for the target {dead.target[:200]}, not this profile's target {op.target}"
+    expected = stage_path(op.target, dead.op_id)
+    if dead.stage != str(expected):
+        return (f"the journal's stage is {dead.stage[:200]}, not {expected} (the stage of its operation "
+                f"{dead.op_id} beside this profile's target)")
+    return None
+
+
+def _inconsistency(op: Operation, dead: Record, state: State) -> str | None:
+    """Why the journal cannot describe an operation on this target that died (None: it can).
+
+    Recovery acts on what the journal says; a journal edited (or planted) to name an operation that
+    never ran would make it delete the live release's record or a good backup.
+    """
+    if state in (State.RECORDING, State.COMPLETE):
+        if not release_path(op.profile.state_dir, dead.op_id).is_file():
+            return (f"it says {dead.operation} {dead.op_id} passed verify, but its release record "
+                    f"{release_path(op.profile.state_dir, dead.op_id)} does not exist")
+        live, _ = read_version(op.target, op.profile.version_file)
+        if live is not None and live.get("deploy_id") != dead.op_id:
+            return (f"it says {dead.operation} {dead.op_id} passed verify, but production's "
+                    f"{op.profile.version_file} names {live.get('deploy_id')}")
+    stage = Path(dead.stage)
+    if dead.commit is not None and stage.is_dir():
+        kept = load_plan(stage)
+        if kept is not None and kept.to_json() != CommitPlan.from_json(dead.commit).to_json():
+            return f"its commit plan differs from the one its stage keeps ({stage / PLAN_FILE})"
+    if dead.snapshot_id is not None:
+        try:
+            snap = op.store.load(dead.snapshot_id, with_files=False)
+        except CorruptState:
+            snap = None  # missing (or unreadable): undoing the backup deletes nothing that matters
+        if snap is not None and snap.op_id != dead.op_id:
+            return f"its backup {dead.snapshot_id} was taken by another operation ({snap.op_id})"
+    return None
+
+
+def _recover(op: Operation, dead: Record, close: bool = True) -> None:
+    mismatch = _mismatch(op, dead)
+    if mismatch:
+        raise CorruptState(f"{op.journal.path}: {mismatch}; it is kept and nothing was touched: "
+                           "use the profile it belongs to")
+    state = State(dead.failed_state or State.VERIFYING) if dead.state == State.ROLLING_BACK else State(dead.state)
+    problem = _inconsistency(op, dead, state)
+    if problem:
+        raise CorruptState(f"{op.journal.path}: journal is damaged ({problem}); {KEPT}")
     rop = Operation(profile=op.profile, source=op.source, record=dead, journal=op.journal, store=op.store,
                     cache=op.cache, emit=op.emit)
-    state = State(dead.failed_state or State.VERIFYING) if dead.state == State.ROLLING_BACK else State(dead.state)
     try:
         if state in (State.RECORDING, State.COMPLETE):
             finish(rop)
@@ -73,7 +124,8 @@ def _recover(op: Operation, dead: Record) -> None:
         else:
             undo(rop, reached(state))
             action = "rolled it back; production is as before it started"
-        op.journal.clear()
+        if close:
+            op.journal.clear()
     except (OSError, DeployError) as exc:
         reason = getattr(exc, "message", None) or f"{getattr(exc, 'strerror', None) or exc}: " \
                                                    f"{getattr(exc, 'filename', '')}"

@@ -82,7 +82,8 @@ class Releases:
         self.profile, self.store, self.cache = profile, store, cache
         self.live, problem = read_version(profile.target, profile.version_file)
         self.notes = [problem] if problem else []
-        self.snapshots, problems = store.all_snapshots()
+        self.every, problems = store.all_snapshots()
+        self.snapshots = store.ours(self.every)  # another target's releases are not this one's to compare
         self.notes += problems
 
     def find(self, selector: str) -> Content:
@@ -102,6 +103,9 @@ class Releases:
         versions = [s for s in self.snapshots if s.version == selector]
         if versions:
             return self._snapshot(versions[-1].id)
+        foreign = [self.store.owner_problem(s, self.every) for s in self.every if s.id == selector]
+        if foreign and foreign[0]:
+            raise ReleaseNotKept(f"{self.store.root}: {foreign[0]}; see `{hint('backups')}`")
         if is_op_id(selector) and (self.store.snapshot_dir / f"{selector}.json").exists():
             self.store.load(selector)  # it exists but cannot be read: say why (CorruptState)
         if self._in_history(selector):

@@ -36,6 +36,22 @@ def shown(text: str, keep: str = "") -> str:
     return _UNSAFE.sub(escape, text)
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def encodable(data: Any) -> Any:
+    """`data` (what `--json` prints) with each byte of a name that is not UTF-8 written `\\xff`, as `shown`
+    prints it, in every string and key: a protocol that sends UTF-8 (MCP) cannot carry the lone surrogate
+    that stands for it. Everything else, control characters included, stays as it is (JSON escapes them)."""
+    if isinstance(data, str):
+        return _SURROGATE.sub(lambda m: shown(m.group()), data) if _SURROGATE.search(data) else data
+    if isinstance(data, dict):
+        return {encodable(k): encodable(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [encodable(v) for v in data]
+    return data
+
+
 def size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -399,6 +415,9 @@ def backups(r: BackupsResult) -> str:
             version = "" if s["version"] == s["release"] else str(s["version"])
             lines.append(f"{s['id']:33} {moment(s['created']):20} {version:12} {short(s.get('git_commit')):7} "
                          f"{s['release'] or 'baseline':33} {s['files']:>6} {size(s['bytes']):>10}{mark}")
+    if r.other_targets:
+        lines.append(f"({r.other_targets} snapshot(s) of other targets sharing this backup_dir are not listed: "
+                     "their own profiles list and restore them)")
     lines += [f"problem: {p}" for p in r.problems]
     return "\n".join(lines)
 

@@ -105,6 +105,7 @@ class BackupsResult(Result):
     snapshots: list[dict[str, Any]]
     rollback_target: str | None = None
     problems: list[str] = field(default_factory=list)
+    other_targets: int = 0  # snapshots in the store that are not this target's (not listed)
 
 
 @dataclass

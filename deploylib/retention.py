@@ -39,16 +39,17 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
           collect_always: bool = True) -> PruneReport:
     """Delete expired snapshots, then unreferenced objects. After a deploy (`collect_always=False`) only
     the objects of snapshots that just expired can have become garbage: only those are looked at."""
-    snapshots, problems = store.all_snapshots()
+    every, problems = store.all_snapshots()
     if problems:
         # an unreadable snapshot may reference any object: collecting now could destroy a backup
         raise CorruptState(f"{problems[0]}; prune refuses to collect objects until it is repaired or removed")
+    snapshots = store.ours(every)  # another target's snapshots are its own profile's to expire
     expired = select_expired(snapshots, profile.retention.keep_last, profile.retention.keep_days,
                              protected_ids(snapshots, current))
     gone = {s.id for s in expired}
-    kept = [s for s in snapshots if s.id not in gone]
+    kept = [s for s in every if s.id not in gone]  # every target's: GC keeps what any snapshot references
     if not gone and not collect_always:
-        return PruneReport([], [s.id for s in kept], 0, 0)  # nothing expired: nothing became garbage
+        return PruneReport([], [s.id for s in snapshots], 0, 0)  # nothing expired: nothing became garbage
     try:  # GC must see every object the kept snapshots reference
         wanted = store.objects_of(s.id for s in kept)
     except CorruptState as exc:
@@ -61,7 +62,7 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
         objects, size = store.collect_garbage(wanted, dry_run=dry_run)
     else:
         objects, size = store.remove_objects(candidates - wanted, dry_run=dry_run)
-    return PruneReport(sorted(gone), [s.id for s in kept], objects, size)
+    return PruneReport(sorted(gone), [s.id for s in snapshots if s.id not in gone], objects, size)
 
 
 def _expired_objects(store: Store, expired: list[Snapshot]) -> set[str] | None:

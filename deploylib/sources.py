@@ -15,7 +15,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, scan
+from .manifest import Entry, Scan, link_escapes, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -94,6 +94,10 @@ class TreeSource:
         """Where the files came from, as VERSION's deployed_from records it."""
         return str(self.root)
 
+    def mask(self, text: str) -> str:
+        """`text` as the user should read it (a ref's export names its files by repository and ref)."""
+        return text
+
     def version_info(self, op: Operation, survey: Survey, snapshot: Snapshot | None) -> dict[str, Any]:
         prev = survey.previous or {}
         commit, dirty = self.git()
@@ -138,7 +142,10 @@ class RefSource(TreeSource):
         return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
 
     def origin(self) -> str:
-        return f"{self.exported.repo} @ {self.exported.ref}"
+        return self.exported.origin
+
+    def mask(self, text: str) -> str:
+        return self.exported.mask(text)
 
 
 def _strip_setid(op: Operation, found: Scan) -> None:
@@ -151,7 +158,8 @@ def _strip_setid(op: Operation, found: Scan) -> None:
         entry = found.entries[path]
         found.entries[path] = entry._replace(mode=entry.mode & ~SETID)
     if stripped:
-        op.note(f"deployed {len(stripped)} file(s) without their setuid/setgid bits: {', '.join(stripped[:5])} "
+        verb = "deployed" if op.name == "deploy" else "restored"
+        op.note(f"{verb} {len(stripped)} file(s) without their setuid/setgid bits: {', '.join(stripped[:5])} "
                 "(list them under allow_setid to keep the bits)")
 
 
@@ -166,9 +174,20 @@ class SnapshotSource:
         self.snapshot: Snapshot | None = None
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
+        """The snapshot's files, held to what a deploy would ship: no link out of the target (a snapshot
+        describing one was not taken by MCP Deploy), no set-id bits unless allow_setid names the file."""
         chosen = find_snapshot(self.store, previous, self.selector)
         self.snapshot = self.store.load(chosen.id)
-        return Scan(dict(self.snapshot.files), [])
+        for entry in self.snapshot.files.values():
+            if entry.link is not None and link_escapes(entry.path, entry.link):
+                raise CorruptState(
+                    f"{self.store.snapshot_dir / f'{chosen.id}.files.json'}: snapshot {chosen.id} describes "
+                    f"{entry.path} as a symlink to {entry.link}, which leads outside the target; MCP Deploy never "
+                    "deploys such a link, so it restores none: nothing was touched; roll back to another "
+                    f"snapshot (see `{hint('backups')}`)")
+        found = Scan(dict(self.snapshot.files), [])
+        _strip_setid(op, found)
+        return found
 
     def verify_available(self, plan: Plan) -> None:
         """Re-hash the objects this rollback will restore (only those: the rest stays as it is)."""
@@ -239,8 +258,10 @@ def default_snapshot(snapshots: list[Snapshot], previous: dict[str, Any] | None)
 
 
 def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str | None) -> Snapshot:
-    """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target."""
-    snapshots, _ = store.all_snapshots()
+    """Resolve `--to` (a snapshot id, a deploy id, or a version) or the default target, among the snapshots of
+    the store's target only: another target's files restored here would mix two deployments."""
+    every, _ = store.all_snapshots()
+    snapshots = store.ours(every)
     if selector is None:
         snap = default_snapshot(snapshots, previous)
         if snap is None:
@@ -257,6 +278,9 @@ def find_snapshot(store: Store, previous: dict[str, Any] | None, selector: str |
         if match:
             _one_release(selector, match)
             return match[-1]
+    foreign = [store.owner_problem(s, every) for s in every if s.id == selector]
+    if foreign and foreign[0]:
+        raise NothingToRollBack(f"{store.root}: {foreign[0]}; see `{hint('backups')}`")
     if is_op_id(selector) and (store.snapshot_dir / f"{selector}.json").exists():
         store.load(selector)  # a snapshot by that id exists but cannot be read: say why (CorruptState)
     raise NothingToRollBack(

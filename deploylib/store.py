@@ -3,7 +3,18 @@
     backup_dir/mcp-deploy-store.json      {"format": 1}: this directory is a store
     backup_dir/objects/ab/abcdef...       file contents, named by sha256, stored once, read-only
     backup_dir/snapshots/<id>.files.json  a snapshot's manifest (written first)
-    backup_dir/snapshots/<id>.json        its header: ids, version, counts (written last: publishes it)
+    backup_dir/snapshots/<id>.json        its header: ids, version, counts, the target it backs up (written
+                                          last: publishes it)
+
+Several targets may share one store. Each snapshot records the target it
+backs up, and a profile lists, restores, compares and expires only its own
+target's (`Store.ours`); garbage collection keeps every object that any
+snapshot, of any target, references. A snapshot from before targets were
+recorded is the profile's own only if no snapshot in the store names another
+target and the profile's own records (its history log, production's VERSION)
+name it, the operation that took it or the release it holds; otherwise it
+belongs to nobody that can be told: it is listed, restored and expired by no
+profile, and its objects are kept.
 
 A snapshot costs only the objects it adds. Every restore re-hashes what it
 copies, so a damaged object is caught before anything reaches production.
@@ -20,11 +31,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import ConfigError, CorruptState
 from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
 from .ids import parse_time
+from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
 from .manifest import Entry, Manifest, is_sha256
 from .naming import hint
@@ -47,12 +59,13 @@ class Snapshot:
 
     file_count: int = 0
     bytes: int = 0
+    target: str | None = None  # the real path of the production directory it backs up (None: not recorded)
 
     def header(self) -> dict[str, Any]:
         """Everything but the manifest (asdict would deep-copy every entry only to drop them)."""
         return {"id": self.id, "created": self.created, "op_id": self.op_id, "release": self.release,
                 "version": self.version, "version_info": self.version_info, "file_count": len(self.files),
-                "bytes": sum(e.size for e in self.files.values())}
+                "bytes": sum(e.size for e in self.files.values()), "target": self.target}
 
     @classmethod
     def from_header(cls, data: Any, snapshot_id: str) -> "Snapshot":
@@ -62,6 +75,8 @@ class Snapshot:
                 and is_op_id(snap.op_id) and (snap.release is None or is_op_id(snap.release))
                 and (snap.version is None or isinstance(snap.version, str))
                 and (snap.version_info is None or isinstance(snap.version_info, dict))
+                and (snap.target is None or (isinstance(snap.target, str) and os.path.isabs(snap.target)
+                                             and "\0" not in snap.target))
                 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                         for n in (snap.file_count, snap.bytes))):
             raise ValueError("bad snapshot header")
@@ -77,12 +92,39 @@ class Snapshot:
 
 def store_for(profile: Profile) -> Store:
     """The profile's store; its state dir and log may live inside it (the README's layout)."""
-    return Store(profile.backup_dir, beside=(profile.state_dir, profile.log))
+    return Store(profile.backup_dir, beside=(profile.state_dir, profile.log), target=profile.target,
+                 own_ids=lambda: _own_ids(profile))
+
+
+def _own_ids(profile: Profile) -> set[str]:
+    """Every operation, release and snapshot id the profile's own records name: its history log and
+    production's VERSION (how a snapshot from before targets were recorded is told to be this target's)."""
+    from .history import read as read_history
+    from .version import read_version
+
+    try:
+        records, _ = read_history(profile.log)
+    except CorruptState:
+        records = []
+    live, _ = read_version(profile.target, profile.version_file)
+    found = {r.get(key) for r in records for key in ("id", "release", "snapshot_id")}
+    found |= {(live or {}).get(key) for key in ("deploy_id", "release", "previous_release", "snapshot_id",
+                                                 "restored_from")}
+    return {i for i in found if isinstance(i, str)}
+
+
+def target_key(target: Path) -> str:
+    """How a snapshot names its target: the real path, so two spellings of one directory are one target."""
+    return os.path.realpath(target)
 
 
 class Store:
-    def __init__(self, root: Path, beside: Iterable[Path] = ()) -> None:
+    def __init__(self, root: Path, beside: Iterable[Path] = (), target: Path | None = None,
+                 own_ids: Callable[[], set[str]] = set) -> None:
         self.root = root
+        self.target = target_key(target) if target is not None else None  # whose snapshots `ours` keeps
+        self._own_ids = own_ids
+        self._owned: set[str] | None = None
         self.object_dir = root / "objects"
         self.snapshot_dir = root / "snapshots"
         self._known: set[str] | None = None
@@ -105,7 +147,7 @@ class Store:
                                    "(prune would delete in the link's target): replace it with the directory")
         if STORE_MARKER in names:
             try:
-                data = json.loads(marker.read_bytes())
+                data = loads_state(marker.read_bytes())
                 fmt = data["format"] if isinstance(data, dict) else None
             except (OSError, ValueError, KeyError):
                 fmt = None
@@ -181,11 +223,11 @@ class Store:
     def load(self, snapshot_id: str, with_files: bool = True) -> Snapshot:
         path = self.snapshot_dir / f"{snapshot_id}.json"
         with _reading(path, snapshot_id):
-            snap = Snapshot.from_header(json.loads(path.read_bytes()), snapshot_id)
+            snap = Snapshot.from_header(loads_state(path.read_bytes()), snapshot_id)
         if with_files:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                snap.files = _manifest(json.loads(path.read_bytes()))
+                snap.files = _manifest(loads_state(path.read_bytes()))
         return snap
 
     def objects_of(self, snapshot_ids: Iterable[str]) -> set[str]:
@@ -194,7 +236,7 @@ class Store:
         for snapshot_id in snapshot_ids:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                shas = [e["sha256"] for e in json.loads(path.read_bytes()).values() if "link" not in e]
+                shas = [e["sha256"] for e in loads_state(path.read_bytes()).values() if "link" not in e]
                 if not all(is_sha256(sha) for sha in shas):
                     raise ValueError("bad object name")
                 found.update(shas)
@@ -215,6 +257,33 @@ class Store:
                 problems.append(exc.message)
         snaps.sort(key=lambda s: (s.created, s.id))
         return snaps, problems
+
+    def ours(self, snapshots: list[Snapshot]) -> list[Snapshot]:
+        """The snapshots of this store's target (see the module's docstring for those without one)."""
+        if self.target is None:
+            return snapshots
+        shared = any(s.target is not None and s.target != self.target for s in snapshots)
+        return [s for s in snapshots if s.target == self.target or (s.target is None and not shared
+                                                                    and self._claims(s))]
+
+    def _claims(self, snap: Snapshot) -> bool:
+        """Whether the profile's own records name this snapshot, its operation or its release."""
+        if self._owned is None:
+            self._owned = self._own_ids()
+        return bool({snap.id, snap.op_id, snap.release} & self._owned)
+
+    def owner_problem(self, snap: Snapshot, snapshots: list[Snapshot]) -> str | None:
+        """Why `snap` (one of `snapshots`, the whole store) is not this target's to restore or compare."""
+        if self.target is None or snap.target == self.target:
+            return None
+        if snap.target is not None:
+            return (f"snapshot {snap.id} backs up another target ({snap.target}), not {self.target}: "
+                    "roll it back with the profile that deploys there")
+        if any(s.id == snap.id for s in self.ours(snapshots)):
+            return None
+        return (f"snapshot {snap.id} does not record the target it backs up (an older MCP Deploy took it), and "
+                f"neither this profile's history nor production's VERSION shows it is {self.target}'s, or the "
+                "store holds other targets' snapshots too: it is kept, and restored by no profile")
 
     def restore(self, entry: Entry, dest: Path) -> None:
         """Write one file of a snapshot to `dest` (which must not exist), refusing a damaged object."""
@@ -312,7 +381,7 @@ def _reading(path: Path, snapshot_id: str) -> Iterator[None]:
     except FileNotFoundError:
         raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `{hint('backups')}`") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CorruptState(f"{path}: snapshot manifest is damaged ({exc.__class__.__name__}); "
+        raise CorruptState(f"{path}: snapshot manifest is damaged ({why(exc)}); "
                            f"roll back to another snapshot (see `{hint('backups')}`)") from None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import shlex
 import sys
 import traceback
@@ -110,8 +111,8 @@ def _seconds(value: str | None) -> float:
         seconds = float(value)  # type: ignore[arg-type]
     except ValueError:
         raise ConfigError(f"--wait: expected a number of seconds, got '{value}'") from None
-    if seconds < 0:
-        raise ConfigError(f"--wait: expected a non-negative number of seconds, got '{value}'")
+    if not math.isfinite(seconds) or seconds < 0:  # nan compares false with everything: it waited 0 s
+        raise ConfigError(f"--wait: expected a finite number of seconds, 0 or more, got '{value}'")
     return seconds
 
 

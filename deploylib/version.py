@@ -11,6 +11,7 @@ from typing import Any
 
 from .fsutil import atomic_write, read_state
 from .ids import parse_time
+from .jsonfile import loads_state, why
 from .layout import VERSION_FILE, is_op_id  # VERSION_FILE re-exported: the name lives in layout
 
 
@@ -18,11 +19,11 @@ def read_version(tree: Path, name: str = VERSION_FILE) -> tuple[dict[str, Any] |
     """(VERSION data, None), or (None, why it is unusable); (None, None) when there is none."""
     path = tree / name
     try:
-        data = json.loads(read_state(path))
+        data = loads_state(read_state(path))
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as exc:
-        return None, f"{path}: VERSION is damaged ({exc.__class__.__name__}); the next deploy rewrites it"
+        return None, f"{path}: VERSION is damaged ({why(exc)}); the next deploy rewrites it"
     if not isinstance(data, dict) or "deploy_id" not in data:
         return None, f"{path}: VERSION is not an MCP Deploy VERSION file; the next deploy rewrites it"
     if not _well_formed(data):

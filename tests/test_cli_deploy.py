@@ -299,7 +299,7 @@ def test_help_documents_every_task_and_flag() -> None:
 
 def test_bad_flag_values_are_one_line_errors(project: Project) -> None:
     for args, expected in ((("history", "--limit", "abc"), "--limit: expected a whole number, got 'abc'"),
-                           (("deploy", "--wait", "-1"), "--wait: expected a non-negative number of seconds"),
+                           (("deploy", "--wait", "-1"), "--wait: expected a finite number of seconds, 0 or more"),
                            (("deploy", "--profile", "nope"), "--profile: no profile named 'nope'")):
         proc = project.run(*args)
         assert proc.returncode == 2, args

@@ -166,3 +166,53 @@ def test_respect_gitignore_true_outside_git_is_a_config_error(project: Project) 
     proc = project.run("deploy")
     assert proc.returncode == 2 and "respect_gitignore is true" in proc.stderr and str(project.config) in proc.stderr
     assert not project.target.exists()
+
+
+TOOL_CACHES = [".pytest_cache/v/cache/nodeids", ".mypy_cache/3.11/server.meta.json", ".ruff_cache/0.5.0/123",
+               ".tox/py311/lib/x.py", ".nox/tests/bin/python", ".coverage", ".coverage.host.1234.567890",
+               "htmlcov/index.html", "workflow/.pytest_cache/README.md", "workflow/htmlcov/index.html"]
+
+
+def test_test_and_lint_caches_are_never_shipped_even_under_include_everything(project: Project) -> None:
+    """The caches and reports test runners and linters leave in a checkout (not in git, so
+    respect_gitignore cannot help for a source outside git) are debris, as __pycache__ is."""
+    for rel in TOOL_CACHES:
+        path = project.source / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("debris\n")
+    project.write_config(include=["**"], exclude=[])
+    ok(project.run("deploy"))
+    deployed = {p for p in tree(project.target) if not p.endswith("/")}
+    assert deployed and not set(TOOL_CACHES) & deployed, deployed
+    assert "server.py" in deployed and "workflow/plan.py" in deployed
+
+
+@pytest.mark.parametrize("case", ["secret", "link", "version_file"])
+def test_ref_errors_name_the_repository_and_ref_never_the_temporary_export(repo: Project, tmp_path: Path,
+                                                                           case: str) -> None:
+    """A refusal about a file of the ref names where it is (`<source> @ <ref>: path`): the export in the
+    temporary directory is gone by the time anyone reads the message."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    if case == "secret":
+        (repo.source / "workflow" / "keys.py").write_text('KEY = "AKIA' + "Q" * 16 + '"\n')
+        says = f"{repo.source} @ v-bad: workflow/keys.py:1: "
+    elif case == "link":
+        os.symlink("/etc/passwd", repo.source / "templates" / "passwd.json")
+        says = f"{repo.source} @ v-bad: templates/passwd.json: symlink points outside the source tree (/etc/passwd)"
+    else:
+        (repo.source / "VERSION").write_text("1.2.3\n")
+        repo.write_config(include=[*repo.profile["include"], "VERSION"])
+        says = f"{repo.source} @ v-bad: VERSION: the release has a file of the name MCP Deploy gives its version"
+    git(repo.source, "add", "-A")
+    git(repo.source, "commit", "-qm", "bad")
+    git(repo.source, "tag", "v-bad")
+    for args in (("deploy", "--ref", "v-bad"), ("deploy", "--dry-run", "--ref", "v-bad")):
+        proc = repo.run(*args, env={"TMPDIR": str(scratch)})
+        assert str(scratch) not in proc.stdout + proc.stderr and "mcp-deploy-" not in proc.stderr, proc.stderr
+        if "--dry-run" in args and case != "link":
+            continue  # content checks run in preflight, which a dry run does not reach
+        assert proc.returncode == 4, proc.stderr
+        assert says in proc.stderr, proc.stderr
+    assert not repo.target.exists() and list(scratch.iterdir()) == []
+    assert str(scratch) not in (repo.log.read_text() if repo.log.exists() else "")

@@ -10,6 +10,7 @@ import pytest
 
 from deploylib import history
 from deploylib.errors import CorruptState, LockHeld
+from deploylib.ids import new_id, utc_now
 from deploylib.journal import Journal, Record, State
 from deploylib.lock import DeployLock, _holder_of, read_holder
 
@@ -60,12 +61,13 @@ def test_a_journal_with_unknown_or_hostile_values_is_corrupt_state(tmp_path: Pat
 
 def test_history_survives_a_torn_last_line(tmp_path: Path) -> None:
     log = tmp_path / "h.jsonl"
-    history.append(log, {"event": "deploy", "id": 1})
+    ids = [new_id("d"), new_id("d")]  # history lists only records shaped as the tool writes them
+    history.append(log, {"event": "deploy", "operation": "deploy", "id": ids[0], "ok": True, "finished": utc_now()})
     with open(log, "ab") as f:
         f.write(b'{"event": "depl')  # a crash mid-write
-    history.append(log, {"event": "deploy", "id": 2})
+    history.append(log, {"event": "deploy", "operation": "deploy", "id": ids[1], "ok": True, "finished": utc_now()})
     records, bad = history.read(log)
-    assert [r["id"] for r in records] == [1, 2] and bad == 1
+    assert [r["id"] for r in records] == ids and bad == 1
     for line in log.read_text().splitlines()[:1] + log.read_text().splitlines()[2:]:
         json.loads(line)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,56 @@ def test_release_diffs_and_a_previewed_rollback_through_the_tools(project: Proje
     assert changed["summary"].startswith("Changes from ")
     assert preview["dry_run"] and done["changed"] and done["restored_from"] == preview["restored_from"]
     assert "# changed" not in (project.target / "workflow" / "plan.py").read_text()
+
+
+def test_file_names_that_are_not_utf8_come_back_escaped_as_the_cli_prints_them(project: Project) -> None:
+    """A name with a byte that is not UTF-8 (`caf\\xe9.json`): every tool answers, naming it `caf\\xe9.json`
+    as the CLI's text output does, instead of the server failing to encode its reply."""
+    project.write_config(include=[*project.profile["include"], "data/**"])
+    data = project.source / "data"
+    data.mkdir()
+    raw = os.fsencode(data) + b"/caf\xe9.json"
+    with open(raw, "wb") as f:
+        f.write(b"{}\n")
+    shown = "data/caf\\xe9.json"
+
+    async def scenario() -> dict[str, Any]:
+        async with mcp_session(project.config) as s:
+            out: dict[str, Any] = {}
+            err, preview = await call(s, "default_deploy")
+            assert not err, preview
+            out["preview"] = preview
+            err, out["deployed"] = await call(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            assert not err, out["deployed"]
+            with open(raw, "wb") as f:
+                f.write(b'{"changed": true}\n')
+            for name in ("status", "diff", "history", "backups"):
+                err, out[name] = await call(s, f"default_{name}")
+                assert not err, (name, out[name])
+            err, preview = await call(s, "default_deploy")
+            err, out["redeployed"] = await call(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            assert not err, out["redeployed"]
+            err, out["rollback"] = await call(s, "default_rollback")
+            assert not err, out["rollback"]
+            result = await call_result(s, "default_diff", release="live")
+            assert not result.is_error, result.content
+            out["release_diff"] = result.structured_content
+            out["release_diff_text"] = json.loads(result.content[1].text)  # the JSON after the summary
+            with open(raw, "wb") as f:
+                f.write(b"{broken\n")
+            err, preview = await call(s, "default_deploy")
+            result = await call_result(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            out["failed"] = (result.is_error, result.content[0].text, result.structured_content)
+            return out
+
+    out = run(scenario)
+    assert shown in out["preview"]["plan"]["added"] and shown in out["deployed"]["plan"]["added"]
+    assert out["status"]["pending"]["changed"] == [shown]
+    assert shown in out["diff"]["diffs"] and out["diff"]["plan"]["changed"] == [shown]
+    assert out["redeployed"]["plan"]["changed"] == [shown] and out["rollback"]["plan"]["changed"] == [shown]
+    assert shown in out["release_diff"]["diffs"], list(out["release_diff"]["diffs"])
+    assert out["release_diff_text"] == out["release_diff"]
+    is_error, text, data = out["failed"]
+    assert is_error and f"validator json: {shown}:1:2: invalid JSON" in text and data["error"] == text
+    assert "\\udc" not in json.dumps(out)  # no lone surrogate (json.dumps writes one as \\udcXX)
+    assert open(os.fsencode(project.target / "data") + b"/caf\xe9.json", "rb").read() == b"{}\n"  # the real name

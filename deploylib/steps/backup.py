@@ -16,7 +16,7 @@ from ..ids import new_id, utc_now
 from ..journal import State
 from ..layout import SNAPSHOT_PREFIX
 from ..manifest import Entry
-from ..store import Snapshot
+from ..store import Snapshot, target_key
 
 NAME, STATE = "backup", State.BACKING_UP
 
@@ -39,7 +39,8 @@ def run(op: Operation, survey: Survey) -> Backup:
                       "bytes": sum(e.size for e in survey.production.values())})
     prev = survey.previous or {}
     snapshot = Snapshot(id=new_id(SNAPSHOT_PREFIX), created=utc_now(), op_id=op.op_id, release=prev.get("release"),
-                        version=prev.get("version"), version_info=survey.previous, files=files)
+                        version=prev.get("version"), version_info=survey.previous, files=files,
+                        target=target_key(op.target))
     try:
         for n, (path, entry) in enumerate(survey.production.items(), 1):
             files[path] = op.store.put(f"{root}/{path}", entry)

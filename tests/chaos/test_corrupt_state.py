@@ -80,12 +80,13 @@ def test_a_hostile_or_unknown_journal_is_kept_and_nothing_is_touched(project: Pr
     assert project.run("deploy").returncode == 5
 
 
-def test_garbage_journal_alone_is_removed(project: Project) -> None:
+def test_garbage_journal_alone_is_set_aside(project: Project) -> None:
     ok(project.run("deploy"))
     (project.state / "journal.json").write_text("not json")
     status = ok(project.run("status"))
-    assert "damaged journal with no operation in flight; removed it" in status.stdout
+    assert "damaged journal with no operation in flight; kept it as journal.json.damaged-" in status.stdout
     assert not (project.state / "journal.json").exists()
+    assert [p.read_text() for p in project.state.glob("journal.json.damaged-*")] == ["not json"]
 
 
 def test_garbage_lock_file(project: Project) -> None:
