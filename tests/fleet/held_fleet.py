@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -17,6 +18,9 @@ def test_hold_a_fleet(fleet: MakeFleet) -> None:
     end = os.environ.get("MCPD_HELD_FLEET")
     if not end:
         pytest.skip("driven by test_hosts.py")
+    # what a terminal's Ctrl-C gets; a run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and this one would then just go on sleeping
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     hosts = fleet(2)
     session = subprocess.Popen(hosts[0].ssh_argv(f"echo up; exec sleep {os.environ['MCPD_MARKER']}"),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)

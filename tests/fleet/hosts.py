@@ -469,7 +469,7 @@ class Fleet(Sequence[Host]):
             time.sleep(0.005)
 
     def _check_gone(self) -> None:
-        left = leftovers(self.run_id) + [f"route unreachable {d}" for d in _claim_routes() if d in self.subnets]
+        left = leftovers(self.run_id) + [f"route unreachable {d}" for d in orphaned_claims(self.subnets)]
         if left:
             raise FleetError(f"fleet {self.run_id} left behind: {left}")
 
@@ -485,6 +485,14 @@ def leftovers(run_id: str) -> list[str]:
     left += [f"link {link['ifname']}" for link in json.loads(ip("-j", "link").stdout or "[]")
              if link["ifname"].startswith(stem)]
     return left
+
+
+def orphaned_claims(subnets: Collection[str]) -> list[str]:
+    """Claim routes left for these /30s. One may be there again as a concurrent run's new claim;
+    that one has an address in its /30 (put on before the claim), an orphan has none."""
+    addressed = _address_networks()
+    return [d for d in _claim_routes() if d in subnets
+            and not any(ipaddress.IPv4Network(d).overlaps(n) for n in addressed)]
 
 
 def _netns_names() -> list[str]:
@@ -512,11 +520,9 @@ def sweep(max_age: float = 60, stem: str = PREFIX) -> list[str]:
         ip("link", "del", name, check=False)  # the namespace's own cleanup would remove it, later
         if ip("netns", "del", name, check=False).returncode == 0:
             removed.append(f"netns {name}")
-    in_use = _address_networks()
-    for dst in _claim_routes():
-        if not any(ipaddress.IPv4Network(dst).overlaps(n) for n in in_use):
-            if ip("route", "del", "unreachable", dst, "metric", str(CLAIM_METRIC), check=False).returncode == 0:
-                removed.append(f"route unreachable {dst}")
+    for dst in orphaned_claims(_claim_routes()):
+        if ip("route", "del", "unreachable", dst, "metric", str(CLAIM_METRIC), check=False).returncode == 0:
+            removed.append(f"route unreachable {dst}")
     return removed
 
 

@@ -4,6 +4,7 @@ afterwards however the test ends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -168,7 +169,7 @@ def test_teardown_kills_every_host_process_and_removes_every_namespace_and_link(
     assert hosts.leftovers(two.run_id) == []
     assert session.wait(timeout=10) == 255  # the host died under it
     assert gone(marker)
-    assert not set(subnets) & set(hosts._claim_routes())
+    assert hosts.orphaned_claims(subnets) == []
 
 
 def test_four_hosts_come_and_go_in_a_few_seconds(fleet_machine: None, tmp_path: Path) -> None:
@@ -178,22 +179,31 @@ def test_four_hosts_come_and_go_in_a_few_seconds(fleet_machine: None, tmp_path: 
     assert time.monotonic() - started < 10
 
 
-def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float) -> tuple[re.Match[str], str]:
-    """The first match of pattern in proc's output, waiting at most timeout seconds."""
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            seen += lines.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if match := re.search(pattern, seen):
-            return match, seen
-    raise AssertionError(f"no {pattern!r} within {timeout}s in:\n{seen}")
+class Output:
+    """A process's output, read as it comes (in a thread), to wait for a line and to show all of
+    it when something goes wrong."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        assert proc.stdout is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.text = ""
+        stdout = proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(line) for line in stdout], daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.drain(0.1)
+            if match := re.search(pattern, self.text):
+                return match
+        raise AssertionError(f"no {pattern!r} within {timeout}s in:\n{self.text}")
+
+    def drain(self, wait: float = 0) -> str:
+        with contextlib.suppress(queue.Empty):
+            self.text += self.lines.get(timeout=wait) if wait else self.lines.get_nowait()
+            while True:
+                self.text += self.lines.get_nowait()
+        return self.text
 
 
 @pytest.mark.parametrize("end", ["fail", "SIGINT", "SIGTERM", "SIGKILL"])
@@ -203,12 +213,17 @@ def test_hosts_are_gone_however_the_run_holding_them_ends(end: str, fleet_machin
                             str(HERE / "held_fleet.py")], cwd=REPO, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                            env={**os.environ, "MCPD_HELD_FLEET": end, "MCPD_MARKER": marker})
+    output = Output(run)
     try:
-        match, _ = read_until(run, r'\{"run_id".*\}', timeout=60)
-        held = json.loads(match.group(0))
+        held = json.loads(output.wait_for(r'\{"run_id".*\}', timeout=60).group(0))
         if end != "fail":
             os.kill(run.pid, getattr(signal, end))
-        assert run.wait(timeout=60) != 0
+        try:
+            assert run.wait(timeout=60) != 0, output.drain(1)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 60s after the {end}:\n{output.drain(1)}") from None
+        if end != "SIGKILL":
+            assert "left behind" not in output.drain(1), output.text
     finally:
         if run.poll() is None:
             run.kill()
@@ -221,5 +236,5 @@ def test_hosts_are_gone_however_the_run_holding_them_ends(end: str, fleet_machin
         swept = hosts.sweep(max_age=0, stem=f"{hosts.PREFIX}{held['run_id']}-")
         assert sorted(swept[:2]) == sorted(f"netns {n}" for n in held["netns"])
     assert hosts.leftovers(held["run_id"]) == []
-    assert not set(held["subnets"]) & set(hosts._claim_routes())
+    assert hosts.orphaned_claims(held["subnets"]) == []
     assert gone(marker)
