@@ -436,3 +436,58 @@ def stats(r: StatsResult) -> str:
     if r.damaged_lines:
         lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
     return "\n".join(lines)
+
+
+# --- fleets ------------------------------------------------------------------------------------------
+
+def fleet_event(data: dict[str, Any]) -> str | None:
+    """One progress line for a fleet host, or None for what is not worth a line."""
+    host, kind = data["host"], data["kind"]
+    if kind == "progress":
+        if data.get("event") == "step":
+            return f"[{host}] {data.get('step')}"
+        if data.get("event") == "undo":
+            return f"[{host}] undo {data.get('step')}"
+        if data.get("event") == "note":
+            return f"[{host}] note: {data.get('text')}"
+        return None
+    if kind == "prepared":
+        plan = data.get("plan") or {}
+        return f"[{host}] prepared: {touched(plan)} file(s) to change"
+    if kind in ("failed", "lost"):
+        return f"[{host}] {kind}: {data.get('error')}"
+    if kind == "done":
+        return f"[{host}] {'committed and confirmed' if data.get('changed') else 'already up to date'}"
+    return f"[{host}] {kind}"
+
+
+def fleet(r: Any) -> str:
+    """A fleet operation's result: one row per host, then the result line."""
+    rows: list[tuple[str, ...]] = [("host", "ended", "how far", "version", "release", "sent")]
+    for h in r.hosts:
+        rows.append((h["host"], h["state"], h["phase"], str(h.get("version") or "-"), str(h.get("release") or "-"),
+                     size(h.get("bytes_sent") or 0)))
+    lines = _table(rows)
+    for h in r.hosts:
+        if h.get("error"):
+            lines.append(f"  {h['host']}: {h['error']}")
+    return "\n".join(lines + [r.message])
+
+
+def fleet_status(r: Any) -> str:
+    rows: list[tuple[str, ...]] = [("host", "release", "version", "deployed", "pending", "drift", "lock")]
+    for h in r.hosts:
+        if h.get("error"):
+            rows.append((h["host"], "?", "?", "?", "?", "?", f"unreachable: {h['error']}"[:80]))
+            continue
+        lock = h.get("lock")
+        rows.append((h["host"], str(h.get("release") or "-"), str(h.get("version") or "-"),
+                     moment(h.get("deployed_at")) if h.get("deployed_at") else "never",
+                     str(touched(h.get("pending") or {})), str(len(h.get("drift") or [])),
+                     f"{lock['operation']} (pid {lock['pid']})" if lock else "-"))
+    return "\n".join(_table(rows) + [r.summary])
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(shown(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(shown(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
