@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -22,8 +23,9 @@ SOURCE = {
     "workflow/review.py": b"REVIEW = 1\n",
     "templates/plan.json": b'{"steps": []}\n',
 }
-# verify fails on a host where /srv/fail-verify exists (the test puts it there), so one host can fail alone
-VERIFY = "test ! -e /srv/fail-verify"
+# verify fails on a host where /srv/fail-verify exists (the test puts it there), so one host can fail
+# alone, and waits while /srv/hold exists, so a test can act while a host is committed, not yet confirmed
+VERIFY = "test ! -e /srv/fail-verify && while [ -e /srv/hold ]; do sleep 0.05; done"
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -135,3 +137,17 @@ def plant_user_files(fleet: hosts.Fleet) -> dict[str, dict[str, bytes | str]]:
 
 def user_files(host: hosts.Host) -> dict[str, bytes | str]:
     return {k: v for k, v in tree(host.root).items() if k.startswith("user")}
+
+
+def wait_for(what: Callable[[], object], timeout: float = 30, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or what}")
+        time.sleep(0.05)
+
+
+def committed(proj: FleetProject, host: hosts.Host, marker: bytes) -> bool:
+    """The host's production has the new server.py (its commit ran), whatever happens next."""
+    path = host.root / "server.py"
+    return path.exists() and path.read_bytes() == marker
