@@ -27,9 +27,10 @@ from ..errors import DeployError, FleetAborted, LockHeld
 from ..ids import new_id
 from ..globs import PatternSet
 from ..journal import Journal, Record, State
-from ..layout import hash_cache_path, stage_path
+from ..layout import hash_cache_path, is_op_id, release_path, stage_path
 from ..lock import DeployLock, current_holder
-from ..manifest import Entry, HashCache
+from ..manifest import Entry, HashCache, load_release
+from ..profile import Profile
 from ..sources import SnapshotSource
 from ..steps.preflight import survey
 from ..store import Store, store_for
@@ -121,7 +122,7 @@ class Agent:
             self.send({"op": "failed", **exc.to_json()})
             return
         self.fleet_lock = lock
-        self.send({"op": "locked"})
+        self.send({"op": "locked", "base": _live_digest(prof)})
 
     def prepare(self, msg: dict[str, Any]) -> None:
         """Run the whole operation; the checkpoints wait for the controller's word."""
@@ -130,7 +131,7 @@ class Agent:
         store = store_for(prof)
         source: PushedSource | SnapshotSource
         if msg["operation"] == "deploy":
-            manifest = {p: Entry.from_json(e) for p, e in msg["manifest"].items()}
+            manifest = self.manifest(prof, msg)
             source = PushedSource(manifest, msg["release"], store, lambda shas: self.receive_objects(store, shas))
         else:
             source = SnapshotSource(store, msg.get("to"))
@@ -150,6 +151,23 @@ class Agent:
                    "previous_version": prev.get("version"), "previous_release": prev.get("release"),
                    "plan": out.survey.plan.summary() if out.survey else None, "notes": op.notes,
                    "timings": out.timings, "hooks": out.hooks})
+
+    def manifest(self, prof: Profile, msg: dict[str, Any]) -> dict[str, Entry]:
+        """The release's manifest: sent whole, or as changes against the release this host has live."""
+        if "manifest" in msg:
+            found = {p: Entry.from_json(e) for p, e in msg["manifest"].items()}
+        else:
+            base = _live_manifest(prof)
+            found = wire.apply_delta(base, msg["delta"]) if base is not None else {}
+            if base is None or wire.manifest_digest(base) != msg["base"] or wire.manifest_digest(found) != msg["digest"]:
+                self.send({"op": "need-manifest"})
+                reply, _ = self.next(self.confirm_timeout)
+                if reply["op"] != "manifest":
+                    raise FleetAborted(f"expected the manifest from the controller, got {reply['op']!r}")
+                found = {p: Entry.from_json(e) for p, e in reply["manifest"].items()}
+        if wire.manifest_digest(found) != msg["digest"]:
+            raise FleetAborted("the manifest arrived damaged (digest mismatch); nothing was changed")
+        return found
 
     def progress(self, kind: str, data: dict[str, Any]) -> None:
         if kind in ("step", "undo", "note"):  # never per file: a 10,000-file deploy would flood the link
@@ -199,6 +217,24 @@ class Agent:
                    "pending": found.plan.summary(), "drift": found.plan.drift,
                    "lock": holder.__dict__ if holder else None, "recovery_pending": op.journal.exists(),
                    "notes": op.notes + ([problem] if problem else [])})
+
+
+def _live_manifest(prof: Profile) -> dict[str, Entry] | None:
+    """The files of the release in production, from its record (None when there is none, or it is unreadable)."""
+    try:
+        version, _ = read_version(prof.target, prof.version_file)
+        deploy_id = (version or {}).get("deploy_id")
+        if not is_op_id(deploy_id):
+            return None
+        release = load_release(release_path(prof.state_dir, str(deploy_id)))
+    except DeployError:
+        return None
+    return release.files if release is not None else None
+
+
+def _live_digest(prof: Profile) -> str | None:
+    found = _live_manifest(prof)
+    return wire.manifest_digest(found) if found is not None else None
 
 
 def _fleet_holder(prof: Any) -> Any:

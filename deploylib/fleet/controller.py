@@ -22,6 +22,7 @@ import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from .. import report
@@ -160,12 +161,42 @@ def _release_info(source: TreeSource, fleet_id: str) -> dict[str, Any]:
             "deployed_from": f"{socket.gethostname()}:{source.root}", "fleet": fleet_id}
 
 
-def manifest_json(manifest: dict[str, Entry]) -> dict[str, Any]:
-    return {p: e.to_json() for p, e in sorted(manifest.items())}
+manifest_json, manifest_digest = wire.manifest_json, wire.manifest_digest
+KEEP_MANIFESTS = 8  # manifests remembered by the controller, to send the next deploy as changes
 
 
-def manifest_digest(manifest: dict[str, Entry]) -> str:
-    return hashlib.sha256(json.dumps(manifest_json(manifest), separators=(",", ":")).encode()).hexdigest()
+class Manifests:
+    """The manifests this controller sent, by digest: a host that reports the one it has live gets only
+    the changes against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def remember(self, manifest: dict[str, Entry]) -> str:
+        digest = manifest_digest(manifest)
+        path = self.root / f"{digest}.json"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(manifest_json(manifest), separators=(",", ":")))
+            os.replace(tmp, path)
+            for old in sorted(self.root.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-KEEP_MANIFESTS]:
+                old.unlink(missing_ok=True)
+        return digest
+
+    def get(self, digest: str | None) -> dict[str, Entry] | None:
+        if not digest or not re_hex(digest):
+            return None
+        try:
+            data = json.loads((self.root / f"{digest}.json").read_text())
+            found = {p: Entry.from_json(e) for p, e in data.items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return found if manifest_digest(found) == digest else None
+
+
+def re_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -190,6 +221,8 @@ class Run:
         self._pushed: dict[str, tuple[bytes, bool]] = {}
         self._pushed_bytes = 0
         self._push_lock = threading.Lock()
+        self.bases: dict[str, str | None] = {}  # digest of the manifest each host has live
+        self.manifests = Manifests(fleet.local.state_dir / "manifests")
 
     # -- helpers --
 
@@ -249,6 +282,7 @@ class Run:
             session.send({"op": "lock", "profile": wire.profile_to_json(self.fleet.host(name).profile),
                           "holder": holder})
             msg, _ = session.get(timeout=60)
+            self.bases[name] = msg.get("base")
             if msg["op"] != "locked":
                 self.out[name].error, self.out[name].exit_code = msg.get("error"), msg.get("exit_code", 3)
                 raise _Stop(f"{name}: {msg.get('error')}", int(msg.get("exit_code") or 3), "LockHeld")
@@ -272,7 +306,12 @@ class Run:
                                "adopt": list(self.adopt), "overwrite_drift": self.overwrite_drift}
         if self.operation == "deploy":
             assert self.release is not None
-            msg.update(manifest=manifest_json(self.release.manifest), release=self.release.info)
+            base = self.manifests.get(self.bases.get(name))
+            msg.update(release=self.release.info, digest=manifest_digest(self.release.manifest))
+            if base is not None:
+                msg.update(base=self.bases[name], delta=wire.delta(base, self.release.manifest))
+            else:
+                msg.update(manifest=manifest_json(self.release.manifest))
         else:
             msg.update(to=self.to)
         try:
@@ -282,6 +321,9 @@ class Run:
                 kind = reply["op"]
                 if kind == "need":
                     self.push(session, out, reply["objects"])
+                elif kind == "need-manifest":  # the host's record did not match: the whole manifest then
+                    assert self.release is not None
+                    session.send({"op": "manifest", "manifest": manifest_json(self.release.manifest)})
                 elif kind == "progress":
                     self.say(name, "progress", **{k: v for k, v in reply.items() if k != "op"})
                 elif kind == "prepared":
@@ -447,6 +489,7 @@ def _run(r: Run) -> FleetResult:
         if r.operation == "deploy":
             r.release = scan_release(fleet, r.fleet_id, r.emit)
             r.notes += r.release.notes
+            r.manifests.remember(r.release.manifest)
             r.timings["scan"] = round(time.monotonic() - started, 4)
         r.connect()
         r.lock()

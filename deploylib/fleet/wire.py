@@ -7,12 +7,14 @@ writes only messages to stdout; anything else it has to say goes to stderr.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import IO, Any
 
 from ..globs import PatternSet, SyncRules
+from ..manifest import Entry
 from ..profile import CheckSpec, Hook, Profile, Retention
 
 PROTOCOL = 1
@@ -55,6 +57,28 @@ def recv(inp: IO[bytes]) -> tuple[dict[str, Any], bytes | None] | None:
         if len(payload) != size:
             raise ProtocolError("truncated payload")
     return msg, payload
+
+
+# --- manifests: sent whole once, then as changes against the release the host has --------------------
+
+def manifest_json(manifest: dict[str, Entry]) -> dict[str, Any]:
+    return {p: e.to_json() for p, e in sorted(manifest.items())}
+
+
+def manifest_digest(manifest: dict[str, Entry]) -> str:
+    return hashlib.sha256(json.dumps(manifest_json(manifest), separators=(",", ":")).encode()).hexdigest()
+
+
+def delta(base: dict[str, Entry], new: dict[str, Entry]) -> dict[str, Any]:
+    """What turns `base` into `new`: a redeploy of 1% of 10,000 files sends 100 entries, not 10,000."""
+    return {"set": {p: e.to_json() for p, e in sorted(new.items()) if base.get(p) != e},
+            "drop": sorted(set(base) - set(new))}
+
+
+def apply_delta(base: dict[str, Entry], change: dict[str, Any]) -> dict[str, Entry]:
+    out = {p: e for p, e in base.items() if p not in set(change["drop"])}
+    out.update({p: Entry.from_json(e) for p, e in change["set"].items()})
+    return out
 
 
 # --- a host's profile --------------------------------------------------------------------------
