@@ -101,11 +101,11 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     """
     found = load_any(config, profile)
     if isinstance(found, Fleet):
-        _fleet_flags("deploy", ref=ref, plan=plan_digest, wait=wait)
+        _fleet_flags("deploy", ref=ref, wait=wait)
         if dry_run:
             return fleet_controller.status(found, dry_run=True, on_event=on_event)  # type: ignore[return-value]
         return fleet_controller.run(found, "deploy", adopt=adopt, overwrite_drift=overwrite_drift,  # type: ignore[return-value]
-                                    on_event=on_event)
+                                    plan_digest=plan_digest, on_event=on_event)
     prof = found
     if ref is None:
         op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,

@@ -135,6 +135,8 @@ def _done(r: OperationResult) -> str:
 
 def status_summary(r: StatusResult) -> str:
     """'Production v0.1.0 (2 hours old). 3 files pending deployment.' (the plan's own words)."""
+    if _is_fleet(r):
+        return str(r.summary)
     pending = touched(r.pending)
     if r.deployed:
         shown = str(r.version)
@@ -160,6 +162,9 @@ def _age(seconds: float | None) -> str:
 
 def preview_summary(r: OperationResult) -> str:
     """The MCP deploy tool's preview, in a sentence."""
+    if _is_fleet(r):
+        digest, summary = getattr(r, "plan_digest", None), getattr(r, "summary", "")
+        return f"{summary} Deploy with plan_digest={digest}." if digest else str(summary)
     counts, n = r.plan["counts"], touched(r.plan)
     if not n:
         return "Nothing to deploy: production already matches the source."
@@ -180,6 +185,8 @@ def stale_plan(message: str, fresh: OperationResult) -> str:
 
 def deploy_summary(r: OperationResult) -> str:
     """The MCP deploy tool's outcome, in the plan's words."""
+    if _is_fleet(r):
+        return str(r.message)
     if not r.changed:
         return "Nothing to deploy: production already matches the source."
     backup = "Creating backup... " if r.snapshot_id else ""
@@ -189,6 +196,8 @@ def deploy_summary(r: OperationResult) -> str:
 
 
 def rollback_summary(r: OperationResult) -> str:
+    if _is_fleet(r):
+        return str(r.message)
     verb = "Would roll back" if r.dry_run else "Rolled back"
     commit = f", {short(r.git_commit)}" if r.git_commit else ""
     return f"{verb} to {r.restored_from} ({r.version or 'preview'}{commit}): {r.message}."
@@ -440,6 +449,11 @@ def stats(r: StatsResult) -> str:
 
 # --- fleets ------------------------------------------------------------------------------------------
 
+def _is_fleet(r: Any) -> bool:
+    """A fleet profile's result (one row per host) rather than a single target's."""
+    return isinstance(getattr(r, "hosts", None), list)
+
+
 def fleet_event(data: dict[str, Any]) -> str | None:
     """One progress line for a fleet host, or None for what is not worth a line."""
     host, kind = data["host"], data["kind"]
@@ -485,7 +499,13 @@ def fleet_status(r: Any) -> str:
                      moment(h.get("deployed_at")) if h.get("deployed_at") else "never",
                      str(touched(h.get("pending") or {})), str(len(h.get("drift") or [])),
                      f"{lock['operation']} (pid {lock['pid']})" if lock else "-"))
-    return "\n".join(_table(rows) + [r.summary])
+    lines = _table(rows)
+    for h in r.hosts:
+        for path in h.get("drift") or []:
+            lines.append(f"  ! {h['host']}: {shown(path)} edited in production since it was deployed")
+    if r.dry_run and r.plan_digest:
+        lines.append(f"Plan digest: {r.plan_digest} (deploy --plan {r.plan_digest} deploys exactly these plans)")
+    return "\n".join(lines + [r.summary])
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

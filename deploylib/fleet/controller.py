@@ -206,6 +206,7 @@ class Run:
                  adopt: tuple[str, ...] = (), overwrite_drift: bool = False) -> None:
         self.fleet = fleet
         self.adopt, self.overwrite_drift = adopt, overwrite_drift
+        self.expected_digest: str | None = None
         self.operation = operation
         self.emit = emit
         self.to = to
@@ -469,10 +470,13 @@ class _Stop(Exception):
 
 
 def run(fleet: Fleet, operation: str = "deploy", *, to: str | None = None, adopt: tuple[str, ...] = (),
-        overwrite_drift: bool = False, on_event: EventSink | None = None) -> FleetResult:
-    """Deploy (or roll back) every host of the fleet, all or nothing; raise FleetFailed unless all are new."""
+        overwrite_drift: bool = False, plan_digest: str | None = None,
+        on_event: EventSink | None = None) -> FleetResult:
+    """Deploy (or roll back) every host of the fleet, all or nothing; raise FleetFailed unless all are new.
+    With plan_digest, only if every host's plan is still the one previewed (else exit 6, nothing changed)."""
     emit = on_event or (lambda kind, data: None)
     r = Run(fleet, operation, emit, to, adopt, overwrite_drift)
+    r.expected_digest = plan_digest
     fleet.local.state_dir.mkdir(parents=True, exist_ok=True)
     ctl_lock = DeployLock(fleet.local.state_dir / "fleet-lock", f"fleet {operation} {r.fleet_id}", private_dir=True)
     ctl_lock.acquire()
@@ -495,6 +499,12 @@ def _run(r: Run) -> FleetResult:
         r.lock()
         prepared = r.prepare_all()
         failed = r.failures()
+        if r.expected_digest is not None and not failed:
+            found = fleet_digest({n: (r.out[n].plan or {}).get("digest", "") for n in r.names})
+            if found != r.expected_digest:
+                raise _Stop(f"the fleet's plans changed since they were previewed (expected {r.expected_digest}, "
+                            f"now {found}); preview again (deploy --dry-run) and deploy the new digest", 6,
+                            "PlanMismatch")
         if len(failed) > fleet.rollout.max_failures:
             reason = f"{failed[0]} failed during prepare: {r.out[failed[0]].error}"
             r.each(prepared, lambda n: r.call_off(n, f"fleet aborted: {reason}"))
@@ -594,6 +604,11 @@ def fleet_message(r: FleetResult, why: str | None) -> str:
             f"{because}; run status")
 
 
+def fleet_digest(plans: dict[str, str]) -> str:
+    """One digest for the plans of every host: `deploy --plan` refuses if any host's plan differs."""
+    return hashlib.sha256(json.dumps(sorted(plans.items())).encode()).hexdigest()[:16]
+
+
 # --- read-only: status and the preview ------------------------------------------------------------
 
 @dataclass
@@ -605,6 +620,7 @@ class FleetStatusResult(Result):
     hosts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     message: str = ""
+    plan_digest: str | None = None  # of every host's plan: deploy --plan takes it (None: a host unreachable)
 
 
 def status(fleet: Fleet, *, dry_run: bool = False, on_event: EventSink | None = None) -> FleetStatusResult:
@@ -640,7 +656,10 @@ def status(fleet: Fleet, *, dry_run: bool = False, on_event: EventSink | None = 
     summary = (f"{len(hosts)} hosts: {len(hosts) - len(reachable)} unreachable, "
                f"{len(releases)} release(s) live, {pending} with changes pending"
                f"{', drift on ' + str(sum(1 for h in reachable if h['drift'])) if any(h['drift'] for h in reachable) else ''}.")
+    digest = fleet_digest({h["host"]: h["pending"]["digest"] for h in reachable}) \
+        if len(reachable) == len(hosts) else None
     result = FleetStatusResult(profile=fleet.name, summary=summary, dry_run=dry_run,
-                               version=release.info.get("version"), hosts=hosts, notes=release.notes)
+                               version=release.info.get("version"), hosts=hosts, notes=release.notes,
+                               plan_digest=digest)
     result.message = summary
     return result
