@@ -134,7 +134,8 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
-    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
+    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone;
+    a fleet profile (hosts:) also 8 a mixed fleet, 9 a host unreachable or without python3 (nothing changed).
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
                                           wait=_seconds(wait), adopt=tuple(adopt or ()), ref=ref,
