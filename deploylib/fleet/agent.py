@@ -122,7 +122,10 @@ class Agent:
             self.send({"op": "failed", **exc.to_json()})
             return
         self.fleet_lock = lock
-        self.send({"op": "locked", "base": _live_digest(prof)})
+        self.send({"op": "locked"})
+        # after the answer: the controller takes the next host's lock meanwhile (hashing a 10,000-file
+        # record takes a while, and the locks are taken one host after the other)
+        self.send({"op": "base", "base": _live_digest(prof)})
 
     def prepare(self, msg: dict[str, Any]) -> None:
         """Run the whole operation; the checkpoints wait for the controller's word."""

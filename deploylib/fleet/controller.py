@@ -283,7 +283,6 @@ class Run:
             session.send({"op": "lock", "profile": wire.profile_to_json(self.fleet.host(name).profile),
                           "holder": holder})
             msg, _ = session.get(timeout=60)
-            self.bases[name] = msg.get("base")
             if msg["op"] != "locked":
                 self.out[name].error, self.out[name].exit_code = msg.get("error"), msg.get("exit_code", 3)
                 raise _Stop(f"{name}: {msg.get('error')}", int(msg.get("exit_code") or 3), "LockHeld")
@@ -305,6 +304,12 @@ class Run:
                                "profile": wire.profile_to_json(prof),
                                "confirm_timeout": self.fleet.rollout.confirm_timeout,
                                "adopt": list(self.adopt), "overwrite_drift": self.overwrite_drift}
+        try:
+            base_msg, _ = session.get(timeout=120)  # what the host has live, sent right after "locked"
+        except Lost as exc:
+            out.error, out.exit_code = f"lost before prepare: {exc}", 1
+            return
+        self.bases[name] = base_msg.get("base") if base_msg["op"] == "base" else None
         if self.operation == "deploy":
             assert self.release is not None
             base = self.manifests.get(self.bases.get(name))
