@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from .config import CheckSpec
+from .profile import CheckSpec
 from .errors import DeployError
 
 EventSink = Callable[[str, dict[str, Any]], None]

@@ -12,11 +12,11 @@ import itertools
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -26,16 +26,18 @@ from .globs import PatternSet, SyncRules, normalize, pattern_problem
 from .ids import new_id
 from .layout import (HASH_CACHE_FILE, JOURNAL_FILE, LOCK_FILE, RELEASES_DIR, STORE_MARKER, VERSION_FILE,
                      stage_path, target_lock_path)
+from .fleet.model import Fleet, Rollout
+from .fleet.model import Host as FleetHost
+from .profile import (DEFAULT_NOTIFY_TIMEOUT, DEFAULT_TIMEOUT, HOOK_POINTS, MAX_ECHO, NOTIFY_EVENTS,  # noqa: F401
+                      CheckSpec, Hook, Notifier, Profile, Retention, clip)
 
 if TYPE_CHECKING:
     import jsonschema
 
 CONFIG_ENV = "MCP_DEPLOY_CONFIG"
 DEFAULT_CONFIG = "deploy.yaml"
-DEFAULT_TIMEOUT = 60.0
 MAX_CONFIG_BYTES = 1 << 20  # characters; a deploy.yaml is a few KiB, anything near this is the wrong file
 MAX_VALUES = 100_000  # YAML values once aliases are expanded: bounds a "billion laughs" alias bomb
-MAX_ECHO = 200  # characters of any one user value quoted in a message
 MAX_REPORTED = 10  # lines of problems reported at once
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 # MCP Deploy creates `.<target>.deploy-<operation id>` beside the target: its name must fit too
@@ -46,73 +48,6 @@ DEFAULT_FILES = {
     "yaml": ("**/*.yaml", "**/*.yml"),
     "python_syntax": ("**/*.py",),
 }
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """One validator or verify check as written in deploy.yaml, paths resolved."""
-
-    type: str
-    name: str
-    files: tuple[str, ...] = ()
-    schema: Path | None = None
-    run: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    options: Mapping[str, object] = field(default_factory=dict)
-
-
-HOOK_POINTS = ("before_commit", "after_commit", "after_rollback", "on_failure")
-NOTIFY_EVENTS = ("success", "failure", "rollback")
-DEFAULT_NOTIFY_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class Hook:
-    """One command of a hook point (`hooks:` in deploy.yaml)."""
-
-    run: str
-    timeout: float = DEFAULT_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Notifier:
-    """One `notify:` entry: a webhook (`url`, with `headers`) or a command (`run`), and the events it wants."""
-
-    type: str  # webhook | command
-    on: tuple[str, ...] = NOTIFY_EVENTS
-    url: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    run: str | None = None
-    timeout: float = DEFAULT_NOTIFY_TIMEOUT
-
-
-@dataclass(frozen=True)
-class Retention:
-    keep_last: int = 10
-    keep_days: float | None = None
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Everything one deployment needs to know, with absolute paths."""
-
-    name: str
-    config_path: Path
-    source: Path
-    target: Path
-    backup_dir: Path
-    state_dir: Path
-    log: Path
-    rules: SyncRules
-    validators: tuple[CheckSpec, ...] = ()
-    verify: tuple[CheckSpec, ...] = ()
-    retention: Retention = Retention()
-    deployed_by: str = ""
-    tool_prefix: str = ""  # MCP tool names: <prefix>deploy, <prefix>status, ... (default: "<profile>_")
-    version_file: str = VERSION_FILE  # written into production's top directory by every deploy
-    respect_gitignore: bool | None = None  # None: when the source is in a git work tree
-    hooks: Mapping[str, tuple[Hook, ...]] = field(default_factory=dict)  # by point; absent = none
-    notify: tuple[Notifier, ...] = ()
 
 
 def schema() -> dict[str, Any]:
@@ -137,12 +72,119 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_profile(config: str | os.PathLike[str] | None = None, profile: str | None = None) -> Profile:
-    """Read, validate and resolve one profile of a deploy.yaml."""
+    """Read, validate and resolve one profile of a deploy.yaml (a fleet profile is refused: see load_any)."""
+    found = load_any(config, profile)
+    if not isinstance(found, Profile):
+        raise ConfigError(f"{found.config_path}: profile '{found.name}' deploys to hosts (hosts:); this command "
+                          "works on one machine only: deploy, rollback and status take fleet profiles")
+    return found
+
+
+def load_any(config: str | os.PathLike[str] | None = None, profile: str | None = None) -> Profile | Fleet:
+    """Read, validate and resolve one profile: a Profile, or a Fleet when it has `hosts:`."""
     path = find_config(config)
     text, data = _read_yaml(path)
     _check_schema(path, text, data)
     name = _pick_profile(path, data, profile)
-    return _resolve(path, text, name, data["profiles"][name])
+    raw = data["profiles"][name]
+    if "hosts" in raw:
+        return _resolve_fleet(path, text, name, raw)
+    for key in FLEET_ONLY:
+        if key in raw:
+            problems = _Problems(path, text)
+            problems.add(["profiles", name, key], "only a profile with hosts: takes this key; add hosts: or remove it")
+            problems.raise_any()
+    return _resolve(path, text, name, raw)
+
+
+FLEET_ONLY = ("rollout", "on_host_failure", "ssh", "controller_state_dir")
+HOST_PATHS = ("target", "backup_dir", "state_dir", "log")
+
+
+def _resolve_fleet(path: Path, text: str, name: str, raw: dict[str, Any]) -> Fleet:
+    """A fleet profile: the source side resolves here like any profile (under the controller's own state
+    dir); target, backup_dir, state_dir and log are paths on each host, `~` expanded there."""
+    at = ["profiles", name]
+    problems = _Problems(path, text)
+    ctl = raw.get("controller_state_dir")
+    if ctl is not None:
+        ctl_dir = _expand(ctl, at + ["controller_state_dir"], path.parent, problems)
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        ctl_dir = base / "mcp-deploy" / "fleet" / f"{derived_prefix(name)}{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    local_raw = {k: v for k, v in raw.items() if k not in (*FLEET_ONLY, "hosts", *HOST_PATHS)}
+    ctl_base = Path(ctl_dir or path.parent)  # never written but for state/ and the history
+    local_raw.update(target=str(ctl_base / "no-target"), state_dir=str(ctl_base / "state"),
+                     backup_dir=str(ctl_base / "no-store"), log=str(ctl_base / "history.jsonl"))
+    local = _resolve(path, text, name, local_raw)
+    for i, check in enumerate(local.verify):
+        if check.type != "command":
+            problems.add(at + ["verify", i], f"a {check.type} check cannot run on a fleet host yet (the host has "
+                         "Python's standard library only); use a command check")
+    hosts: list[FleetHost] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw["hosts"]):
+        spec = {"host": entry} if isinstance(entry, str) else entry
+        hname = spec["host"]
+        if hname in seen:
+            problems.add(at + ["hosts", i], f"host '{clip(hname)}' is listed twice")
+            continue
+        seen.add(hname)
+        destination, port = _destination(hname, at + ["hosts", i], problems)
+        paths = _host_paths(raw, spec, at + ["hosts", i], problems)
+        if paths is None:
+            continue
+        host_profile = replace(local, target=paths["target"], backup_dir=paths["backup_dir"],
+                               state_dir=paths["state_dir"], log=paths["log"],
+                               validators=tuple(v for v in local.validators if v.type == "command"),
+                               notify=())
+        hosts.append(FleetHost(hname, destination, port, host_profile))
+    rollout_raw = raw.get("rollout", {})
+    rollout = Rollout(parallel=rollout_raw.get("parallel", 10), batch=rollout_raw.get("batch"),
+                      canary=rollout_raw.get("canary", 0), max_failures=rollout_raw.get("max_failures", 0),
+                      confirm_timeout=float(rollout_raw.get("confirm_timeout", 30.0)))
+    if rollout.canary >= len(raw["hosts"]) > 1:
+        problems.add(at + ["rollout", "canary"], f"{rollout.canary} canaries leave no other host of "
+                     f"{len(raw['hosts'])}; use fewer")
+    ssh = raw.get("ssh", {})
+    ssh_config = _expand(ssh["config"], at + ["ssh", "config"], path.parent, problems) if "config" in ssh else None
+    problems.raise_any()
+    return Fleet(name=name, config_path=path, local=local, hosts=tuple(hosts), rollout=rollout,
+                 on_host_failure=raw.get("on_host_failure", "rollback_fleet"), ssh_config=ssh_config,
+                 ssh_options=tuple(ssh.get("options", ())),
+                 file_validators=tuple(v for v in local.validators if v.type != "command"))
+
+
+def _destination(name: str, keys: list[Any], problems: _Problems) -> tuple[str, int | None]:
+    """user@host[:port] or an ssh alias -> (what ssh connects to, port or None)."""
+    host, sep, port = name.rpartition(":")
+    if not sep:
+        return name, None
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        problems.add(keys, f"'{clip(name)}': expected an ssh alias or user@host[:port]")
+        return name, None
+    return host, int(port)
+
+
+def _host_paths(raw: dict[str, Any], spec: dict[str, Any], keys: list[Any],
+                problems: _Problems) -> dict[str, Path] | None:
+    """The host's target, backup_dir, state_dir and log: its own, else the profile's, else beside the target."""
+    chosen = {key: spec.get(key, raw.get(key)) for key in HOST_PATHS}
+    for key, value in chosen.items():
+        if value is not None and not (str(value).startswith("/") or str(value).startswith("~")):
+            problems.add(keys + [key] if key in spec else keys[:2] + [key],
+                         f"'{clip(str(value))}' is a path on each host: it must be absolute or start with ~")
+            return None
+    target = Path(os.path.normpath(str(chosen["target"])))
+    if target.name in ("", ".", "..") or str(target) == "/":
+        problems.add(keys + ["target"], "the target must be a directory below /")
+        return None
+    sibling = target.parent / f".{target.name}"
+    out = {"target": target,
+           "backup_dir": Path(chosen["backup_dir"] or f"{sibling}.backups"),
+           "state_dir": Path(chosen["state_dir"] or f"{sibling}.deploy-state")}
+    out["log"] = Path(chosen["log"]) if chosen["log"] else out["state_dir"] / "history.jsonl"
+    return out
 
 
 def derived_prefix(profile: str) -> str:
@@ -155,7 +197,7 @@ def tool_prefix(config: str | os.PathLike[str] | None = None, profile: str | Non
     """The profile's MCP tool prefix, read as far as a broken config allows, so an MCP server started on
     a broken deploy.yaml still offers its tools (each answering with the config error) under the usual names."""
     try:
-        return load_profile(config, profile).tool_prefix
+        return load_any(config, profile).tool_prefix
     except ConfigError:
         pass
     try:
@@ -265,16 +307,6 @@ def _check_expansion(root: yaml.Node) -> None:
         return total
 
     size(root)
-
-
-def clip(text: str, limit: int = MAX_ECHO) -> str:
-    """A user's value as quoted in a message: control characters escaped (so it stays one line)
-    and at most `limit` characters (so a huge value cannot flood the terminal or a CI log)."""
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(text)} characters)"
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-    return text
 
 
 class _Problems:

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .config import Profile
+from .profile import Profile
 from .globs import PatternSet
 from .journal import Journal, Record
 from .layout import stage_path
@@ -43,6 +43,10 @@ def _quiet(kind: str, data: dict[str, Any]) -> None:
     """The event sink when nobody listens."""
 
 
+def _go_on(point: str, data: dict[str, Any]) -> None:
+    """The checkpoint when nobody holds the operation: a local run goes straight on."""
+
+
 @dataclass
 class Operation:
     """The fixed inputs of one deploy or rollback, and the journal record that follows it."""
@@ -58,6 +62,9 @@ class Operation:
     expected_digest: str | None = None
     adopt: PatternSet = PatternSet()
     overwrite_drift: bool = False  # a deploy may overwrite managed files edited in production
+    # Called at "prepared" (validated, before the commit) and "verified" (before the release is recorded);
+    # raising there undoes the operation like any failure. A fleet agent waits there for its controller.
+    checkpoint: Callable[[str, dict[str, Any]], None] = _go_on
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -86,6 +86,11 @@ class Interrupted(DeployError):
         self.signal_name = signal_name
 
 
+class FleetAborted(DeployError):
+    """A fleet host's operation was called off by its controller, or the controller fell silent before
+    confirming it (hung up, or no word within confirm_timeout): the host undid it, as after any failure."""
+
+
 class ConfigError(DeployError):
     """deploy.yaml (or a command-line flag) is invalid: fix the named key and rerun."""
 

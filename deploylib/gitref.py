@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .config import clip
+from .profile import clip
 from .errors import ConfigError, PreflightFailed
 
 

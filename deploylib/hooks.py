@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import report, shell, signals
-from .config import Hook
+from .profile import Hook
 from .context import Operation, Survey
 from .errors import HookFailed
 

@@ -32,7 +32,7 @@ from .layout import lock_path, store_lock_path, target_lock_path
 from .store import store_for
 
 if TYPE_CHECKING:
-    from .config import Profile
+    from .profile import Profile
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import anyio
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from .config import CheckSpec
+from .profile import CheckSpec
 from .shell import QUIET_PYTHON
 
 

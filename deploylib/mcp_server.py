@@ -22,6 +22,7 @@ from typing import Annotated, Any, Callable
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
@@ -119,7 +120,7 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
                 return failure(again)
             preview = {**fresh.to_json(), "summary": report.preview_summary(fresh)}
             return failure(exc, report.stale_plan(exc.message, fresh), preview=preview,
-                           plan_digest=fresh.plan["digest"])
+                           plan_digest=getattr(fresh, "plan_digest", None) or fresh.plan["digest"])
         await relay.done()
         return reply(result.to_json(), report.deploy_summary(result))
 
@@ -181,6 +182,9 @@ class ProgressRelay:
         self.value = -1.0  # the last progress sent
         self.last = 0.0
         self.lock = threading.Lock()
+        # made in the server's event loop: a fleet reports from the controller's own worker threads, which
+        # anyio did not start, so they name the loop to report to
+        self.token = anyio.lowlevel.current_token()
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         with self.lock:
@@ -199,11 +203,15 @@ class ProgressRelay:
                 self._send(self.step + 0.99 * min(share, 1.0), f"{data['step']}: {self.files}{of} files")
             elif kind == "undo":
                 self._send(self.value, f"undoing {data['step']}")
+            elif kind == "fleet":  # a fleet profile: progress per host, in the hosts' own words
+                line = report.fleet_event(data)
+                if line:
+                    self._send(self.value, line)
 
     def _send(self, value: float, message: str) -> None:
         self.value = round(max(value, self.value + 0.001), 3)
         self.last = time.monotonic()
-        anyio.from_thread.run(self.ctx.report_progress, self.value, len(STEPS), message)
+        anyio.from_thread.run(self.ctx.report_progress, self.value, len(STEPS), message, token=self.token)
 
     async def done(self) -> None:
         """The last notification: all steps done (also for a run that had nothing to do)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, report, shell, signals
-from .config import Notifier
+from .profile import Notifier
 from .context import Operation
 
 Result = dict[str, Any]

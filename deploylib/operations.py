@@ -12,7 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import gitref, pipeline, recovery, report
-from .config import Profile, load_profile
+from .config import Profile, load_any, load_profile
+from .fleet import controller as fleet_controller
+from .fleet.model import Fleet
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, DeployError, LockHeld
 from .globs import PatternSet, normalize, pattern_problem
@@ -97,7 +99,14 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     `overwrite_drift` lets it overwrite managed files that were edited in production by hand;
     `ref` deploys the committed tree of that git ref instead of the working tree.
     """
-    prof = load_profile(config, profile)
+    found = load_any(config, profile)
+    if isinstance(found, Fleet):
+        _fleet_flags("deploy", ref=ref, wait=wait)
+        if dry_run:
+            return fleet_controller.status(found, dry_run=True, on_event=on_event)  # type: ignore[return-value]
+        return fleet_controller.run(found, "deploy", adopt=adopt, overwrite_drift=overwrite_drift,  # type: ignore[return-value]
+                                    plan_digest=plan_digest, on_event=on_event)
+    prof = found
     adopt = _adopt_globs(prof, adopt)
     if ref is None:
         op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
@@ -130,20 +139,34 @@ def _adopt_globs(profile: Profile, globs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalize(glob) for glob in globs)
 
 
+def _fleet_flags(task: str, **given: object) -> None:
+    """Flags a fleet operation does not take yet: refused, never silently ignored."""
+    for flag, value in given.items():
+        if value not in (None, False, 0, 0.0):
+            raise ConfigError(f"{task} --{flag.replace('_', '-')}: not supported for a fleet profile (hosts:) yet")
+
+
 def rollback(config: PathLike = None, profile: str | None = None, *, to: str | None = None,
              dry_run: bool = False, plan_digest: str | None = None, wait: float = 0.0,
              on_event: EventSink | None = None) -> OperationResult:
     """Restore production's managed files from a snapshot (default: the release before the current one).
 
     With `plan_digest`, only if the plan is still the one a dry run previewed (else PlanMismatch)."""
-    prof = load_profile(config, profile)
+    found = load_any(config, profile)
+    if isinstance(found, Fleet):
+        _fleet_flags("rollback", plan=plan_digest, wait=wait, dry_run=dry_run)
+        return fleet_controller.run(found, "rollback", to=to, on_event=on_event)  # type: ignore[return-value]
+    prof = found
     op = _operation(prof, SnapshotSource(store_for(prof), to), wait=wait, digest=plan_digest, on_event=on_event)
     return _run(op, dry_run)
 
 
 def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
-    """What is in production, what is pending, what drifted, who holds the lock."""
-    prof = load_profile(config, profile)
+    """What is in production, what is pending, what drifted, who holds the lock (a fleet: on every host)."""
+    loaded = load_any(config, profile)
+    if isinstance(loaded, Fleet):
+        return fleet_controller.status(loaded)  # type: ignore[return-value]
+    prof = loaded
     op = _operation(prof, TreeSource(prof.source))
     notes: list[str] = []
     if op.journal.exists() or recovery.leftover_stages(op):

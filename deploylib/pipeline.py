@@ -96,8 +96,12 @@ def _steps(op: Operation, out: Outcome) -> None:
     out.checks += _step(op, out, validate, lambda: validate.run(op, staged))
     if op.profile.hooks.get(before_commit.NAME):  # a step only for profiles that have such hooks
         out.hooks += _step(op, out, before_commit, lambda: before_commit.run(op, survey, staged))
+    # a fleet holds every host here until all are prepared (a local run goes straight on)
+    op.checkpoint("prepared", {"plan": survey.plan.summary(), "version": staged.version_info.get("version")})
     _step(op, out, commit, lambda: commit.run(op, staged))
     out.checks += _step(op, out, verify, lambda: verify.run(op))
+    # provisional until the controller confirms: a failure here undoes the commit like a failed verify
+    op.checkpoint("verified", {"checks": out.checks})
 
 
 def _step(op: Operation, out: Outcome, step: Step, work: Callable[[], T]) -> T:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Profile
+from .profile import Profile
 from .errors import CorruptState, ReleaseNotKept
 from .history import read as read_history
 from .layout import is_op_id, release_path

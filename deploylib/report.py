@@ -151,6 +151,8 @@ def _done(r: OperationResult) -> str:
 
 def status_summary(r: StatusResult) -> str:
     """'Production v0.1.0 (2 hours old). 3 files pending deployment.' (the plan's own words)."""
+    if _is_fleet(r):
+        return str(r.summary)
     pending = touched(r.pending)
     if r.deployed:
         shown = str(r.version)
@@ -176,6 +178,9 @@ def _age(seconds: float | None) -> str:
 
 def preview_summary(r: OperationResult) -> str:
     """The MCP deploy tool's preview, in a sentence."""
+    if _is_fleet(r):
+        digest, summary = getattr(r, "plan_digest", None), getattr(r, "summary", "")
+        return f"{summary} Deploy with plan_digest={digest}." if digest else str(summary)
     counts, n = r.plan["counts"], touched(r.plan)
     if not n:
         return "Nothing to deploy: production already matches the source."
@@ -196,6 +201,8 @@ def stale_plan(message: str, fresh: OperationResult) -> str:
 
 def deploy_summary(r: OperationResult) -> str:
     """The MCP deploy tool's outcome, in the plan's words."""
+    if _is_fleet(r):
+        return str(r.message)
     if not r.changed:
         return "Nothing to deploy: production already matches the source."
     backup = "Creating backup... " if r.snapshot_id else ""
@@ -205,6 +212,8 @@ def deploy_summary(r: OperationResult) -> str:
 
 
 def rollback_summary(r: OperationResult) -> str:
+    if _is_fleet(r):
+        return str(r.message)
     verb = "Would roll back" if r.dry_run else "Rolled back"
     commit = f", {short(r.git_commit)}" if r.git_commit else ""
     return f"{verb} to {r.restored_from} ({r.version or 'preview'}{commit}): {r.message}."
@@ -455,3 +464,69 @@ def stats(r: StatsResult) -> str:
     if r.damaged_lines:
         lines.append(f"note: skipped {r.damaged_lines} damaged line(s) in {r.log}")
     return "\n".join(lines)
+
+
+# --- fleets ------------------------------------------------------------------------------------------
+
+def _is_fleet(r: Any) -> bool:
+    """A fleet profile's result (one row per host) rather than a single target's."""
+    return isinstance(getattr(r, "hosts", None), list)
+
+
+def fleet_event(data: dict[str, Any]) -> str | None:
+    """One progress line for a fleet host, or None for what is not worth a line."""
+    host, kind = data["host"], data["kind"]
+    if kind == "progress":
+        if data.get("event") == "step":
+            return f"[{host}] {data.get('step')}"
+        if data.get("event") == "undo":
+            return f"[{host}] undo {data.get('step')}"
+        if data.get("event") == "note":
+            return f"[{host}] note: {data.get('text')}"
+        return None
+    if kind == "prepared":
+        plan = data.get("plan") or {}
+        return f"[{host}] prepared: {touched(plan)} file(s) to change"
+    if kind in ("failed", "lost"):
+        return f"[{host}] {kind}: {data.get('error')}"
+    if kind == "done":
+        return f"[{host}] {'committed and confirmed' if data.get('changed') else 'already up to date'}"
+    return f"[{host}] {kind}"
+
+
+def fleet(r: Any) -> str:
+    """A fleet operation's result: one row per host, then the result line."""
+    rows: list[tuple[str, ...]] = [("host", "ended", "how far", "version", "release", "sent")]
+    for h in r.hosts:
+        rows.append((h["host"], h["state"], h["phase"], str(h.get("version") or "-"), str(h.get("release") or "-"),
+                     size(h.get("bytes_sent") or 0)))
+    lines = _table(rows)
+    for h in r.hosts:
+        if h.get("error"):
+            lines.append(f"  {h['host']}: {h['error']}")
+    return "\n".join(lines + [r.message])
+
+
+def fleet_status(r: Any) -> str:
+    rows: list[tuple[str, ...]] = [("host", "release", "version", "deployed", "pending", "drift", "lock")]
+    for h in r.hosts:
+        if h.get("error"):
+            rows.append((h["host"], "?", "?", "?", "?", "?", f"unreachable: {h['error']}"[:80]))
+            continue
+        lock = h.get("lock")
+        rows.append((h["host"], str(h.get("release") or "-"), str(h.get("version") or "-"),
+                     moment(h.get("deployed_at")) if h.get("deployed_at") else "never",
+                     str(touched(h.get("pending") or {})), str(len(h.get("drift") or [])),
+                     f"{lock['operation']} (pid {lock['pid']})" if lock else "-"))
+    lines = _table(rows)
+    for h in r.hosts:
+        for path in h.get("drift") or []:
+            lines.append(f"  ! {h['host']}: {shown(path)} edited in production since it was deployed")
+    if r.dry_run and r.plan_digest:
+        lines.append(f"Plan digest: {r.plan_digest} (deploy --plan {r.plan_digest} deploys exactly these plans)")
+    return "\n".join(lines + [r.summary])
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(shown(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(shown(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]

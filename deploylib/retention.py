@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Profile
+from .profile import Profile
 from .errors import CorruptState
 from .sources import default_snapshot
 from .store import Snapshot, Store, select_expired

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .context import Operation, Survey
-from .config import clip
+from .profile import clip
 from .errors import ConfigError, CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
 from .gitref import ExportedRef

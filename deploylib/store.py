@@ -42,7 +42,7 @@ from .manifest import Entry, Manifest, is_sha256
 from .naming import hint
 
 if TYPE_CHECKING:
-    from .config import Profile
+    from .profile import Profile
 
 _OWN_NAMES = {STORE_MARKER, LOCK_FILE, "objects", "snapshots"}
 

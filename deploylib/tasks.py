@@ -22,6 +22,7 @@ from . import operations, report, terminal
 from .config import profile_names
 from .config import schema as config_schema
 from .errors import ConfigError, DeployError
+from .fleet.controller import FleetResult, FleetStatusResult
 from .naming import command
 from .results import Result
 
@@ -44,6 +45,8 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
     except DeployError as exc:
         if as_json:
             print(json.dumps(exc.to_json()))
+        elif getattr(exc, "result", None) is not None:  # a fleet: where every host ended, then the error
+            terminal.print_result(render(getattr(exc, "result")))
         # a config with several mistakes: one "error:" line each; any other error is one line, and a
         # newline in it belongs to a file name
         for line in exc.message.splitlines() if isinstance(exc, ConfigError) else [exc.message]:
@@ -80,8 +83,17 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
 
 
 def _after_plan(result: Any, verbose: bool = False) -> str:
-    """A real run printed its plan as soon as preflight made it (the "plan" event); a dry run is the plan."""
+    """A real run printed its plan as soon as preflight made it (the "plan" event); a dry run is the plan.
+    A fleet profile's results are tables, one row per host."""
+    if isinstance(result, FleetResult):
+        return report.fleet(result)
+    if isinstance(result, FleetStatusResult):
+        return report.fleet_status(result)
     return report.operation(result, plan_shown=not result.dry_run, verbose=verbose)
+
+
+def _status(result: Any) -> str:
+    return report.fleet_status(result) if isinstance(result, FleetStatusResult) else report.status(result)
 
 
 def _count(value: str | None, flag: str, default: int) -> int:
@@ -132,7 +144,8 @@ def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, ad
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
 
     Exit codes: 0 ok (or nothing to deploy), 1 failed and undone, 2 bad config or usage,
-    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone.
+    3 lock held, 4 preflight refused, 5 corrupt state, 6 plan digest changed, 130 interrupted and undone;
+    a fleet profile (hosts:) also 8 a mixed fleet, 9 a host unreachable or without python3 (nothing changed).
     """
     _run(lambda events: operations.deploy(config, profile, dry_run=dry_run, plan_digest=_digest(plan),
                                           wait=_seconds(wait), adopt=tuple(adopt or ()), ref=ref,
@@ -162,7 +175,7 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wa
 @task(help=COMMON)
 def status(c, profile=None, config=None, json_=False, verbose=False):
     """Production version and age, files pending, drift, lock holder and the last result."""
-    _run(lambda events: operations.status(config, profile), json_, verbose, report.status)
+    _run(lambda events: operations.status(config, profile), json_, verbose, _status)
 
 
 def _releases(release: str | None, old: str | None, new: str | None) -> None:

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .report import hook_line, plan_lines, shown, size
+from .report import fleet_event, hook_line, plan_lines, shown, size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -138,6 +138,12 @@ class ProgressReporter:
             sys.stdout.flush()
         elif kind == "hook":
             self._say(f"  {hook_line(data)}", "" if data["ok"] else "bold red")
+        elif kind == "fleet":
+            if not self.shown:
+                self._show()
+            line = fleet_event(data)
+            if line:
+                self._say(line, "bold red" if data["kind"] in ("failed", "lost") else "")
         elif kind == "notify":
             verdict = "ok" if data["ok"] else f"FAILED ({data['problem']})"
             self._say(f"  notify {data['type']} {data['to']}: {verdict}", "" if data["ok"] else "bold red")

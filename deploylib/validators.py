@@ -12,10 +12,8 @@ import json
 from pathlib import Path
 from typing import Callable, Protocol
 
-import yaml
-
 from . import checks, shell
-from .config import CheckSpec, yaml_path
+from .profile import CheckSpec
 from .errors import ValidationFailed
 from .globs import PatternSet
 
@@ -57,6 +55,8 @@ def check_json(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, 
 
 
 def check_yaml(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
+    import yaml  # not at the top: the fleet agent imports this module on hosts that have no PyYAML
+
     problems = []
     for rel in files:
         try:
@@ -83,6 +83,8 @@ def check_python_syntax(spec: CheckSpec, release: Tree, files: list[str], env: d
 
 def check_json_schema(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, str]) -> list[str]:
     import jsonschema  # only profiles that use this validator pay for the import
+
+    from .config import yaml_path
 
     assert spec.schema is not None
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import checks, shell
-from .config import CheckSpec
+from .profile import CheckSpec
 from .errors import VerifyFailed
 
 Check = Callable[[CheckSpec, Path, dict[str, str]], str | None]

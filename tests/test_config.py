@@ -215,9 +215,9 @@ def test_every_unknown_key_is_reported_at_once(project: Project) -> None:
     ]
 
 
-ALLOWED = ("allow_setid, backup_dir, deployed_by, description, exclude, hooks, include, log, mcp, notify, "
-           "respect_gitignore, retention, source, state_dir, target, unsafe_allow_secrets, validators, verify, "
-           "version_file")
+ALLOWED = ("allow_setid, backup_dir, controller_state_dir, deployed_by, description, exclude, hooks, hosts, "
+           "include, log, mcp, notify, on_host_failure, respect_gitignore, retention, rollout, source, ssh, "
+           "state_dir, target, unsafe_allow_secrets, validators, verify, version_file")
 
 
 def test_problems_found_after_the_schema_are_reported_together_too(project: Project) -> None:

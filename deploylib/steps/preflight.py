@@ -78,7 +78,8 @@ def run(op: Operation) -> Survey:
     if found.plan.empty:
         return found
     check_version_file(op, found)
-    check_no_secrets(op, found)
+    if not getattr(op.source, "checked_upstream", False):  # a fleet's controller scanned these bytes already
+        check_no_secrets(op, found)
     check_no_user_files(op, found)
     check_paths(op, found)
     check_drift(op, found)  # after the paths: a linked directory is the cause, not its files' absence
