@@ -76,7 +76,7 @@ def load_profile(config: str | os.PathLike[str] | None = None, profile: str | No
     found = load_any(config, profile)
     if not isinstance(found, Profile):
         raise ConfigError(f"{found.config_path}: profile '{found.name}' deploys to hosts (hosts:); this command "
-                          "works on one machine only: deploy, rollback and status take fleet profiles")
+                          "works on one machine only: deploy, rollback, status and history take fleet profiles")
     return found
 
 

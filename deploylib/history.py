@@ -67,10 +67,13 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
-EVENTS = ("deploy", "rollback", "failure", "refused", "recovery")  # "refused": a stale --plan, nothing ran
-_OUTCOME = {"deploy": True, "rollback": True, "recovery": True, "failure": False, "refused": False}
+EVENTS = ("deploy", "rollback", "failure", "refused", "recovery",  # "refused": a stale --plan, nothing ran
+          "fleet-deploy", "fleet-rollback")  # a fleet's controller: one record, per-host outcomes in `hosts`
+_OUTCOME = {"deploy": True, "rollback": True, "recovery": True, "failure": False, "refused": False,
+            "fleet-deploy": True, "fleet-rollback": True}
+OPERATIONS = ("deploy", "rollback", "fleet-deploy", "fleet-rollback")
 _TEXT = ("version", "release", "git_commit", "error", "failed_step", "action", "state", "profile", "snapshot_id",
-         "restored_from", "previous_id", "expected_digest", "plan_digest")
+         "restored_from", "previous_id", "expected_digest", "plan_digest", "outcome")
 
 
 def _is_ours(rec: object) -> bool:
@@ -78,7 +81,7 @@ def _is_ours(rec: object) -> bool:
     `history` and `--stats` read of the type the tool writes. Anything else in the log (another program's
     lines, hand edits) is counted as a damaged line, never shown as an operation nor fed to the metrics."""
     if not (isinstance(rec, dict) and rec.get("event") in EVENTS and is_op_id(rec.get("id"))
-            and rec.get("ok") is _OUTCOME[rec["event"]] and rec.get("operation") in ("deploy", "rollback")):
+            and rec.get("ok") is _OUTCOME[rec["event"]] and rec.get("operation") in OPERATIONS):
         return False
     if rec["event"] != "recovery" and not isinstance(rec.get("finished"), str):
         return False
@@ -90,7 +93,9 @@ def _is_ours(rec: object) -> bool:
         return False
     return (all(rec.get(key) is None or isinstance(rec[key], str) for key in _TEXT)
             and _numbers(rec.get("steps"), float) and _numbers(rec.get("counts"), int)
-            and (rec.get("duration") is None or _number(rec["duration"], float)))
+            and (rec.get("duration") is None or _number(rec["duration"], float))
+            and (rec.get("hosts") is None or (isinstance(rec["hosts"], dict)
+                                              and all(isinstance(h, dict) for h in rec["hosts"].values()))))
 
 
 def _numbers(value: object, kind: type) -> bool:

@@ -252,10 +252,16 @@ def release_diff(config: PathLike = None, profile: str | None = None, *, release
                              plan=changes.plan.summary(), diffs=changes.diffs, binary=changes.binary, notes=notes)
 
 
+def _history_log(config: PathLike, profile: str | None) -> Path:
+    """The history log of a profile; a fleet's is its controller's (one record per fleet operation)."""
+    found = load_any(config, profile)
+    return found.local.log if isinstance(found, Fleet) else found.log
+
+
 def history(config: PathLike = None, profile: str | None = None, limit: int = 20) -> HistoryResult:
-    prof = load_profile(config, profile)
-    records, bad = read_history(prof.log)
-    return HistoryResult(log=str(prof.log), records=records[-limit:] if limit > 0 else records, damaged_lines=bad)
+    log = _history_log(config, profile)
+    records, bad = read_history(log)
+    return HistoryResult(log=str(log), records=records[-limit:] if limit > 0 else records, damaged_lines=bad)
 
 
 def history_stats(config: PathLike = None, profile: str | None = None, period: str = "day") -> StatsResult:
@@ -264,9 +270,9 @@ def history_stats(config: PathLike = None, profile: str | None = None, period: s
 
     if period not in ("day", "week", "month"):
         raise ConfigError(f"--period: expected day, week or month, got '{period}'")
-    prof = load_profile(config, profile)
-    records, bad = read_history(prof.log)
-    return StatsResult(log=str(prof.log), stats=metrics.compute(records, period), damaged_lines=bad)
+    log = _history_log(config, profile)
+    records, bad = read_history(log)
+    return StatsResult(log=str(log), stats=metrics.compute(records, period), damaged_lines=bad)
 
 
 def backups(config: PathLike = None, profile: str | None = None) -> BackupsResult:

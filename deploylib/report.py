@@ -409,6 +409,10 @@ def _outcome(rec: dict[str, Any], brief: bool = False) -> str:
         return "ok"
     if rec.get("event") == "refused":
         return "refused" if brief else f"refused: {rec.get('error')}"
+    if isinstance(rec.get("hosts"), dict):  # a fleet: where its hosts ended, and the first host's error
+        errors = [f"{name}: {h.get('error')}" for name, h in rec["hosts"].items() if h.get("error")]
+        ended = f"FAILED, fleet ended {rec.get('outcome')} (exit {rec.get('exit_code')})"
+        return ended if brief or not errors else f"{ended}: {errors[0]}"
     failed = f"FAILED at {rec.get('failed_step')}"
     return failed if brief else f"{failed}: {rec.get('error')}"
 

@@ -49,6 +49,13 @@ def test_status_shows_every_host_release_pending_and_drift_in_one_table(fleet: M
     history = proj.history()
     assert [r["exit_code"] for r in history] == [0, 6, 0]
     assert history[-1]["hosts"]["host2"]["state"] == "new"
+    code, shown = proj.json("history")  # the controller's records, through the CLI, as the log holds them
+    assert code == 0 and shown["records"] == history and shown["damaged_lines"] == 0
+    lines = proj.cli("history").stdout.splitlines()
+    assert len(lines) == 3 and "fleet-deploy" in lines[0] and "fleet-deploy" in lines[2]
+    assert "failure" in lines[1] and "FAILED, fleet ended old (exit 6)" in lines[1]
+    code, stats = proj.json("history", "--stats")
+    assert code == 0 and stats["damaged_lines"] == 0
 
 
 def test_mcp_tools_take_a_fleet_profile_preview_per_host_and_progress_per_host(
