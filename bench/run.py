@@ -3,6 +3,10 @@
 Every number is the median of --runs runs of a whole command, process start
 included, as a user runs it; peak RSS comes from wait4() for that one process.
 Prints one table; targets are pass/fail columns (issue 5), not test asserts.
+
+With --fleet (root only): 1% of the large tree redeployed to 4 test hosts against the same to one
+host, over real SSH (tests/fleet/hosts.py makes the hosts, and removes them afterwards), and the
+bytes each host was sent; the fleet issue's targets as pass/fail columns.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MCP_DEPLOY = [sys.executable, "-m", "deploylib"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -209,6 +215,66 @@ def render(rows: list[Row], runs: int) -> str:
     return "\n".join(lines)
 
 
+def fleet_bench(runs: int, files: int, total_bytes: int) -> str:
+    """The fleet issue's bench (tests/fleet/fleetbench.py's scenario) on 4 namespace test hosts."""
+    if os.geteuid() != 0:
+        raise SystemExit("bench --fleet: the 4 test hosts are network, mount and pid namespaces of this machine "
+                         "with an sshd each, which only root can make; run it as root (sudo .venv/bin/invoke "
+                         "bench --fleet)")
+    sys.path.insert(0, str(REPO))
+    from tests.fleet import fleetbench, hosts
+
+    reason = hosts.unavailable()
+    if reason:
+        raise SystemExit(f"bench --fleet: {reason}")
+    hosts.sweep()  # what a SIGKILLed earlier run left
+    size = max(1, total_bytes // files)
+
+    def say(line: str) -> None:
+        print(f"bench --fleet: {line}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="mcp-deploy-fleet-bench-") as tmp, hosts.interrupts_tear_down():
+        with hosts.Fleet(Path(tmp) / "hosts", 4) as four:
+            say(f"4 test hosts up ({', '.join(f'{h.name} {h.address}' for h in four)})")
+            outcome = fleetbench.measure(Path(tmp) / "proj", four, files=files, size=size, runs=runs, say=say)
+    return render_fleet(outcome, runs)
+
+
+def render_fleet(o: Any, runs: int) -> str:
+    """One row per host count, then the rollback; seconds are medians of whole CLI runs."""
+    one, four = o.median(o.one), o.median(o.four)
+    ratio = four / one
+    tree = f"{o.files:,} ({o.files * o.size / 1e6:.0f} MB)"
+    change = f"{o.changed_files:,} files, {o.changed_bytes:,} B"
+    lines = ["| hosts | files | changed (1%) | bytes sent per host (max) | per host / changed | seconds "
+             f"(median of {runs}) | vs 1 host | target | pass |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+    for n, runs_, seconds, target in ((1, o.one, one, "bytes <= 1.1x changed"),
+                                      (o.hosts, o.four, four, "<= 1.5x one host; bytes <= 1.1x changed")):
+        sent = max(o.per_host(runs_, "bytes_sent"))
+        objects = set(o.per_host(runs_, "objects_sent"))
+        ok = sent <= 1.1 * o.changed_bytes and objects == {o.changed_files} and (n == 1 or ratio <= 1.5)
+        lines.append(f"| {n} | {tree} | {change} | {sent:,} | {sent / o.changed_bytes:.3f}x | {seconds:.2f} s | "
+                     f"{seconds / one:.2f}x | {target} | {'PASS' if ok else 'FAIL'} |")
+    back = o.rollback.out["hosts"]
+    sent = max(h["bytes_sent"] for h in back)
+    ok = all(h["objects_sent"] == 0 for h in back)
+    lines.append(f"| {o.hosts}, rollback | {tree} | {change} | {sent:,} ({sum(h['objects_sent'] for h in back)} "
+                 f"objects) | - | {o.rollback.seconds:.2f} s | - | no object sent | {'PASS' if ok else 'FAIL'} |")
+
+    def phases(runs_: list[Any]) -> str:
+        keys = [k for k in runs_[0].out["timings"] if all(k in r.out["timings"] for r in runs_)]
+        return ", ".join(f"{k} {statistics.median(r.out['timings'][k] for r in runs_):.2f}" for k in keys)
+
+    lines.append(f"\nEach run: {o.hosts} hosts {', '.join(f'{r.seconds:.2f}' for r in o.four)} s; "
+                 f"1 host {', '.join(f'{r.seconds:.2f}' for r in o.one)} s (order alternating).")
+    lines.append(f"Controller phases, medians in s: {o.hosts} hosts: {phases(o.four)}; 1 host: {phases(o.one)}.")
+    lines.append(f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+                 f"{platform.python_version()}; the {o.hosts} hosts are namespaces of this machine: they share "
+                 f"its {os.cpu_count()} CPUs and its disk.")
+    return "\n".join(lines)
+
+
 def ensure_rsync() -> None:
     """rsync is the yardstick: install it (Debian/Ubuntu, as root) when missing."""
     if shutil.which("rsync"):
@@ -227,7 +293,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--files", type=int, default=10_000, help="files in the large tree")
     parser.add_argument("--mb", type=int, default=200, help="size of the large tree in MB")
+    parser.add_argument("--fleet", action="store_true",
+                        help="instead: 1%% of the large tree to 4 SSH test hosts against 1 (root only)")
     args = parser.parse_args()
+    if args.fleet:
+        print(fleet_bench(args.runs, args.files, args.mb * 1_000_000))
+        return
     ensure_rsync()
     with tempfile.TemporaryDirectory(prefix="mcp-deploy-bench-") as tmp:
         rows = bench(Path(tmp), args.runs, args.files, args.mb << 20)

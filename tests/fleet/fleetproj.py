@@ -61,6 +61,7 @@ class FleetProject:
             "controller_state_dir": str(self.ctl),
             "rollout": {"confirm_timeout": 6},
         }
+        self.others: dict[str, dict[str, Any]] = {}  # more profiles in the same deploy.yaml, by name
         self.write_config(**profile)
 
     @property
@@ -69,7 +70,12 @@ class FleetProject:
 
     def write_config(self, **overrides: Any) -> None:
         self.profile.update(overrides)
-        self.config.write_text(yaml.safe_dump({"profiles": {"fleet": self.profile}}, sort_keys=False))
+        self.config.write_text(yaml.safe_dump({"profiles": {"fleet": self.profile, **self.others}}, sort_keys=False))
+
+    def add_profile(self, name: str, **overrides: Any) -> None:
+        """Another profile beside `fleet`: a copy of it with overrides (its own hosts, targets, controller)."""
+        self.others[name] = {**self.profile, **overrides}
+        self.write_config()
 
     def write_source(self, files: dict[str, bytes]) -> None:
         for rel, data in files.items():
@@ -82,8 +88,9 @@ class FleetProject:
         return {p.relative_to(self.source).as_posix(): p.read_bytes() for p in sorted(self.source.rglob("*"))
                 if p.is_file()}
 
-    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "deploylib", *args, "--config", str(self.config), "--profile", "fleet"]
+    def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            profile: str = "fleet") -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "deploylib", *args, "--config", str(self.config), "--profile", profile]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.root,
                               env={**os.environ, **(env or {})})
 
