@@ -92,6 +92,14 @@ class Session:
         code = self.proc.wait(timeout=10) if self.proc else None
         time.sleep(0.05)  # the stderr reader drains what ssh said last
         said = " ".join(line.strip() for line in self.stderr if line.strip())[-600:]
+        if code == 255 and "host key verification failed" in said.lower():
+            if "HOST IDENTIFICATION HAS CHANGED" in said or "key for" in said and "has changed" in said:
+                return HostUnreachable(f"{self.name}: refused: its host key is not the one known_hosts holds for "
+                                       f"it (ssh: {said}); if the host was reinstalled, check its new key's "
+                                       "fingerprint on the host and replace the old line")
+            return HostUnreachable(f"{self.name}: refused: its host key is not in known_hosts, and a fleet never "
+                                   f"trusts a key on first use (StrictHostKeyChecking=yes; ssh: {said}); check the "
+                                   f"key's fingerprint on the host and add it to known_hosts")
         if code == 255:
             return HostUnreachable(f"{self.name}: ssh failed: {said or 'exit 255'}; check that "
                                    f"`ssh {self.host.destination}` works without a prompt (key, known_hosts)")
