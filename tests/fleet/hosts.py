@@ -12,7 +12,9 @@ directories is written besides the namespaces, links and routes themselves, whic
 removes and then checks are gone.
 
 Clients reach a host by alias (``ssh -F <ssh_config> host1``) with a generated key and a
-known_hosts file holding each host's real key: strict checking, no trust on first use.
+known_hosts file holding each host's real key: strict checking, no trust on first use. Every sshd
+listens on port 22 and on ALT_PORT (known_hosts has ``[address]:2222`` too), and Fleet.link(a, b)
+joins two hosts' namespaces directly, so that b can be reached through a (ProxyJump).
 
 Also a small command line: ``python3 tests/fleet/hosts.py bench [N]`` times creating and tearing
 down N hosts; ``python3 tests/fleet/hosts.py sweep`` removes what a SIGKILLed run left behind.
@@ -43,6 +45,8 @@ SUBNET = "10.213"
 CLAIM_METRIC = 4242  # our "unreachable" route per /30: the claim on it and the leak guard
 SSHD = "/usr/sbin/sshd"  # sshd re-executes itself, so it must be started by absolute path
 TARGET = "/srv/mcp"
+ALT_PORT = 2222  # every sshd listens here too, for `user@host:port` and `Port` in an ssh config
+JUMP_NET = "169.254.213"  # host-to-host links (Fleet.link): inside the hosts' namespaces only
 CONNECT_TIMEOUT = 5
 # What sshd puts on PATH for a command (Debian's default); where a masked python3 could hide.
 SESSION_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -146,6 +150,7 @@ def _claim_subnet(dev: str) -> ipaddress.IPv4Network:
 SSHD_CONFIG = """\
 # a fleet test host: {name} ({netns}); paths are as sshd sees them in its mount namespace
 ListenAddress {address}:22
+ListenAddress {address}:{alt_port}
 HostKey /run/mcpd/ssh_host_ed25519_key
 PidFile /run/mcpd/sshd.pid
 AuthorizedKeysFile /run/mcpd/authorized_keys
@@ -287,7 +292,7 @@ class Host:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(key)])
         (self.ctl / "authorized_keys").write_text(client_pub)
         (self.ctl / "sshd_config").write_text(SSHD_CONFIG.format(name=self.name, netns=self.netns,
-                                                                 address=self.address))
+                                                                 address=self.address, alt_port=ALT_PORT))
         if not self.python:
             (self.ctl / "no-python").write_text(NO_PYTHON)
             os.chmod(self.ctl / "no-python", 0o755)
@@ -403,6 +408,7 @@ class Fleet(Sequence[Host]):
                            self.ssh_config, target, python=f"host{i}" not in without_python)
                       for i in range(1, n + 1)]
         self.subnets: list[str] = []
+        self._links: list[tuple[str, str]] = []
         self._stack = contextlib.ExitStack()
 
     def __getitem__(self, i: Any) -> Any:
@@ -455,10 +461,27 @@ class Fleet(Sequence[Host]):
             input=f"addr add {host.address}/30 dev eth0\nlink set eth0 up\nlink set lo up\n")
 
     def _write_client_files(self, keys: list[str]) -> None:
-        self.known_hosts.write_text("".join(f"{h.name},{h.address} {k}\n" for h, k in zip(self.hosts, keys)))
+        self.known_hosts.write_text("".join(f"{h.name},{h.address},[{h.address}]:{ALT_PORT} {k}\n"
+                                            for h, k in zip(self.hosts, keys)))
         self.ssh_config.write_text(
             "".join(SSH_CONFIG_HOST.format(name=h.name, address=h.address) for h in self.hosts)
             + SSH_CONFIG_ALL.format(identity=self.identity, known_hosts=self.known_hosts, timeout=CONNECT_TIMEOUT))
+
+    def link(self, via: Host, to: Host) -> str:
+        """A veth pair straight between two hosts' namespaces, over which `via` reaches `to` at
+        to.address (a /32 route on via's side): how a jump host reaches a host behind it, e.g. with
+        `to` cut from this machine. Returns via's address on that link (what `to`'s sshd logs as the
+        peer). Nothing of it is in this namespace; it goes with the hosts' namespaces."""
+        k = len(self._links)
+        if k >= 64:
+            raise FleetError("at most 64 host-to-host links per fleet")
+        near, far = f"{JUMP_NET}.{4 * k + 1}", f"{JUMP_NET}.{4 * k + 2}"
+        ip("-n", via.netns, "link", "add", f"jump{k}", "type", "veth", "peer", "name", f"jump{k}", "netns", to.netns)
+        self._links.append((via.name, to.name))
+        run(["ip", "-n", via.netns, "-batch", "-"],
+            input=f"addr add {near}/30 dev jump{k}\nlink set jump{k} up\nroute add {to.address}/32 via {far}\n")
+        run(["ip", "-n", to.netns, "-batch", "-"], input=f"addr add {far}/30 dev jump{k}\nlink set jump{k} up\n")
+        return near
 
     def _wait_ready(self, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
