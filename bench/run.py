@@ -215,7 +215,7 @@ def render(rows: list[Row], runs: int) -> str:
     return "\n".join(lines)
 
 
-def fleet_bench(runs: int, files: int, total_bytes: int) -> str:
+def fleet_bench(runs: int, files: int, total_bytes: int) -> None:
     """The fleet issue's bench (tests/fleet/fleetbench.py's scenario) on 4 namespace test hosts."""
     if os.geteuid() != 0:
         raise SystemExit("bench --fleet: the 4 test hosts are network, mount and pid namespaces of this machine "
@@ -233,14 +233,17 @@ def fleet_bench(runs: int, files: int, total_bytes: int) -> str:
     def say(line: str) -> None:
         print(f"bench --fleet: {line}", file=sys.stderr, flush=True)
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mcp-deploy-fleet-bench-") as tmp, hosts.interrupts_tear_down():
         with hosts.Fleet(Path(tmp) / "hosts", 4) as four:
             say(f"4 test hosts up ({', '.join(f'{h.name} {h.address}' for h in four)})")
             outcome = fleetbench.measure(Path(tmp) / "proj", four, files=files, size=size, runs=runs, say=say)
-    return render_fleet(outcome, runs)
+        table = render_fleet(outcome, runs, (load, os.getloadavg()[0]))
+        print(table, flush=True)  # before the trees (5 x the source) are deleted, which takes a while
+        say("hosts removed; deleting the trees")
 
 
-def render_fleet(o: Any, runs: int) -> str:
+def render_fleet(o: Any, runs: int, load: tuple[float, float]) -> str:
     """One row per host count, then the rollback; seconds are medians of whole CLI runs."""
     one, four = o.median(o.one), o.median(o.four)
     ratio = four / one
@@ -271,7 +274,8 @@ def render_fleet(o: Any, runs: int) -> str:
     lines.append(f"Controller phases, medians in s: {o.hosts} hosts: {phases(o.four)}; 1 host: {phases(o.one)}.")
     lines.append(f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, Python "
                  f"{platform.python_version()}; the {o.hosts} hosts are namespaces of this machine: they share "
-                 f"its {os.cpu_count()} CPUs and its disk.")
+                 f"its {os.cpu_count()} CPUs and its disk. Load average (1 min) {load[0]:.1f} before, "
+                 f"{load[1]:.1f} after.")
     return "\n".join(lines)
 
 
@@ -297,7 +301,7 @@ def main() -> None:
                         help="instead: 1%% of the large tree to 4 SSH test hosts against 1 (root only)")
     args = parser.parse_args()
     if args.fleet:
-        print(fleet_bench(args.runs, args.files, args.mb * 1_000_000))
+        fleet_bench(args.runs, args.files, args.mb * 1_000_000)
         return
     ensure_rsync()
     with tempfile.TemporaryDirectory(prefix="mcp-deploy-bench-") as tmp:
