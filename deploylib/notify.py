@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from . import __version__, report, shell, signals
 from .profile import Notifier
@@ -37,10 +37,16 @@ def body(op: Operation, event: str, record: dict[str, Any], previous_version: st
 
 def send(op: Operation, event: str, message: dict[str, Any], env: dict[str, str], cwd: Path) -> list[Result]:
     """Send `message` to every notifier that wants `event`; problems become notes. A signal stops the sending."""
+    return deliver(op.profile.notify, event, message, env, cwd, op.emit, op.note)
+
+
+def deliver(notifiers: Sequence[Notifier], event: str, message: dict[str, Any], env: dict[str, str], cwd: Path,
+            emit: Callable[[str, Any], None], note: Callable[[str], None]) -> list[Result]:
+    """send() for whoever holds the notifiers: an operation on one target, or a fleet's controller."""
     results: list[Result] = []
     stopped: list[str] = []
     with signals.stopping(stopped):
-        for notifier in op.profile.notify:
+        for notifier in notifiers:
             if event not in notifier.on:
                 continue
             if notifier.type == "webhook":
@@ -49,11 +55,11 @@ def send(op: Operation, event: str, message: dict[str, Any], env: dict[str, str]
                 problem = _command(notifier, message, env, cwd)
             results.append({"type": notifier.type, "to": where(notifier), "event": event, "ok": problem is None,
                             "problem": problem})
-            op.emit("notify", results[-1])
+            emit("notify", results[-1])
             if problem:
-                op.note(report.notify_note(results[-1]))
+                note(report.notify_note(results[-1]))
     if stopped:
-        op.note(report.notify_stopped(stopped[0]))
+        note(report.notify_stopped(stopped[0]))
     return results
 
 

@@ -508,6 +508,7 @@ def fleet(r: Any) -> str:
     for h in r.hosts:
         if h.get("error"):
             lines.append(f"  {h['host']}: {h['error']}")
+    lines += [f"note: {shown(n)}" for n in r.notes]  # the controller's: a scan's, a notification's
     return "\n".join(lines + [r.message])
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import report
+from .. import notify, report
 from ..context import EventSink, Operation
 from ..errors import DeployError, PreflightFailed, ValidationFailed
 from ..history import append
@@ -82,6 +82,7 @@ class FleetResult(Result):
     hosts: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FleetFailed(DeployError):
@@ -566,6 +567,7 @@ def _finish(r: Run, cause: str | None, stop: _Stop | None = None) -> FleetResult
     result.message = fleet_message(result, stop.message if stop else (f"{cause}: {r.out[cause].error}"
                                                                          if cause else None))
     _record(r, result)
+    _notify(r, result)
     if code != 0:
         raise FleetFailed(result.message, result, stop.kind if stop else "FleetFailed")
     return result
@@ -582,6 +584,32 @@ def _record(r: Run, result: FleetResult) -> None:
         append(r.fleet.local.log, rec)
     except OSError as exc:
         result.notes.append(f"{r.fleet.local.log}: fleet history not written ({exc.strerror})")
+
+
+def _notify(r: Run, result: FleetResult) -> None:
+    """The profile's `notify:`, sent by the controller once per fleet operation with every host's outcome (the
+    hosts send none: one message says where the whole fleet ended). Like a local run's, only once the outcome
+    is final, and whatever goes wrong with it is a note, never the exit code. A deploy that changed no host
+    says nothing."""
+    fleet = r.fleet
+    if not fleet.local.notify or result.ok and not any(h["changed"] for h in result.hosts):
+        return
+    event = "failure" if not result.ok else ("rollback" if r.operation == "rollback" else "success")
+    previous = {h.get("previous_version") for h in result.hosts}
+    hosts = {h["host"]: {k: h.get(k) for k in ("state", "phase", "changed", "error", "version", "release")}
+             for h in result.hosts}
+    message = {"event": event, "text": f"{fleet.name}: {result.message[:1].lower()}{result.message[1:]}",
+               "operation": f"fleet-{r.operation}", "id": r.fleet_id, "ok": result.ok, "profile": fleet.name,
+               "version": result.version, "previous_version": previous.pop() if len(previous) == 1 else None,
+               "outcome": result.outcome, "exit_code": result.exit_code,
+               "error": None if result.ok else result.message, "finished": utc_now(),
+               "host": socket.gethostname(), "hosts": hosts}
+    env = {"MCP_DEPLOY_OPERATION": f"fleet-{r.operation}", "MCP_DEPLOY_ID": r.fleet_id,
+           "MCP_DEPLOY_PROFILE": fleet.name, "MCP_DEPLOY_SOURCE": str(fleet.source),
+           "MCP_DEPLOY_CONFIG_DIR": str(fleet.config_path.parent), "MCP_DEPLOY_VERSION": str(result.version or ""),
+           "MCP_DEPLOY_OUTCOME": result.outcome}
+    result.notifications = notify.deliver(fleet.local.notify, event, message, env, fleet.config_path.parent,
+                                          r.emit, result.notes.append)
 
 
 def report_time(t: float) -> str:
