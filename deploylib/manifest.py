@@ -196,6 +196,23 @@ def link_escapes(relpath: str, target: str) -> bool:
     return resolved == ".." or resolved.startswith("../")
 
 
+def manifest_problem(files: dict[str, Entry]) -> str | None:
+    """Why a manifest read from outside this process (a fleet controller's, a snapshot's) describes
+    what no scan makes, else None: a key naming another entry's path, a link leaving the tree, or an entry
+    inside another entry (a file or link of the same release: the stage would write through the link)."""
+    for key, entry in files.items():
+        if key != entry.path:
+            return f"the key {str(key)[:80]!r} holds the entry of {entry.path[:80]!r}"
+        if entry.link is not None and link_escapes(entry.path, entry.link):
+            return f"{entry.path} is a symlink to {entry.link}, which leads outside the target"
+        parts = entry.path.split("/")
+        for i in range(1, len(parts)):
+            above = "/".join(parts[:i])
+            if above in files:
+                return f"{entry.path} lies inside {above}, which is a file or symlink of the same release"
+    return None
+
+
 def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (relpath, dir entry) for every non-directory under the walk roots, never following links."""
     for start in rules.walk_roots():

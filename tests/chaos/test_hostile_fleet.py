@@ -1,0 +1,149 @@
+"""Hostile review, the fleet agent: what a host takes from its controller.
+
+The agent (`python -m deploylib.fleet.agent`, what ssh runs on each host) is driven here over its own
+pipes with hand-made messages: an operation id that is a path, a manifest whose keys and entries disagree,
+a link leading out of the target, a file inside a link of the same release. Each one is refused before
+anything is written: production, the user's files beside it and the host's state stay byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, Project, ok, tree
+from deploylib.fleet import wire
+from deploylib.layout import target_lock_path
+from deploylib.manifest import Entry
+
+GOOD_ID = "d-20261124T061443.123456Z-3fa9c1"
+DATA = b"pushed by a controller\n"
+
+
+def host_profile(project: Project) -> dict[str, Any]:
+    return {"name": "default", "target": str(project.target), "backup_dir": str(project.backups),
+            "state_dir": str(project.state), "log": str(project.log), "include": ["**"], "exclude": [],
+            "secrets_allowed": [], "setid_allowed": [], "validators": [], "verify": [],
+            "retention": {"keep_last": 10, "keep_days": None}, "deployed_by": "test", "version_file": "VERSION",
+            "hooks": {"before_commit": [], "after_commit": [], "after_rollback": [], "on_failure": []}}
+
+
+def entry(path: str, data: bytes, link: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": path, "size": len(data), "mode": 0o777 if link else 0o644,
+                           "sha256": hashlib.sha256(data).hexdigest()}
+    if link is not None:
+        out["link"] = link
+    return out
+
+
+def drive(project: Project, op_id: str, manifest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One fleet deploy of `manifest` through a real agent process, answering everything it asks as a
+    controller would (objects, commit, confirm); the agent's last word ("done" or "failed")."""
+    proc = subprocess.Popen([sys.executable, "-m", "deploylib.fleet.agent"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert wire.recv(proc.stdout)[0]["op"] == "hello"  # type: ignore[index]
+        prof = host_profile(project)
+        wire.send(proc.stdin, {"op": "lock", "profile": prof, "holder": "hostile controller"})
+        assert wire.recv(proc.stdout)[0]["op"] == "locked"  # type: ignore[index]
+        assert wire.recv(proc.stdout)[0]["op"] == "base"  # type: ignore[index]
+        digest = wire.manifest_digest({p: Entry(**e) for p, e in manifest.items()})
+        wire.send(proc.stdin, {"op": "prepare", "operation": "deploy", "op_id": op_id, "profile": prof,
+                               "confirm_timeout": 10, "adopt": [], "overwrite_drift": False,
+                               "release": {"version": "9.9.9"}, "digest": digest, "manifest": manifest})
+        answers = {"prepared": {"op": "commit"}, "verified": {"op": "confirm"}}
+        while True:
+            got = wire.recv(proc.stdout)
+            assert got is not None, proc.stderr.read() if proc.stderr else ""
+            msg = got[0]
+            if msg["op"] == "need":
+                for sha in msg["objects"]:
+                    wire.send(proc.stdin, {"op": "object", "sha": sha, "z": False}, DATA)
+                wire.send(proc.stdin, {"op": "objects-done"})
+            elif msg["op"] in answers:
+                wire.send(proc.stdin, answers[msg["op"]])
+            elif msg["op"] in ("done", "failed"):
+                wire.send(proc.stdin, {"op": "bye"})
+                return msg
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def snapshot(project: Project) -> dict[str, Any]:
+    lock = target_lock_path(project.target).name
+    return {"around": {k: v for k, v in tree(project.root).items()
+                       if not k.startswith(("state/", "backups/", "prod/" + lock, "xdg"))},
+            "state": {k: v for k, v in tree(project.state).items() if k not in ("lock", "fleet-lock")}}
+
+
+@pytest.mark.parametrize("op_id", ["../../victim", "../../victim/d-20261124T061443.123456Z-3fa9c1",
+                                   "r-20261124T061443.123456Z-3fa9c1", "d-x/../../victim"])
+def test_an_operation_id_that_is_not_one_is_refused_before_anything_is_written(project: Project,
+                                                                               op_id: str) -> None:
+    """The id names the stage beside production and the release record in the state dir: `../../victim`
+    used to write `victim.json` beside the state dir (over a user's file of that name) and leave a
+    `.server.deploy-..` directory beside production."""
+    ok(project.run("deploy"))
+    (project.root / "victim").mkdir()
+    (project.root / "victim" / "keep.txt").write_text("the user's\n")
+    (project.root / "victim.json").write_text('{"the user": "file"}\n')
+    before = snapshot(project)
+    got = drive(project, op_id, {"a.txt": entry("a.txt", DATA)})
+    assert got["op"] == "failed" and got["error_type"] == "FleetAborted", got
+    assert got["error"] == (f"the controller sent 'deploy' with the operation id {op_id!r}, which MCP Deploy never "
+                            "makes; nothing was changed (controller and host versions differ?)")
+    assert snapshot(project) == before
+    assert project.leftovers() == []
+    ok(project.run("deploy"))  # the host's state is fine for the next operation
+
+
+@pytest.mark.parametrize("manifest,why", [
+    ({"../../victim/pwn": entry("a.txt", DATA)}, "the key '../../victim/pwn' holds the entry of 'a.txt'"),
+    ({"d": entry("d", b"LINK", "LINK"), "d/pwn": entry("d/pwn", DATA)},
+     "d is a symlink to LINK, which leads outside the target"),
+    ({"d": entry("d", b"templates", "templates"), "d/pwn": entry("d/pwn", DATA)},
+     "d/pwn lies inside d, which is a file or symlink of the same release"),
+    ({"server.py": entry("server.py", DATA), "server.py/pwn": entry("server.py/pwn", DATA)},
+     "server.py/pwn lies inside server.py, which is a file or symlink of the same release"),
+    ({"a.txt": {"path": "/etc/a.txt", "size": 1, "mode": 0o644, "sha256": "0" * 64}},
+     "bad manifest entry '/etc/a.txt'"),
+])
+def test_a_pushed_manifest_no_scan_makes_is_refused_and_nothing_is_written(
+        project: Project, manifest: dict[str, dict[str, Any]], why: str) -> None:
+    """A link to the user's directory with a file under it used to be staged through the link: the
+    file landed in the user's directory (outside production) and the undo never removed it. A key that
+    differs from its entry's path was recorded as the release, which every later command refused."""
+    ok(project.run("deploy"))
+    victim = project.root / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("the user's\n")
+    for name, spec in list(manifest.items()):
+        if spec.get("link") == "LINK":
+            manifest[name] = entry(name, str(victim).encode(), str(victim))
+            why = why.replace("LINK", str(victim))
+    before = snapshot(project)
+    got = drive(project, GOOD_ID, manifest)
+    assert got["op"] == "failed" and got["error_type"] == "FleetAborted", got
+    assert got["error"] == f"the controller sent a manifest this host refuses ({why}); nothing was changed"
+    assert snapshot(project) == before
+    assert sorted(p.name for p in victim.iterdir()) == ["keep.txt"]
+    assert project.leftovers() == []
+    ok(project.run("deploy"))
+
+
+def test_a_well_formed_pushed_manifest_still_deploys(project: Project) -> None:
+    """The checks above refuse only what no scan makes."""
+    ok(project.run("deploy"))
+    got = drive(project, GOOD_ID, {"a.txt": entry("a.txt", DATA), "d/b.txt": entry("d/b.txt", DATA),
+                                   "l": entry("l", b"d/b.txt", "d/b.txt")})
+    assert got["op"] == "done" and got["changed"], got
+    assert (project.target / "a.txt").read_bytes() == DATA
+    assert (project.target / "l").read_bytes() == DATA
+    assert Path(project.state / "releases" / f"{GOOD_ID}.json").exists()
