@@ -15,7 +15,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, link_escapes, manifest_problem, scan
+from .manifest import Entry, Scan, link_leaves, manifest_problem, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -179,7 +179,7 @@ class SnapshotSource:
         chosen = find_snapshot(self.store, previous, self.selector)
         self.snapshot = self.store.load(chosen.id)
         for entry in self.snapshot.files.values():
-            if entry.link is not None and link_escapes(entry.path, entry.link):
+            if entry.link is not None and link_leaves(self.snapshot.files, entry.path, entry.link):
                 raise CorruptState(
                     f"{self.store.snapshot_dir / f'{chosen.id}.files.json'}: snapshot {chosen.id} describes "
                     f"{entry.path} as a symlink to {entry.link}, which leads outside the target; MCP Deploy never "

@@ -108,6 +108,8 @@ def test_an_operation_id_that_is_not_one_is_refused_before_anything_is_written(p
     ({"../../victim/pwn": entry("a.txt", DATA)}, "the key '../../victim/pwn' holds the entry of 'a.txt'"),
     ({"d": entry("d", b"LINK", "LINK"), "d/pwn": entry("d/pwn", DATA)},
      "d is a symlink to LINK, which leads outside the target"),
+    ({"s": entry("s", b".", "."), "out": entry("out", b"s/..", "s/..")},
+     "out is a symlink to s/.., which leads outside the target"),
     ({"d": entry("d", b"templates", "templates"), "d/pwn": entry("d/pwn", DATA)},
      "d/pwn lies inside d, which is a file or symlink of the same release"),
     ({"server.py": entry("server.py", DATA), "server.py/pwn": entry("server.py/pwn", DATA)},
