@@ -76,7 +76,8 @@ class Session:
             msg, _ = self._first()
         if msg["op"] == "error":
             self.close()
-            raise HostUnreachable(f"{self.name}: {msg.get('error')}; install Python >= 3.11 there")
+            fix = "; install Python >= 3.11 there" if msg.get("kind") == "python" else ""
+            raise HostUnreachable(f"{self.name}: {msg.get('error')}{fix}")
         if msg["op"] != "hello":
             self.close()
             raise HostUnreachable(f"{self.name}: the agent did not start (said {msg['op']!r})")

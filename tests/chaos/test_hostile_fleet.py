@@ -9,6 +9,9 @@ anything is written: production, the user's files beside it and the host's state
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO, Project, ok, tree
-from deploylib.fleet import wire
+from deploylib.fleet import payload, wire
 from deploylib.layout import target_lock_path
 from deploylib.manifest import Entry
 
@@ -149,3 +152,57 @@ def test_a_well_formed_pushed_manifest_still_deploys(project: Project) -> None:
     assert (project.target / "a.txt").read_bytes() == DATA
     assert (project.target / "l").read_bytes() == DATA
     assert Path(project.state / "releases" / f"{GOOD_ID}.json").exists()
+
+
+def boot(state_dir: Path) -> subprocess.CompletedProcess[bytes]:
+    """The bootstrap exactly as ssh runs it on a host (`python3 -I -S -c BOOT SHA CACHE`), offered the agent."""
+    data, sha = payload.agent()
+    return subprocess.run(["python3", "-I", "-S", "-c", payload.BOOT, sha, payload.cache_dir(str(state_dir))],
+                          input=b"%d\n" % len(data) + data, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("case", ["dir of another user", "dir writable by others", "zip of another user",
+                                  "zip is a link"])
+def test_an_agent_cache_another_user_can_write_is_never_run_from(project: Project, case: str) -> None:
+    """The host runs `<state_dir>/agent/<sha256>.pyz` after checking its hash; whoever can write there can
+    swap the zip between the check and the import and run code as the deploying user (root, often). Such a
+    cache used to be run from; it is refused, naming it, and nothing in it is run, written or replaced."""
+    data, sha = payload.agent()
+    cache = Path(payload.cache_dir(str(project.state)))
+    cache.mkdir(parents=True, mode=0o700)
+    zip_path = cache / f"{sha}.pyz"
+    zip_path.write_bytes(data)
+    if case == "dir of another user":
+        os.chown(cache, 65534, 65534)
+        why = f"{cache}: is owned by uid 65534"
+    elif case == "dir writable by others":
+        os.chmod(cache, 0o777)
+        why = f"{cache}: is writable by other users (mode 777)"
+    elif case == "zip of another user":
+        os.chown(zip_path, 65534, 65534)
+        why = f"{zip_path}: is owned by uid 65534"
+    else:
+        zip_path.rename(project.root / "planted.pyz")
+        zip_path.symlink_to(project.root / "planted.pyz")
+        why = f"{zip_path}: is not a regular file (a link?)"
+    before = tree(project.root)
+    proc = boot(project.state)
+    assert proc.returncode == 3, proc
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and b'"hello"' not in proc.stdout, proc.stdout
+    msg = json.loads(lines[0])
+    assert msg == {"op": "error", "kind": "agent",
+                   "error": f"{why}; the agent runs from there, so only uid {os.geteuid()} may write it: fix its "
+                            "owner and mode, or remove it"}
+    assert proc.stderr == b""
+    assert tree(project.root) == before
+
+
+def test_a_private_agent_cache_is_filled_and_run_from(project: Project) -> None:
+    first = boot(project.state)
+    assert first.stdout.splitlines()[0] == b'{"op": "need-agent"}' and b'"op":"hello"' in first.stdout, first
+    again = boot(project.state)
+    assert b"need-agent" not in again.stdout and b'"op":"hello"' in again.stdout, again
+    cache = Path(payload.cache_dir(str(project.state)))
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert [p.name for p in cache.iterdir()] == [f"{payload.agent()[1]}.pyz"]
