@@ -112,6 +112,18 @@ def _resolve_fleet(path: Path, text: str, name: str, raw: dict[str, Any]) -> Fle
     else:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         ctl_dir = base / "mcp-deploy" / "fleet" / f"{derived_prefix(name)}{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    if ctl is not None and ctl_dir is not None and isinstance(raw.get("source"), str):
+        # said here, by the key the user wrote: the checks below would blame `log` and an internal target
+        source = _expand(raw["source"], at + ["source"], path.parent, _Problems(path, text))
+        real_ctl, blocker = Path(os.path.realpath(ctl_dir)), _not_a_directory(ctl_dir)
+        if blocker is not None:
+            problems.add(at + ["controller_state_dir"], f"controller_state_dir {clip(str(ctl_dir))} cannot be "
+                         f"created: {clip(str(blocker))} is not a directory")
+        elif source is not None and real_ctl.is_relative_to(os.path.realpath(source)):
+            problems.add(at + ["controller_state_dir"], f"controller_state_dir {clip(str(ctl_dir))} is inside "
+                         f"source {clip(str(source))}; the controller's state and history must be outside the tree "
+                         "it deploys: put them side by side")
+        problems.raise_any()
     local_raw = {k: v for k, v in raw.items() if k not in (*FLEET_ONLY, "hosts", *HOST_PATHS)}
     ctl_base = Path(ctl_dir or path.parent)  # never written but for state/ and the history
     local_raw.update(target=str(ctl_base / "no-target"), state_dir=str(ctl_base / "state"),

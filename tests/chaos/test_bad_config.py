@@ -90,6 +90,11 @@ BAD = [
      "trees, side by side (on host web1)"),
     ("fleet: a host's backup_dir is its target", FLEET + "    hosts: [{host: web1, backup_dir: /srv/mcp/}]\n",
      "profiles.default.hosts[0].backup_dir: backup_dir /srv/mcp is the same directory as target"),
+    # said by the key the user wrote (it used to blame `log` and the controller's internal `no-target`)
+    ("fleet: controller_state_dir inside the source", FLEET + "    hosts: [web1]\n    controller_state_dir: dev/ctl\n",
+     "/dev/ctl is inside source "),
+    ("fleet: controller_state_dir is a file", FLEET + "    hosts: [web1]\n    controller_state_dir: deploy.yaml\n",
+     "/deploy.yaml cannot be created: "),
     ("huge unknown key", GOOD + "    ? " + "k" * 100_000 + "\n    : 1\n", "... (100000 characters)"),
 ]
 
@@ -106,6 +111,8 @@ def test_bad_config_exits_2_with_one_clear_line(project: Project, name: str, tex
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {project.config}"), lines[0]
     assert expected in lines[0], lines[0]
+    if name.startswith("fleet: controller_state_dir"):
+        assert f"{project.config}:7: profiles.default.controller_state_dir: controller_state_dir " in lines[0]
     assert tree(project.root / "prod") == before
 
 
