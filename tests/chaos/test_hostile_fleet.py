@@ -206,3 +206,13 @@ def test_a_private_agent_cache_is_filled_and_run_from(project: Project) -> None:
     cache = Path(payload.cache_dir(str(project.state)))
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert [p.name for p in cache.iterdir()] == [f"{payload.agent()[1]}.pyz"]
+
+
+def test_set_id_bits_in_a_pushed_manifest_are_stripped_on_the_host(project: Project) -> None:
+    """The controller's scan strips setuid/setgid unless allow_setid names the file; a manifest that asks
+    for them anyway (a controller of another version, or a forged one) gets none on the host either."""
+    ok(project.run("deploy"))
+    got = drive(project, GOOD_ID, {"tool": {**entry("tool", DATA), "mode": 0o6755}})
+    assert got["op"] == "done" and got["changed"], got
+    assert stat.S_IMODE(os.lstat(project.target / "tool").st_mode) == 0o755
+    assert any("without their setuid/setgid bits: tool" in note for note in got["notes"]), got["notes"]
