@@ -114,7 +114,7 @@ class Agent:
 
     def lock(self, msg: dict[str, Any]) -> None:
         """The host's fleet lock, without waiting: a second fleet operation fails fast naming its holder."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         lock = DeployLock(prof.state_dir / FLEET_LOCK, msg["holder"], private_dir=True)
         try:
             lock.acquire()
@@ -129,7 +129,7 @@ class Agent:
 
     def prepare(self, msg: dict[str, Any]) -> None:
         """Run the whole operation; the checkpoints wait for the controller's word."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         self.confirm_timeout = float(msg["confirm_timeout"])
         op_id = msg["op_id"]
         if msg["operation"] not in ("deploy", "rollback") or not is_op_id(op_id) or op_id[0] != msg["operation"][0]:
@@ -210,7 +210,7 @@ class Agent:
 
     def status(self, msg: dict[str, Any]) -> None:
         """What this host has, what a deploy of the controller's manifest would change, what drifted."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         store = store_for(prof)
         manifest = _entries(msg["manifest"])
         source = PushedSource(manifest, msg["release"], store, None)
@@ -229,6 +229,15 @@ class Agent:
                    "pending": found.plan.summary(), "drift": found.plan.drift,
                    "lock": holder.__dict__ if holder else None, "recovery_pending": op.journal.exists(),
                    "notes": op.notes + ([problem] if problem else [])})
+
+
+def _profile(msg: dict[str, Any]) -> Profile:
+    """The profile the controller sent, refused (nothing done) unless it is one its config check passes."""
+    try:
+        return wire.profile_from_json(msg["profile"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise FleetAborted(f"the controller sent a profile this host refuses ({str(exc)[:120]}); "
+                           "nothing was changed") from None
 
 
 def _entries(data: Any) -> dict[str, Entry]:

@@ -216,3 +216,31 @@ def test_set_id_bits_in_a_pushed_manifest_are_stripped_on_the_host(project: Proj
     assert got["op"] == "done" and got["changed"], got
     assert stat.S_IMODE(os.lstat(project.target / "tool").st_mode) == 0o755
     assert any("without their setuid/setgid bits: tool" in note for note in got["notes"]), got["notes"]
+
+
+@pytest.mark.parametrize("name", ["../../outside.json", "sub/VERSION", "..", ""])
+def test_a_version_file_that_is_a_path_is_refused_before_anything_is_written(project: Project, name: str) -> None:
+    """deploy.yaml's check refuses a version_file that is not a plain name; the host took the controller's
+    profile as it came, and wrote its VERSION at target/../../outside.json, outside production."""
+    ok(project.run("deploy"))
+    before = snapshot(project)
+    proc = subprocess.Popen([sys.executable, "-m", "deploylib.fleet.agent"], cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert wire.recv(proc.stdout)[0]["op"] == "hello"  # type: ignore[index]
+        for op in ("lock", "prepare", "status"):
+            wire.send(proc.stdin, {"op": op, "profile": {**host_profile(project), "version_file": name},
+                                   "holder": "hostile controller", "operation": "deploy", "op_id": GOOD_ID,
+                                   "confirm_timeout": 10, "manifest": {}, "release": {}})
+            got = wire.recv(proc.stdout)
+            assert got is not None
+            assert got[0] == {"op": "failed", "ok": False, "exit_code": 1, "step": None, "error_type": "FleetAborted",
+                              "error": f"the controller sent a profile this host refuses (version_file {name!r} is "
+                                       "not a plain file name); nothing was changed"}, (op, got)
+        wire.send(proc.stdin, {"op": "bye"})
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert snapshot(project) == before
+    assert not (project.root / "outside.json").exists()
