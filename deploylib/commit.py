@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults
-from .errors import CorruptState
+from .errors import CorruptState, DeployError
 from .fsutil import atomic_write, read_state, remove_tree, sha256_file, sync_filesystem
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, safe_relpath
@@ -205,8 +205,13 @@ class Commit:
             _rmdir_if_empty(target / d)
         for d, mode in self.plan.mkdirs:
             _mkdir(target / d if d else target, mode)
-        for path, _ in self.plan.puts:
+        for path, old in self.plan.puts:
             self._still_inside(path)
+            if old is None and path != self.plan.version_file and os.path.lexists(target / path):
+                # preflight found nothing there: the user's, made since; a rename would replace it unsaved
+                raise DeployError(f"{target / path}: appeared in production during the deploy, where the release "
+                                  "adds a file; it is not MCP Deploy's to replace (no backup holds it): move it "
+                                  "aside, or pass --adopt for it, and deploy again")
             os.rename(self.release / path, target / path)
             n += 1
             on_change(path)

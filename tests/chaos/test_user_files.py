@@ -283,3 +283,30 @@ def test_a_directory_swapped_for_a_link_before_the_commit_is_never_written_throu
     ok(project.run("deploy"))
     assert (project.target / "workflow" / "plan.py").read_bytes() == (project.source / "workflow" / "plan.py").read_bytes()
     assert tree(outside) == {"plan.py": b"the user's own plan.py\n"}
+
+
+def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_replaced(
+        project: Project, tmp_path: Path) -> None:
+    """Preflight refuses a user's file where the release adds one (exit 4 unless --adopt); one made after
+    preflight (during backup, stage or validate) used to be renamed over by the commit, its bytes in no
+    backup. The commit now looks again right before each added file: exit 1, undone, the user's file kept."""
+    ok(project.run("deploy"))
+    base = baseline(project)
+    (project.source / "templates" / "new.json").write_text('{"new": 1}\n')
+    bump(project, "server.py")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"COMMITTING:{pause}"})
+    wait_for(pause / "reached")
+    mine = project.target / "templates" / "new.json"
+    mine.write_text('{"the user": "own"}\n')
+    (pause / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert (f"deploy failed at commit: {mine}: appeared in production during the deploy, where the release adds a "
+            "file; it is not MCP Deploy's to replace (no backup holds it): move it aside, or pass --adopt for it, "
+            "and deploy again (undone; production is as before)") in err
+    assert "Traceback" not in err
+    assert mine.read_text() == '{"the user": "own"}\n'
+    mine.unlink()
+    check(project, base, expect="old")
