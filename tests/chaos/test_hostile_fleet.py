@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import REPO, Project, ok, tree
 from deploylib.fleet import payload, wire
@@ -244,3 +245,45 @@ def test_a_version_file_that_is_a_path_is_refused_before_anything_is_written(pro
         proc.wait(timeout=30)
     assert snapshot(project) == before
     assert not (project.root / "outside.json").exists()
+
+
+FAKE_SSH = """#!/usr/bin/env python3
+import json, sys
+out = sys.stdout.buffer
+def say(m):
+    out.write(json.dumps(m).encode() + b"\\n"); out.flush()
+say({"op": "hello", "protocol": 1, "python": "3.11", "host": "fake", "pid": 1})
+for line in sys.stdin.buffer:
+    m = json.loads(line)
+    if m["op"] == "lock":
+        say({"op": "locked"}); say({"op": "base", "base": None})
+    elif m["op"] == "prepare":
+        say({"op": "need"})
+    elif m["op"] == "status":
+        say({"op": "status"})
+    elif m["op"] == "bye":
+        break
+"""
+
+
+def test_a_host_answering_what_no_agent_says_is_a_lost_host_not_a_crash(project: Project, tmp_path: Path) -> None:
+    """A host whose answers lack what the controller reads (a `need` without objects, a `status` without
+    its plan) crashed the controller: `internal error: KeyError` (exit 70). It is now that host lost: the
+    deploy fails with every host on its old release (exit 1), status shows the host's row with the reason."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    project.config.write_text(yaml.safe_dump({"profiles": {"fleet": {
+        "source": "dev", "target": "/srv/never-written", "include": ["server.py"], "hosts": ["web1"],
+        "controller_state_dir": "ctl"}}}))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = project.run("deploy", "--profile", "fleet", env=env)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert ("web1: lost during prepare: web1: sent a malformed 'need' message (objects is not a list of names)"
+            in proc.stderr)
+    assert "internal error" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    proc = project.run("status", "--profile", "fleet", env=env)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "web1: sent a malformed 'status' message (drift is not a list)" in proc.stdout
+    assert not Path("/srv/never-written").exists()
