@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import faults
-from .errors import CorruptState
+from .errors import CorruptState, DeployError
 from .fsutil import atomic_write, read_state, remove_tree, sha256_file, sync_filesystem
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, safe_relpath
@@ -196,6 +196,7 @@ class Commit:
         """Publish the stage. Every rename is atomic; the journal makes the sequence recoverable."""
         target, n = self.target, 0
         for entry in self.plan.removes:
+            self._still_inside(entry.path)
             _unlink_file(target / entry.path)
             n += 1
             on_change(entry.path)
@@ -204,7 +205,13 @@ class Commit:
             _rmdir_if_empty(target / d)
         for d, mode in self.plan.mkdirs:
             _mkdir(target / d if d else target, mode)
-        for path, _ in self.plan.puts:
+        for path, old in self.plan.puts:
+            self._still_inside(path)
+            if old is None and path != self.plan.version_file and os.path.lexists(target / path):
+                # preflight found nothing there: the user's, made since; a rename would replace it unsaved
+                raise DeployError(f"{target / path}: appeared in production during the deploy, where the release "
+                                  "adds a file; it is not MCP Deploy's to replace (no backup holds it): move it "
+                                  "aside, or pass --adopt for it, and deploy again")
             os.rename(self.release / path, target / path)
             n += 1
             on_change(path)
@@ -254,6 +261,21 @@ class Commit:
         if outside:
             raise CorruptState(f"{self.target / outside[0]}: a directory above it is a link or not a directory; "
                                "the undo would act outside production, so nothing was touched: inspect the target")
+
+    def _still_inside(self, path: str) -> None:
+        """Right before acting on `path`: no directory above it was replaced by a link meanwhile (a rename
+        through it would replace a file outside production, which no backup holds)."""
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            try:
+                mode = os.lstat(self.target.joinpath(*parts[:i])).st_mode
+            except FileNotFoundError:
+                return  # nothing there to act through (a remove then finds nothing; a put fails, undone)
+            if stat.S_ISDIR(mode):
+                continue
+            raise CorruptState(f"{self.target / path}: a directory above it became a link or not a directory "
+                               "during the commit; nothing was written through it: remove the link (or move "
+                               "the directory back), then run any command to finish the undo")
 
     def _is_ours(self, path: str) -> bool:
         """Whether the file at `path` is the one this release put there (else someone else's: it stays)."""

@@ -16,7 +16,7 @@ from functools import lru_cache
 from importlib import resources
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -112,6 +112,18 @@ def _resolve_fleet(path: Path, text: str, name: str, raw: dict[str, Any]) -> Fle
     else:
         base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
         ctl_dir = base / "mcp-deploy" / "fleet" / f"{derived_prefix(name)}{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    if ctl is not None and ctl_dir is not None and isinstance(raw.get("source"), str):
+        # said here, by the key the user wrote: the checks below would blame `log` and an internal target
+        source = _expand(raw["source"], at + ["source"], path.parent, _Problems(path, text))
+        real_ctl, blocker = Path(os.path.realpath(ctl_dir)), _not_a_directory(ctl_dir)
+        if blocker is not None:
+            problems.add(at + ["controller_state_dir"], f"controller_state_dir {clip(str(ctl_dir))} cannot be "
+                         f"created: {clip(str(blocker))} is not a directory")
+        elif source is not None and real_ctl.is_relative_to(os.path.realpath(source)):
+            problems.add(at + ["controller_state_dir"], f"controller_state_dir {clip(str(ctl_dir))} is inside "
+                         f"source {clip(str(source))}; the controller's state and history must be outside the tree "
+                         "it deploys: put them side by side")
+        problems.raise_any()
     local_raw = {k: v for k, v in raw.items() if k not in (*FLEET_ONLY, "hosts", *HOST_PATHS)}
     ctl_base = Path(ctl_dir or path.parent)  # never written but for state/ and the history
     local_raw.update(target=str(ctl_base / "no-target"), state_dir=str(ctl_base / "state"),
@@ -184,7 +196,18 @@ def _host_paths(raw: dict[str, Any], spec: dict[str, Any], keys: list[Any],
            "backup_dir": Path(chosen["backup_dir"] or f"{sibling}.backups"),
            "state_dir": Path(chosen["state_dir"] or f"{sibling}.deploy-state")}
     out["log"] = Path(chosen["log"]) if chosen["log"] else out["state_dir"] / "history.jsonl"
-    return out
+    out = {key: Path(os.path.normpath(path)) for key, path in out.items()}
+    given = {key for key in HOST_PATHS if chosen[key] is not None}
+    blame = {key: keys + [key] if key in spec else keys[:2] + [key] for key in HOST_PATHS}
+    # as for a local profile, but by the paths as written: the controller cannot resolve the host's links
+    found = _nesting(out, given, os.path.normpath)
+    mine = _own_file(out, os.path.normpath) if "log" in given else None
+    if mine:
+        found.append(("log", f"log {clip(str(out['log']))} is {mine}; point log at a file of its own "
+                             "(the default is history.jsonl in state_dir)"))
+    for key, what in found:
+        problems.add(blame[key], f"{what} (on host {clip(str(spec['host']))})" if key in spec else what)
+    return None if found else out
 
 
 def derived_prefix(profile: str) -> str:
@@ -318,7 +341,9 @@ class _Problems:
 
     def add(self, keys: list[Any], what: str) -> None:
         line = _line(self.text, keys)
-        self.found.append((line, f"{self.path}:{line}: {yaml_path(keys)}: {what}"))
+        found = (line, f"{self.path}:{line}: {yaml_path(keys)}: {what}")
+        if found not in self.found:  # a profile-wide value wrong on every host is said once
+            self.found.append(found)
 
     def raise_any(self) -> None:
         """One ConfigError with one line per problem, in file order, at most MAX_REPORTED lines."""
@@ -629,13 +654,14 @@ def _target_problem(target: Path) -> str | None:
     return None
 
 
-def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
+def _nesting(places: dict[str, Path], given: set[str],
+             resolve: Callable[[Path], str] = os.path.realpath) -> list[tuple[str, str]]:
     """(key, problem) for every pair of trees where one is, or is inside, the other, and for a log inside
     the source or target: a deploy would copy it, or manage it as a release file. Symlinks are resolved first.
 
     Only keys the user wrote are blamed: a default beside the target is wrong only when the target is.
     """
-    real = {key: Path(os.path.realpath(value)) for key, value in places.items()}
+    real = {key: Path(resolve(value)) for key, value in places.items()}
     found = []
     for inner, outer in itertools.combinations(TREES, 2):
         if inner not in real or outer not in real:
@@ -656,12 +682,12 @@ def _nesting(places: dict[str, Path], given: set[str]) -> list[tuple[str, str]]:
     return found
 
 
-def _own_file(places: dict[str, Path]) -> str | None:
+def _own_file(places: dict[str, Path], resolve: Callable[[Path], str] = os.path.realpath) -> str | None:
     """What of MCP Deploy's own the log would be written into (its journal, a lock, the store's objects, ...),
     or None. Appending history lines there would corrupt state the tool trusts; links are resolved first.
     A log inside the source or target is `_nesting`'s to report."""
-    log = Path(os.path.realpath(places["log"]))
-    real = {key: Path(os.path.realpath(places[key])) for key in TREES if key in places}
+    log = Path(resolve(places["log"]))
+    real = {key: Path(resolve(places[key])) for key in TREES if key in places}
     files: list[tuple[Path, str]] = []  # the file, and the temp or kept-aside names made from it
     trees: list[tuple[Path, str]] = []  # the directory and everything under it
     exact: list[tuple[Path, str]] = []
@@ -678,7 +704,7 @@ def _own_file(places: dict[str, Path]) -> str | None:
         trees += [(store / "objects", "inside the backup store's objects"),
                   (store / "snapshots", "inside the backup store's snapshots")]
     if "target" in places:
-        target = Path(os.path.realpath(places["target"].parent)) / places["target"].name
+        target = Path(resolve(places["target"].parent)) / places["target"].name
         files.append((target_lock_path(target), "a lock file of MCP Deploy"))
         stages = stage_path(target, "").name  # `.<target>.deploy-`: every stage's name starts so
         if any(p.parent == target.parent and p.name.startswith(stages) and p != target_lock_path(target)

@@ -87,6 +87,14 @@ class DeployLock:
                 self.path.parent.mkdir(mode=0o700, exist_ok=True)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.private_dir:
+                problem = _not_private(self.path.parent)
+                if problem:
+                    raise CorruptState(
+                        f"{self.path.parent}: the state_dir is {problem}: whoever can write there can rewrite the "
+                        "release records that tell MCP Deploy's files from yours (and have a deploy remove yours); "
+                        f"make it uid {os.geteuid()}'s own and writable by no one else (chmod go-w), or set "
+                        "state_dir elsewhere (nothing was changed)")
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             if os.path.islink(self.path):
@@ -114,6 +122,16 @@ class DeployLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _not_private(directory: Path) -> str | None:
+    """Why another user could write in `directory` (owned by them, or group/other-writable), else None."""
+    info = os.stat(directory)
+    if info.st_uid != os.geteuid():
+        return f"owned by uid {info.st_uid}"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
 
 
 def read_holder(path: Path) -> Holder | None:

@@ -196,6 +196,54 @@ def link_escapes(relpath: str, target: str) -> bool:
     return resolved == ".." or resolved.startswith("../")
 
 
+def link_leaves(files: dict[str, Entry], relpath: str, target: str) -> bool:
+    """True when a symlink at `relpath` pointing to `target` leads outside the tree once deployed with the
+    other links of `files`: `link_escapes` reads the target alone, so `a -> s/..` beside `s -> .` passed
+    (lexically `.`, really the tree's parent). Followed as the kernel would, links of `files` included."""
+    if link_escapes(relpath, target):
+        return True
+    where = relpath.split("/")[:-1]
+    todo = target.split("/")
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not where:
+                return True
+            where.pop()
+            continue
+        where.append(part)
+        found = files.get("/".join(where))
+        if found is not None and found.link is not None:
+            hops += 1
+            if hops > 40:  # a loop: the kernel gives up (ELOOP), nothing is reached through it
+                return False
+            if os.path.isabs(found.link):
+                return True
+            where.pop()
+            todo = found.link.split("/") + todo
+    return False
+
+
+def manifest_problem(files: dict[str, Entry]) -> str | None:
+    """Why a manifest read from outside this process (a fleet controller's, a snapshot's) describes
+    what no scan makes, else None: a key naming another entry's path, a link leaving the tree, or an entry
+    inside another entry (a file or link of the same release: the stage would write through the link)."""
+    for key, entry in files.items():
+        if key != entry.path:
+            return f"the key {str(key)[:80]!r} holds the entry of {entry.path[:80]!r}"
+        if entry.link is not None and link_leaves(files, entry.path, entry.link):
+            return f"{entry.path} is a symlink to {entry.link}, which leads outside the target"
+        parts = entry.path.split("/")
+        for i in range(1, len(parts)):
+            above = "/".join(parts[:i])
+            if above in files:
+                return f"{entry.path} lies inside {above}, which is a file or symlink of the same release"
+    return None
+
+
 def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Yield (relpath, dir entry) for every non-directory under the walk roots, never following links."""
     for start in rules.walk_roots():
@@ -258,6 +306,12 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
             entries[relpath] = entry
             if source:
                 stamps[relpath] = (st.st_size, st.st_mtime_ns)
+    if source:
+        for relpath, entry in entries.items():
+            if entry.link is not None and link_leaves(entries, relpath, entry.link):
+                raise PreflightFailed(
+                    f"{base}/{relpath}: symlink points outside the source tree ({entry.link}, through the "
+                    "links beside it); replace it with the file or exclude it in deploy.yaml")
     return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps, sorted(skipped))
 
 

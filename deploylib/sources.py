@@ -15,7 +15,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, link_escapes, scan
+from .manifest import Entry, Scan, link_leaves, manifest_problem, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -179,12 +179,17 @@ class SnapshotSource:
         chosen = find_snapshot(self.store, previous, self.selector)
         self.snapshot = self.store.load(chosen.id)
         for entry in self.snapshot.files.values():
-            if entry.link is not None and link_escapes(entry.path, entry.link):
+            if entry.link is not None and link_leaves(self.snapshot.files, entry.path, entry.link):
                 raise CorruptState(
                     f"{self.store.snapshot_dir / f'{chosen.id}.files.json'}: snapshot {chosen.id} describes "
                     f"{entry.path} as a symlink to {entry.link}, which leads outside the target; MCP Deploy never "
                     "deploys such a link, so it restores none: nothing was touched; roll back to another "
                     f"snapshot (see `{hint('backups')}`)")
+        nested = manifest_problem(self.snapshot.files)
+        if nested:
+            raise CorruptState(
+                f"{self.store.snapshot_dir / f'{chosen.id}.files.json'}: snapshot {chosen.id} is not one MCP Deploy "
+                f"took ({nested}); nothing was touched; roll back to another snapshot (see `{hint('backups')}`)")
         found = Scan(dict(self.snapshot.files), [])
         _strip_setid(op, found)
         return found

@@ -29,7 +29,7 @@ from ..globs import PatternSet
 from ..journal import Journal, Record, State
 from ..layout import hash_cache_path, is_op_id, release_path, stage_path
 from ..lock import DeployLock, current_holder
-from ..manifest import Entry, HashCache, load_release
+from ..manifest import Entry, HashCache, load_release, manifest_problem
 from ..profile import Profile
 from ..sources import SnapshotSource
 from ..steps.preflight import survey
@@ -114,7 +114,7 @@ class Agent:
 
     def lock(self, msg: dict[str, Any]) -> None:
         """The host's fleet lock, without waiting: a second fleet operation fails fast naming its holder."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         lock = DeployLock(prof.state_dir / FLEET_LOCK, msg["holder"], private_dir=True)
         try:
             lock.acquire()
@@ -129,8 +129,14 @@ class Agent:
 
     def prepare(self, msg: dict[str, Any]) -> None:
         """Run the whole operation; the checkpoints wait for the controller's word."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         self.confirm_timeout = float(msg["confirm_timeout"])
+        op_id = msg["op_id"]
+        if msg["operation"] not in ("deploy", "rollback") or not is_op_id(op_id) or op_id[0] != msg["operation"][0]:
+            # it names the stage beside production and the release record: "../x" would put them elsewhere
+            raise FleetAborted(f"the controller sent {msg['operation']!r} with the operation id {str(op_id)[:80]!r}, "
+                               "which MCP Deploy never makes; nothing was changed (controller and host versions "
+                               "differ?)")
         store = store_for(prof)
         source: PushedSource | SnapshotSource
         if msg["operation"] == "deploy":
@@ -138,7 +144,6 @@ class Agent:
             source = PushedSource(manifest, msg["release"], store, lambda shas: self.receive_objects(store, shas))
         else:
             source = SnapshotSource(store, msg.get("to"))
-        op_id = msg["op_id"]
         record = Record(op_id=op_id, operation=source.operation, state=State.IDLE.value, target=str(prof.target),
                         stage=str(stage_path(prof.target, op_id)))
         op = Operation(profile=prof, source=source, record=record, journal=Journal(prof.state_dir), store=store,
@@ -158,19 +163,23 @@ class Agent:
     def manifest(self, prof: Profile, msg: dict[str, Any]) -> dict[str, Entry]:
         """The release's manifest: sent whole, or as changes against the release this host has live."""
         if "manifest" in msg:
-            found = {p: Entry.from_json(e) for p, e in msg["manifest"].items()}
+            found = _entries(msg["manifest"])
         else:
             base = _live_manifest(prof)
-            found = wire.apply_delta(base, msg["delta"]) if base is not None else {}
+            try:
+                found = wire.apply_delta(base, msg["delta"]) if base is not None else {}
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise FleetAborted(f"the controller sent a manifest this host refuses ({str(exc)[:120]}); "
+                                   "nothing was changed") from None
             if base is None or wire.manifest_digest(base) != msg["base"] or wire.manifest_digest(found) != msg["digest"]:
                 self.send({"op": "need-manifest"})
                 reply, _ = self.next(self.confirm_timeout)
                 if reply["op"] != "manifest":
                     raise FleetAborted(f"expected the manifest from the controller, got {reply['op']!r}")
-                found = {p: Entry.from_json(e) for p, e in reply["manifest"].items()}
+                found = _entries(reply["manifest"])
         if wire.manifest_digest(found) != msg["digest"]:
             raise FleetAborted("the manifest arrived damaged (digest mismatch); nothing was changed")
-        return found
+        return _held(found)  # a delta's result too
 
     def progress(self, kind: str, data: dict[str, Any]) -> None:
         if kind in ("step", "undo", "note"):  # never per file: a 10,000-file deploy would flood the link
@@ -201,9 +210,9 @@ class Agent:
 
     def status(self, msg: dict[str, Any]) -> None:
         """What this host has, what a deploy of the controller's manifest would change, what drifted."""
-        prof = wire.profile_from_json(msg["profile"])
+        prof = _profile(msg)
         store = store_for(prof)
-        manifest = {p: Entry.from_json(e) for p, e in msg["manifest"].items()}
+        manifest = _entries(msg["manifest"])
         source = PushedSource(manifest, msg["release"], store, None)
         op_id = new_id("d")
         record = Record(op_id=op_id, operation="deploy", state=State.IDLE.value, target=str(prof.target),
@@ -220,6 +229,33 @@ class Agent:
                    "pending": found.plan.summary(), "drift": found.plan.drift,
                    "lock": holder.__dict__ if holder else None, "recovery_pending": op.journal.exists(),
                    "notes": op.notes + ([problem] if problem else [])})
+
+
+def _profile(msg: dict[str, Any]) -> Profile:
+    """The profile the controller sent, refused (nothing done) unless it is one its config check passes."""
+    try:
+        return wire.profile_from_json(msg["profile"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise FleetAborted(f"the controller sent a profile this host refuses ({str(exc)[:120]}); "
+                           "nothing was changed") from None
+
+
+def _entries(data: Any) -> dict[str, Entry]:
+    """A manifest from the controller, held to what a scan makes: every path inside the target, no link
+    out of it, nothing inside another file or link (the stage would write through it)."""
+    try:
+        found = {p: Entry.from_json(e) for p, e in data.items()}
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise FleetAborted(f"the controller sent a manifest this host refuses ({str(exc)[:120]}); "
+                           "nothing was changed") from None
+    return _held(found)
+
+
+def _held(found: dict[str, Entry]) -> dict[str, Entry]:
+    problem = manifest_problem(found)
+    if problem:
+        raise FleetAborted(f"the controller sent a manifest this host refuses ({problem}); nothing was changed")
+    return found
 
 
 def _live_manifest(prof: Profile) -> dict[str, Entry] | None:

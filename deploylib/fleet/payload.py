@@ -25,7 +25,7 @@ MIN_PYTHON = (3, 11)
 # variables). Says "need-agent" when the cache lacks the zip, reads its length and bytes from stdin,
 # checks the hash, keeps it, then runs it in this same process on the same pipes.
 BOOT = """\
-import hashlib, json, os, sys
+import hashlib, json, os, stat, sys
 sha, cache = sys.argv[1], os.path.expanduser(sys.argv[2])
 out = sys.stdout.buffer
 def say(msg):
@@ -34,11 +34,23 @@ if sys.version_info < %(min)r:
     say({"op": "error", "kind": "python", "error": "python3 is %%s; the agent needs Python >= %(min_text)s"
          %% sys.version.split()[0]}); sys.exit(3)
 path = os.path.join(cache, sha + ".pyz")
+def refuse(p, why):
+    say({"op": "error", "kind": "agent", "error": "%%s: %%s; the agent runs from there, so only uid %%d may write "
+         "it: fix its owner and mode, or remove it" %% (p, why, os.geteuid())}); sys.exit(3)
+def own(p, kind):
+    try: st = os.lstat(p)
+    except FileNotFoundError: return False
+    if not (stat.S_ISDIR if kind == "dir" else stat.S_ISREG)(st.st_mode):
+        refuse(p, "is not a %%s (a link?)" %% ("directory" if kind == "dir" else "regular file"))
+    if st.st_uid != os.geteuid(): refuse(p, "is owned by uid %%d" %% st.st_uid)
+    if st.st_mode & 0o022: refuse(p, "is writable by other users (mode %%o)" %% stat.S_IMODE(st.st_mode))
+    return True
 def intact():
     try:
         with open(path, "rb") as f: return hashlib.sha256(f.read()).hexdigest() == sha
     except OSError: return False
-if not intact():
+own(cache, "dir")  # whoever can write there could swap the zip between the hash check and the import
+if not (own(path, "file") and intact()):
     say({"op": "need-agent"})
     size = int(sys.stdin.buffer.readline())
     data = sys.stdin.buffer.read(size)
@@ -49,8 +61,12 @@ if not intact():
     for d in (parent, cache):
         try: os.mkdir(d, 0o700)
         except FileExistsError: pass
+    own(cache, "dir")
     tmp = "%%s.tmp-%%d" %% (path, os.getpid())
-    with open(tmp, "wb") as f: f.write(data)
+    try: os.unlink(tmp)  # a killed bootstrap's, in a directory only we can write
+    except FileNotFoundError: pass
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 sys.path.insert(0, path)
 from deploylib.fleet.agent import main

@@ -19,6 +19,7 @@ from ..errors import CorruptState
 from ..ids import utc_now
 from ..manifest import Entry, Scan
 from ..plan import Plan
+from ..sources import _strip_setid
 from ..store import Snapshot, Store
 
 Request = Callable[[list[str]], None]
@@ -39,7 +40,9 @@ class PushedSource:
         self.received = 0  # objects written by this operation
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
-        return Scan(dict(self.manifest), [])
+        found = Scan(dict(self.manifest), [])
+        _strip_setid(op, found)  # as the controller's scan did: a manifest asking for them gets none either
+        return found
 
     def missing(self, plan: Plan) -> list[str]:
         """The objects the stage will need that this host's store does not hold."""

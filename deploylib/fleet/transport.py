@@ -76,7 +76,8 @@ class Session:
             msg, _ = self._first()
         if msg["op"] == "error":
             self.close()
-            raise HostUnreachable(f"{self.name}: {msg.get('error')}; install Python >= 3.11 there")
+            fix = "; install Python >= 3.11 there" if msg.get("kind") == "python" else ""
+            raise HostUnreachable(f"{self.name}: {msg.get('error')}{fix}")
         if msg["op"] != "hello":
             self.close()
             raise HostUnreachable(f"{self.name}: the agent did not start (said {msg['op']!r})")
@@ -158,6 +159,9 @@ class Session:
         if got is EOF_:
             self.inbox.put(EOF_)
             raise Lost(f"{self.name}: connection lost ({self.last_words()})")
+        problem = malformed(got[0])
+        if problem:  # a host that says what no agent says is treated as lost, never trusted (nor a crash)
+            raise Lost(f"{self.name}: sent a malformed {str(got[0]['op'])[:40]!r} message ({problem})")
         return got
 
     def last_words(self) -> str:
@@ -178,6 +182,37 @@ class Session:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _plan_problem(plan: Any) -> str | None:
+    if plan is None:
+        return None
+    counts = plan.get("counts") if isinstance(plan, dict) else None
+    if not (isinstance(counts, dict) and all(isinstance(counts.get(k), int) for k in ("added", "changed", "removed"))
+            and isinstance(plan.get("digest"), str)):
+        return "its plan lacks counts or digest"
+    return None
+
+
+def malformed(msg: dict[str, Any]) -> str | None:
+    """Why a host's message lacks what the controller reads from it, else None."""
+    op = msg["op"]
+    if "exit_code" in msg and not (msg["exit_code"] is None or type(msg["exit_code"]) is int):
+        return "exit_code is not a number"
+    if "error" in msg and not (msg["error"] is None or isinstance(msg["error"], str)):
+        return "error is not text"
+    if "notes" in msg and not (msg["notes"] is None or (isinstance(msg["notes"], list)
+                                                        and all(isinstance(n, str) for n in msg["notes"]))):
+        return "notes is not a list of text"
+    if op == "need" and not (isinstance(msg.get("objects"), list) and all(isinstance(o, str) for o in msg["objects"])):
+        return "objects is not a list of names"
+    if op in ("prepared", "done"):
+        return _plan_problem(msg.get("plan"))
+    if op == "status":
+        if not isinstance(msg.get("drift"), list):
+            return "drift is not a list"
+        return _plan_problem(msg.get("pending")) or (None if msg.get("pending") is not None else "pending is missing")
+    return None
 
 
 def known_path(path: Path | None) -> str:

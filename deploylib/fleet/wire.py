@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..globs import PatternSet, SyncRules
+from ..layout import safe_relpath
 from ..manifest import Entry
 from ..profile import CheckSpec, Hook, Profile, Retention
 
@@ -114,7 +115,11 @@ def host_path(text: str) -> Path:
 
 
 def profile_from_json(data: dict[str, Any]) -> Profile:
-    """The host's Profile; its `source` is where pushed objects wait (the agent never reads a dev tree)."""
+    """The host's Profile; its `source` is where pushed objects wait (the agent never reads a dev tree).
+    ValueError for what the controller's config check never lets through (a version file that is a path)."""
+    name = data["version_file"]
+    if not (safe_relpath(name) and "/" not in name):
+        raise ValueError(f"version_file {str(name)[:80]!r} is not a plain file name")
     state_dir = host_path(data["state_dir"])
     return Profile(
         name=data["name"], config_path=state_dir / "fleet-profile.json", source=state_dir / "fleet-source",

@@ -8,6 +8,8 @@ import pytest
 from conftest import Project, tree
 from test_config import GOOD
 
+FLEET = GOOD.replace("target: prod/server", "target: /srv/mcp")
+
 # (name, YAML, text the one-line error must contain)
 BAD = [
     ("yaml syntax", "profiles:\n  default: [unclosed\n", "YAML syntax error"),
@@ -72,6 +74,27 @@ BAD = [
     ("log inside target", GOOD + "    log: prod/server/history.jsonl\n", "profiles.default.log: log"),
     ("target name too long", GOOD.replace("target: prod/server", "target: prod/" + "n" * 256),
      "profiles.default.target: the name"),
+    # a fleet's paths are the hosts': the same rules, checked by the paths as written (they used to go unchecked,
+    # so a host appended its history into a file in production or into its own journal)
+    ("fleet: a host's log inside the target", FLEET + "    hosts: [{host: web1, log: /srv/mcp/notes.txt}]\n",
+     "profiles.default.hosts[0].log: log /srv/mcp/notes.txt is inside target /srv/mcp; keep the history outside "
+     "the trees MCP Deploy reads and writes (on host web1)"),
+    ("fleet: the profile's log inside the target", FLEET + "    log: /srv/mcp/notes.txt\n    hosts: [web1, web2]\n",
+     "profiles.default.log: log /srv/mcp/notes.txt is inside target /srv/mcp; keep the history outside"),
+    ("fleet: a host's log is its journal",
+     FLEET + "    hosts: [{host: web1, state_dir: /var/s, log: /var/s/journal.json}]\n",
+     "profiles.default.hosts[0].log: log /var/s/journal.json is the journal of MCP Deploy; point log at a file of "
+     "its own"),
+    ("fleet: a host's state_dir inside the target", FLEET + "    hosts: [{host: web1, state_dir: /srv/mcp/st}]\n",
+     "profiles.default.hosts[0].state_dir: state_dir /srv/mcp/st is inside target /srv/mcp; they must be separate "
+     "trees, side by side (on host web1)"),
+    ("fleet: a host's backup_dir is its target", FLEET + "    hosts: [{host: web1, backup_dir: /srv/mcp/}]\n",
+     "profiles.default.hosts[0].backup_dir: backup_dir /srv/mcp is the same directory as target"),
+    # said by the key the user wrote (it used to blame `log` and the controller's internal `no-target`)
+    ("fleet: controller_state_dir inside the source", FLEET + "    hosts: [web1]\n    controller_state_dir: dev/ctl\n",
+     "/dev/ctl is inside source "),
+    ("fleet: controller_state_dir is a file", FLEET + "    hosts: [web1]\n    controller_state_dir: deploy.yaml\n",
+     "/deploy.yaml cannot be created: "),
     ("huge unknown key", GOOD + "    ? " + "k" * 100_000 + "\n    : 1\n", "... (100000 characters)"),
 ]
 
@@ -88,6 +111,8 @@ def test_bad_config_exits_2_with_one_clear_line(project: Project, name: str, tex
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"error: {project.config}"), lines[0]
     assert expected in lines[0], lines[0]
+    if name.startswith("fleet: controller_state_dir"):
+        assert f"{project.config}:7: profiles.default.controller_state_dir: controller_state_dir " in lines[0]
     assert tree(project.root / "prod") == before
 
 

@@ -65,6 +65,53 @@ def test_the_state_dir_is_created_private(project: Project) -> None:
         assert stat.S_IMODE(os.lstat(lock).st_mode) == 0o600
 
 
+FORGE = """
+import json, os, sys, hashlib
+state, rid, name, data = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
+rec = json.load(open(f"{state}/releases/{rid}.json"))
+rec["files"][name] = {"path": name, "size": len(data), "mode": 0o644, "sha256": hashlib.sha256(data).hexdigest()}
+os.rename(f"{state}/releases", f"{state}/releases.old")  # root's directory, but in a directory we can write
+os.mkdir(f"{state}/releases")
+with open(f"{state}/releases/{rid}.json", "w") as f:
+    json.dump(rec, f)
+"""
+
+
+@pytest.mark.parametrize("how", ["owned by another user", "group-writable", "world-writable"])
+def test_a_state_dir_another_user_can_write_is_refused_before_it_is_trusted(project: Project, how: str) -> None:
+    """Another user who can write in state_dir rewrote the live release's record to claim notes.txt (the
+    user's file in production, never deployed): the next deploy, as root, removed it from production.
+    A state dir another user owns or can write is now refused (exit 5) before anything in it is read."""
+    ok(project.run("deploy"))
+    notes = project.target / "notes.txt"
+    notes.write_text("the user's notes\n")
+    rid = project.version()["deploy_id"]
+    os.chmod(project.state, 0o777)
+    # what the other user does (here as root: pytest's tmp_path is not searchable by another uid)
+    subprocess.run([sys.executable, "-I", "-c", FORGE, str(project.state), rid, "notes.txt", notes.read_text()],
+                   check=True, cwd="/")
+    mode = {"owned by another user": 0o755, "group-writable": 0o770, "world-writable": 0o777}[how]
+    os.chmod(project.state, mode)
+    if how == "owned by another user":
+        os.chown(project.state, 65534, 65534)
+    why = "owned by uid 65534" if how == "owned by another user" else f"writable by other users (mode {mode:o})"
+    bump(project)
+    before = tree(project.target.parent)
+    for args in (("deploy",), ("rollback",), ("deploy", "--dry-run")):
+        proc = project.run(*args)
+        if args[-1] == "--dry-run":  # a preview takes no lock and changes nothing: it may read
+            continue
+        assert proc.returncode == 5, (args, proc.stdout, proc.stderr)
+        assert (f"{project.state}: the state_dir is {why}: whoever can write there can rewrite the release "
+                "records that tell MCP Deploy's files from yours") in proc.stderr
+        assert f"make it uid {os.geteuid()}'s own and writable by no one else (chmod go-w)" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    lock = target_lock_path(project.target).name
+    assert {k: v for k, v in tree(project.target.parent).items() if k != lock} == \
+        {k: v for k, v in before.items() if k != lock}
+    assert notes.read_text() == "the user's notes\n"
+
+
 HOLD = """
 import sys, time
 from pathlib import Path

@@ -193,3 +193,36 @@ def test_a_snapshot_describing_a_link_out_of_the_target_is_refused_and_nothing_i
         side["prod"] = {k: v for k, v in side["prod"].items() if k != lock}  # each command writes its pid there
         side["state"] = {k: v for k, v in side["state"].items() if k != "lock"}
     assert after == before
+
+
+@pytest.mark.parametrize("inside", ["templates", "server.py"])
+def test_a_snapshot_with_a_file_inside_another_entry_is_refused_and_nothing_is_touched(
+        project: Project, inside: str) -> None:
+    """`nd` a link to `templates` (or the file server.py) and `nd/evil.json` (server.py/evil.json) beside
+    it: no scan makes that. The rollback used to fail at the stage (exit 1, `File exists`), after
+    staging, depending on the order of the writes; it is refused as a damaged snapshot before any."""
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    manifest = rollback_target(project)
+    sid = manifest.name[:-len(".files.json")]
+    files = json.loads(manifest.read_text())
+    holder = "nd" if inside == "templates" else "server.py"
+    if holder == "nd":
+        data = inside.encode()
+        files["nd"] = {"path": "nd", "size": len(data), "mode": 0o777, "sha256": hashlib.sha256(data).hexdigest(),
+                       "link": inside}
+    files[f"{holder}/evil.json"] = {**files["templates/plan.json"], "path": f"{holder}/evil.json"}
+    manifest.write_text(json.dumps(files))
+    before = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
+    proc = project.run("rollback")
+    assert proc.returncode == 5, (proc.stdout, proc.stderr)
+    assert (f"{manifest}: snapshot {sid} is not one MCP Deploy took ({holder}/evil.json lies inside {holder}, "
+            "which is a file or symlink of the same release); nothing was touched") in proc.stderr
+    assert "Traceback" not in proc.stderr
+    lock = target_lock_path(project.target).name
+    after = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
+    for side in (before, after):
+        side["prod"] = {k: v for k, v in side["prod"].items() if k != lock}
+        side["state"] = {k: v for k, v in side["state"].items() if k != "lock"}
+    assert after == before

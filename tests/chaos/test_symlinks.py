@@ -91,3 +91,27 @@ def test_type_conflicts_between_the_trees(project: Project) -> None:
     ok(project.run("deploy"))
     assert (project.target / "templates").read_text() == "{}"
     assert stat.S_IMODE(os.stat(project.target / "templates").st_mode) == 0o600
+
+
+def test_a_chain_of_links_leaving_the_source_root_is_refused(project: Project) -> None:
+    """`templates/self -> .` and `templates/out -> self/../..`: each stays inside when read alone (the old
+    check normalised `templates/self/../..` to `.`), but followed as the kernel does, `out` is the tree's
+    parent: production got a link to the directory above it, and read the user's files through it."""
+    ok(project.run("deploy"))
+    (project.target.parent / "outside.txt").write_text("beside production, not ours\n")
+    before = tree(project.target.parent)
+    os.symlink(".", project.source / "templates" / "self")
+    os.symlink("self/../..", project.source / "templates" / "out")
+    project.write_config(include=project.profile["include"] + ["templates/self", "templates/out"])
+    for args in (("deploy",), ("deploy", "--dry-run"), ("status",)):
+        proc = project.run(*args)
+        assert proc.returncode == 4, (args, proc.stdout, proc.stderr)
+        assert (f"{project.source}/templates/out: symlink points outside the source tree (self/../.., through the "
+                "links beside it); replace it with the file or exclude it in deploy.yaml") in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert tree(project.target.parent) == before
+    assert not (project.target / "templates" / "out").is_symlink()
+    (project.source / "templates" / "out").unlink()
+    ok(project.run("deploy"))  # `self -> .` alone stays inside: deployed as a link
+    assert os.readlink(project.target / "templates" / "self") == "."
+    assert (project.target.parent / "outside.txt").read_text() == "beside production, not ours\n"

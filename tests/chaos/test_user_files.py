@@ -248,3 +248,65 @@ def test_checks_that_run_python_leave_no_bytecode_behind(project: Project) -> No
     project.write_config()
     ok(project.run("deploy"))
     assert not [p for p in project.target.rglob("__pycache__")]
+
+
+def test_a_directory_swapped_for_a_link_before_the_commit_is_never_written_through(
+        project: Project, tmp_path: Path) -> None:
+    """Preflight refuses a link where a managed directory is; but a user (or attacker) who swaps the
+    directory for a link to their own directory after preflight (during backup, stage or validate) used to
+    have the commit rename the new workflow/plan.py through it, replacing outside/plan.py, which no backup
+    holds. Each put now checks the directories above it first: exit 5 naming the path, nothing written
+    outside, and once the directory is back the next command finishes the undo."""
+    ok(project.run("deploy"))
+    bump(project)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "plan.py").write_text("the user's own plan.py\n")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"COMMITTING:{pause}"})
+    wait_for(pause / "reached")
+    workflow = project.target / "workflow"
+    workflow.rename(tmp_path / "workflow-moved")
+    workflow.symlink_to(outside)
+    (pause / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5, err
+    assert (f"{workflow}/plan.py: a directory above it became a link or not a directory during the commit; "
+            "nothing was written through it") in err
+    assert "Traceback" not in err
+    assert tree(outside) == {"plan.py": b"the user's own plan.py\n"}
+    workflow.unlink()
+    (tmp_path / "workflow-moved").rename(workflow)
+    proc2 = ok(project.run("status"))
+    assert "rolled it back; production is as before it started" in proc2.stdout + proc2.stderr
+    ok(project.run("deploy"))
+    assert (project.target / "workflow" / "plan.py").read_bytes() == (project.source / "workflow" / "plan.py").read_bytes()
+    assert tree(outside) == {"plan.py": b"the user's own plan.py\n"}
+
+
+def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_replaced(
+        project: Project, tmp_path: Path) -> None:
+    """Preflight refuses a user's file where the release adds one (exit 4 unless --adopt); one made after
+    preflight (during backup, stage or validate) used to be renamed over by the commit, its bytes in no
+    backup. The commit now looks again right before each added file: exit 1, undone, the user's file kept."""
+    ok(project.run("deploy"))
+    base = baseline(project)
+    (project.source / "templates" / "new.json").write_text('{"new": 1}\n')
+    bump(project, "server.py")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"COMMITTING:{pause}"})
+    wait_for(pause / "reached")
+    mine = project.target / "templates" / "new.json"
+    mine.write_text('{"the user": "own"}\n')
+    (pause / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert (f"deploy failed at commit: {mine}: appeared in production during the deploy, where the release adds a "
+            "file; it is not MCP Deploy's to replace (no backup holds it): move it aside, or pass --adopt for it, "
+            "and deploy again (undone; production is as before)") in err
+    assert "Traceback" not in err
+    assert mine.read_text() == '{"the user": "own"}\n'
+    mine.unlink()
+    check(project, base, expect="old")
