@@ -34,6 +34,7 @@ from ..journal import Journal, Record, State
 from ..layout import hash_cache_path, stage_path
 from ..lock import DeployLock
 from ..manifest import Entry, HashCache
+from ..profile import clip
 from ..results import Result
 from ..secrets import scan_file
 from ..sources import TreeSource
@@ -335,7 +336,7 @@ class Run:
                     self.say(name, "progress", **{k: v for k, v in reply.items() if k != "op"})
                 elif kind == "prepared":
                     out.phase, out.plan = "prepared", reply.get("plan")
-                    out.version = reply.get("version")
+                    out.version = _said(reply.get("version"))
                     self.say(name, "prepared", plan=out.plan)
                     return
                 elif kind == "done":  # nothing to change on this host
@@ -434,7 +435,7 @@ class Run:
                         self._done(out, reply)
                     else:
                         out.state, out.phase = OLD, "rolled back" if word == "rollback" else "aborted"
-                        out.error = out.error or reply.get("error")
+                        out.error = out.error or _said(reply.get("error"))
                         if reply.get("exit_code") == 5:
                             out.state, out.exit_code = UNKNOWN, 5
                     self.say(name, out.phase)
@@ -446,14 +447,14 @@ class Run:
     def _done(self, out: HostOutcome, reply: dict[str, Any]) -> None:
         out.state, out.phase, out.changed = NEW, "confirmed" if reply.get("changed") else "up to date", \
             bool(reply.get("changed"))
-        out.version, out.release = reply.get("version"), reply.get("release")
-        out.previous_version, out.plan = reply.get("previous_version"), reply.get("plan") or out.plan
-        out.notes += reply.get("notes") or []
+        out.version, out.release = _said(reply.get("version")), _said(reply.get("release"))
+        out.previous_version, out.plan = _said(reply.get("previous_version")), reply.get("plan") or out.plan
+        out.notes += [_said(n) or "" for n in reply.get("notes") or []]
         self.say(out.host, "done", changed=out.changed)
 
     def _failed(self, out: HostOutcome, reply: dict[str, Any]) -> None:
         out.state = UNKNOWN if reply.get("exit_code") == 5 else OLD
-        out.error, out.exit_code = reply.get("error"), reply.get("exit_code")
+        out.error, out.exit_code = _said(reply.get("error")), reply.get("exit_code")
         out.phase = "failed"
         self.say(out.host, "failed", error=out.error)
 
@@ -508,7 +509,7 @@ def _run(r: Run) -> FleetResult:
         if r.expected_digest is not None and not failed:
             found = fleet_digest({n: (r.out[n].plan or {}).get("digest", "") for n in r.names})
             if found != r.expected_digest:
-                raise _Stop(f"the fleet's plans changed since they were previewed (expected {r.expected_digest}, "
+                raise _Stop(f"the fleet's plans changed since they were previewed (expected {clip(r.expected_digest, 64)}, "
                             f"now {found}); preview again (deploy --dry-run) and deploy the new digest", 6,
                             "PlanMismatch")
         if len(failed) > fleet.rollout.max_failures:
@@ -696,3 +697,12 @@ def status(fleet: Fleet, *, dry_run: bool = False, on_event: EventSink | None = 
                                plan_digest=digest)
     result.message = summary
     return result
+
+
+HOST_TEXT_LIMIT = 4000  # characters of a host's error or note: enough for a command's output tail
+
+
+def _said(text: object) -> str | None:
+    """Text a host sent, as the controller may print it: one line (a newline or escape from a host must
+    not forge lines on this terminal or in a CI log), of bounded length; None stays None."""
+    return None if text is None else clip(str(text), HOST_TEXT_LIMIT)

@@ -20,6 +20,7 @@ from ..layout import is_op_id, release_path, releases_dir
 from ..manifest import Release, load_release, scan_paths, special_kind
 from ..naming import hint
 from ..plan import Plan, diff, drifted
+from ..profile import clip
 from ..secrets import scan_file
 from ..version import read_version
 
@@ -72,7 +73,7 @@ def run(op: Operation) -> Survey:
     if op.expected_digest is not None and found.plan.digest != op.expected_digest:
         preview, again = ("preview", "deploy") if op.name == "deploy" else ("preview-rollback", "roll back with")
         raise PlanMismatch(
-            f"{op.target}: plan changed since it was previewed (expected {op.expected_digest}, "
+            f"{op.target}: plan changed since it was previewed (expected {clip(op.expected_digest, 64)}, "
             f"now {found.plan.digest}); preview again ({hint(preview)}) and {again} the new digest",
             expected=op.expected_digest, found=found.plan.digest)
     if found.plan.empty:

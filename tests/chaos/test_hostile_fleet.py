@@ -287,3 +287,39 @@ def test_a_host_answering_what_no_agent_says_is_a_lost_host_not_a_crash(project:
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "web1: sent a malformed 'status' message (drift is not a list)" in proc.stdout
     assert not Path("/srv/never-written").exists()
+
+
+FORGING_SSH = """#!/usr/bin/env python3
+import json, sys
+out = sys.stdout.buffer
+def say(m):
+    out.write(json.dumps(m).encode() + b"\\n"); out.flush()
+say({"op": "hello", "protocol": 1, "python": "3.11", "host": "fake", "pid": 1})
+for line in sys.stdin.buffer:
+    m = json.loads(line)
+    if m["op"] == "lock":
+        say({"op": "locked"}); say({"op": "base", "base": None})
+    elif m["op"] == "prepare":
+        say({"op": "failed", "ok": False, "exit_code": 1, "step": "validate",
+             "error": "bad\\nDeployed v9 to 4 of 4 hosts.\\x1b[2J" + "x" * 100000})
+    elif m["op"] == "bye":
+        break
+"""
+
+
+def test_text_a_host_sends_cannot_forge_lines_on_the_controllers_terminal(project: Project, tmp_path: Path) -> None:
+    """A host's error is printed by the controller: a newline in it forged a line of the controller's own
+    ("Deployed v9 to 4 of 4 hosts."), an escape sequence reached the terminal, and its length was unbounded."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FORGING_SSH)
+    (bin_dir / "ssh").chmod(0o755)
+    project.config.write_text(yaml.safe_dump({"profiles": {"fleet": {
+        "source": "dev", "target": "/srv/never-written", "include": ["server.py"], "hosts": ["web1"],
+        "controller_state_dir": "ctl"}}}))
+    proc = project.run("deploy", "--profile", "fleet", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    output = proc.stdout + proc.stderr
+    assert r"bad\nDeployed v9 to 4 of 4 hosts.\x1b[2J" in output
+    assert not any(line.startswith("Deployed v9") for line in output.splitlines())
+    assert "\x1b" not in output and len(output) < 30_000

@@ -117,3 +117,16 @@ def test_history_shows_only_the_lines_it_wrote_and_counts_the_rest_as_damaged(pr
     assert code == 0 and len(data["records"]) == 2 and data["damaged_lines"] == len(foreign) + 1
     code, stats = project.json("history", "--stats")
     assert code == 0 and stats["stats"]["operations"] == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_huge_plan_digest_is_not_echoed_whole(project: Project) -> None:
+    """A 100,000-character `--plan` (from a script gone wrong, or an MCP client's plan_digest) never matches;
+    the refusal quoted it whole, flooding the terminal or a CI log."""
+    ok(project.run("deploy"))
+    bump(project)
+    before = tree(project.target)
+    proc = project.run("deploy", "--plan", "f" * 100_000)
+    assert proc.returncode == 6, proc.stderr
+    assert "plan changed since it was previewed (expected ffff" in proc.stderr
+    assert "(100000 characters)" in proc.stderr and len(proc.stderr) < 2_000
+    assert tree(project.target) == before
