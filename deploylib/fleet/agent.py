@@ -130,7 +130,7 @@ class Agent:
     def prepare(self, msg: dict[str, Any]) -> None:
         """Run the whole operation; the checkpoints wait for the controller's word."""
         prof = _profile(msg)
-        self.confirm_timeout = float(msg["confirm_timeout"])
+        self.confirm_timeout = _confirm_timeout(msg.get("confirm_timeout"))
         op_id = msg["op_id"]
         if msg["operation"] not in ("deploy", "rollback") or not is_op_id(op_id) or op_id[0] != msg["operation"][0]:
             # it names the stage beside production and the release record: "../x" would put them elsewhere
@@ -141,7 +141,8 @@ class Agent:
         source: PushedSource | SnapshotSource
         if msg["operation"] == "deploy":
             manifest = self.manifest(prof, msg)
-            source = PushedSource(manifest, msg["release"], store, lambda shas: self.receive_objects(store, shas))
+            sizes = {e.sha256: e.size for e in manifest.values() if e.link is None}
+            source = PushedSource(manifest, msg["release"], store, lambda shas: self.receive_objects(store, shas, sizes))
         else:
             source = SnapshotSource(store, msg.get("to"))
         record = Record(op_id=op_id, operation=source.operation, state=State.IDLE.value, target=str(prof.target),
@@ -185,7 +186,7 @@ class Agent:
         if kind in ("step", "undo", "note"):  # never per file: a 10,000-file deploy would flood the link
             self.send({"op": "progress", "event": kind, **{k: v for k, v in data.items() if k != "plan"}})
 
-    def receive_objects(self, store: Store, shas: list[str]) -> None:
+    def receive_objects(self, store: Store, shas: list[str], sizes: dict[str, int]) -> None:
         """Ask for what the store lacks and write each object as it comes (re-hashed)."""
         self.send({"op": "need", "objects": shas})
         while True:
@@ -196,7 +197,9 @@ class Agent:
                 raise FleetAborted(msg.get("reason") or "aborted by the controller")
             if msg["op"] != "object" or payload is None:
                 raise FleetAborted(f"expected objects from the controller, got {msg['op']!r}")
-            write_object(store, msg["sha"], payload, bool(msg.get("z")))
+            if msg.get("sha") not in sizes:
+                raise FleetAborted("the controller sent an object the release does not name; nothing was changed")
+            write_object(store, msg["sha"], payload, bool(msg.get("z")), sizes[msg["sha"]])
 
     def checkpoint(self, point: str, data: dict[str, Any]) -> None:
         awaited, refusal = {"prepared": ("commit", "abort"), "verified": ("confirm", "rollback")}[point]
@@ -282,6 +285,14 @@ def _fleet_holder(prof: Any) -> Any:
     return _holder_of(prof.state_dir / FLEET_LOCK)
 
 
+def _confirm_timeout(value: object) -> float:
+    """How long a committed host waits for the controller's word: a finite number of seconds, 1 s to a day."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 86400:
+        raise FleetAborted(f"the controller sent confirm_timeout {str(value)[:40]!r}, not 1 to 86400 seconds; "
+                           "nothing was changed (controller and host versions differ?)")
+    return float(value)
+
+
 def main() -> int:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must never corrupt the protocol
@@ -290,3 +301,4 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -45,7 +45,8 @@ def entry(path: str, data: bytes, link: str | None = None) -> dict[str, Any]:
     return out
 
 
-def drive(project: Project, op_id: str, manifest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def drive(project: Project, op_id: str, manifest: dict[str, dict[str, Any]], confirm_timeout: Any = 10,
+          object_bytes: tuple[bytes, bool] = (DATA, False)) -> dict[str, Any]:
     """One fleet deploy of `manifest` through a real agent process, answering everything it asks as a
     controller would (objects, commit, confirm); the agent's last word ("done" or "failed")."""
     proc = subprocess.Popen([sys.executable, "-m", "deploylib.fleet.agent"], cwd=REPO,
@@ -59,7 +60,7 @@ def drive(project: Project, op_id: str, manifest: dict[str, dict[str, Any]]) -> 
         assert wire.recv(proc.stdout)[0]["op"] == "base"  # type: ignore[index]
         digest = wire.manifest_digest({p: Entry(**e) for p, e in manifest.items()})
         wire.send(proc.stdin, {"op": "prepare", "operation": "deploy", "op_id": op_id, "profile": prof,
-                               "confirm_timeout": 10, "adopt": [], "overwrite_drift": False,
+                               "confirm_timeout": confirm_timeout, "adopt": [], "overwrite_drift": False,
                                "release": {"version": "9.9.9"}, "digest": digest, "manifest": manifest})
         answers = {"prepared": {"op": "commit"}, "verified": {"op": "confirm"}}
         while True:
@@ -68,7 +69,7 @@ def drive(project: Project, op_id: str, manifest: dict[str, dict[str, Any]]) -> 
             msg = got[0]
             if msg["op"] == "need":
                 for sha in msg["objects"]:
-                    wire.send(proc.stdin, {"op": "object", "sha": sha, "z": False}, DATA)
+                    wire.send(proc.stdin, {"op": "object", "sha": sha, "z": object_bytes[1]}, object_bytes[0])
                 wire.send(proc.stdin, {"op": "objects-done"})
             elif msg["op"] in answers:
                 wire.send(proc.stdin, answers[msg["op"]])
@@ -323,3 +324,38 @@ def test_text_a_host_sends_cannot_forge_lines_on_the_controllers_terminal(projec
     assert r"bad\nDeployed v9 to 4 of 4 hosts.\x1b[2J" in output
     assert not any(line.startswith("Deployed v9") for line in output.splitlines())
     assert "\x1b" not in output and len(output) < 30_000
+
+
+@pytest.mark.parametrize("timeout", [None, "10", float("nan"), float("inf"), 0, -1, 10**30, True])
+def test_a_confirm_timeout_that_is_not_seconds_is_refused_before_anything_is_written(
+        project: Project, timeout: Any) -> None:
+    """`float(msg["confirm_timeout"])` crashed the host on None (exit 70) and took NaN or infinity: a
+    committed host would then never roll itself back when its controller vanished."""
+    ok(project.run("deploy"))
+    before = snapshot(project)
+    got = drive(project, GOOD_ID, {"a.txt": entry("a.txt", DATA)}, confirm_timeout=timeout)
+    assert got["op"] == "failed" and got["error_type"] == "FleetAborted", got
+    assert "not 1 to 86400 seconds; nothing was changed" in got["error"]
+    assert snapshot(project) == before and project.leftovers() == []
+
+
+def test_a_compressed_object_that_inflates_past_its_size_is_refused_without_inflating_it(project: Project) -> None:
+    """40 kB of zlib inflate to 40 MB: the host used to inflate all of it into memory before checking the
+    hash. Decompression now stops at the release's size for that object."""
+    import zlib
+
+    ok(project.run("deploy"))
+    before = snapshot(project)
+    bomb = zlib.compress(DATA + b"\0" * 40_000_000, 9)
+    got = drive(project, GOOD_ID, {"a.txt": entry("a.txt", DATA)}, object_bytes=(bomb, True))
+    assert got["op"] == "failed" and got["exit_code"] == 5, got
+    assert f"arrived damaged (not the release's {len(DATA)} bytes); nothing was written" in got["error"]
+    after = snapshot(project)
+    for s in (before, after):  # the tool's own files: the hash cache of production, the failure's record
+        s["state"].pop("hashcache.json")
+        s["around"].pop("history.jsonl")
+    assert after == before and project.leftovers() == []
+    assert project.history()[-1]["ok"] is False
+    got = drive(project, GOOD_ID.replace("3fa9c1", "3fa9c2"), {"a.txt": entry("a.txt", DATA)},
+                object_bytes=(zlib.compress(DATA), True))  # an honest compressed object still deploys
+    assert got["op"] == "done" and (project.target / "a.txt").read_bytes() == DATA, got
