@@ -676,7 +676,7 @@ def status(fleet: Fleet, *, dry_run: bool = False, on_event: EventSink | None = 
             if reply["op"] == "status":
                 rows[name] = {"host": name, **{k: v for k, v in reply.items() if k != "op"}}
             else:
-                rows[name] = {"host": name, "error": reply.get("error")}
+                rows[name] = {"host": name, "error": _said(reply.get("error"))}
         except (HostUnreachable, Lost) as exc:
             rows[name] = {"host": name, "error": getattr(exc, "message", None) or str(exc)}
         finally:
@@ -696,6 +696,10 @@ def status(fleet: Fleet, *, dry_run: bool = False, on_event: EventSink | None = 
                                version=release.info.get("version"), hosts=hosts, notes=release.notes,
                                plan_digest=digest)
     result.message = summary
+    lost = [h for h in hosts if h.get("error")]
+    if dry_run and lost:  # a preview that leaves a host out is no plan: a CI check on it must not pass
+        raise HostUnreachable(f"{lost[0]['host']}: {lost[0]['error']}; no plan for the fleet "
+                              f"({len(lost)} of {len(hosts)} hosts unreachable), nothing was changed")
     return result
 
 

@@ -86,11 +86,15 @@ def test_an_unreachable_host_changes_nothing_anywhere(fleet: MakeFleet, tmp_path
     three[2].cut()
     try:
         code, out = proj.json("deploy")
+        preview_code, preview = proj.json("deploy", "--dry-run")  # a CI check on the preview must fail too
+        status_code, status = proj.json("status")  # the table: a row saying so
     finally:
         three[2].restore()
     assert code == 9, out
     assert "host3" in out["error"] and "ssh" in out["error"]
     assert out["outcome"] == "old"
+    assert preview_code == 9 and preview["error"].startswith("host3: ") and "no plan for the fleet" in preview["error"]
+    assert status_code == 0 and status["hosts"][2]["error"] and status["plan_digest"] is None
     for host in three:
         assert proj.managed(host) == old[host.name]
         assert proj.leftovers(host) == [] and not proj.journal(host).exists()
