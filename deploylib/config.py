@@ -65,9 +65,8 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     path = Path(chosen).expanduser()
     if not path.is_file():
         how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "the current directory")
-        raise ConfigError(
-            f"{clip(str(path))}: config file not found (from {how}); pass --config PATH or set {CONFIG_ENV}"
-        )
+        what = "is a directory, not a config file" if path.is_dir() else "config file not found"
+        raise ConfigError(f"{clip(str(path))}: {what} (from {how}); pass --config PATH or set {CONFIG_ENV}")
     return path.resolve()
 
 

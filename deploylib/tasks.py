@@ -166,7 +166,7 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wa
     Exit codes: 0 ok (or nothing to roll back), 1 failed and undone, 2 bad config or usage, 3 lock held,
     4 preflight refused, 5 corrupt state, 6 plan digest changed, 7 no snapshot to restore, 130 interrupted.
     """
-    _run(lambda events: operations.rollback(config, profile, to=to, dry_run=dry_run,
+    _run(lambda events: operations.rollback(config, profile, to=_snapshot_choice(to), dry_run=dry_run,
                                             plan_digest=_digest(plan, "rollback"), wait=_seconds(wait),
                                             on_event=events),
          json_, verbose, lambda r: _after_plan(r, verbose), live=True)
@@ -176,6 +176,14 @@ def rollback(c, to=None, profile=None, config=None, dry_run=False, plan=None, wa
 def status(c, profile=None, config=None, json_=False, verbose=False):
     """Production version and age, files pending, drift, lock holder and the last result."""
     _run(lambda events: operations.status(config, profile), json_, verbose, _status)
+
+
+def _snapshot_choice(value: str | None) -> str | None:
+    """`--to ''` is a script's empty variable, not "the default snapshot" and not a snapshot that is missing."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"--to: expected a snapshot id, deploy id or version (see `{command('backups')}`), "
+                          "got an empty value")
+    return value
 
 
 def _releases(release: str | None, old: str | None, new: str | None) -> None:

@@ -283,6 +283,10 @@ def test_console_script_reads_deploy_yaml_from_cwd_or_env(project: Project) -> N
     proc = subprocess.run([script, "status"], cwd=elsewhere, capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "MCP_DEPLOY_CONFIG"})
     assert proc.returncode == 2 and "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([script, "status", "--config", str(elsewhere)], cwd=elsewhere, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert f"error: {elsewhere}: is a directory, not a config file (from --config)" in proc.stderr
 
 
 def test_help_documents_every_task_and_flag() -> None:

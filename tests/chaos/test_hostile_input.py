@@ -130,3 +130,17 @@ def test_a_huge_plan_digest_is_not_echoed_whole(project: Project) -> None:
     assert "plan changed since it was previewed (expected ffff" in proc.stderr
     assert "(100000 characters)" in proc.stderr and len(proc.stderr) < 2_000
     assert tree(project.target) == before
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_rollback_to_is_a_usage_error(project: Project, value: str) -> None:
+    """`rollback --to "$SNAP"` with SNAP unset said "no snapshot matches" (exit 7), as if it had looked."""
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    before = tree(project.target)
+    proc = project.run("rollback", "--to", value)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: --to: expected a snapshot id, deploy id or version (see `")
+    assert proc.stderr.strip().endswith("got an empty value")
+    assert tree(project.target) == before
