@@ -230,6 +230,7 @@ class Commit:
         for path, old in reversed(self.plan.puts):
             if os.path.lexists(self.release / path):
                 continue
+            self._still_inside(path)  # checked before the undo began: a link may have appeared since
             if path == self.plan.version_file and self.plan.version_kept:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
             elif old is None:
@@ -243,9 +244,11 @@ class Commit:
             _rmdir_if_empty(target / d if d else target)
         for d, mode in reversed(self.plan.rmdirs):
             mode &= 0o3777  # never a set-user-id directory, whatever the plan says
+            self._still_inside(d)
             if _mkdir(target / d, mode):
                 os.chmod(target / d, mode)  # as it was, not as the umask makes it
         for entry in reversed(self.plan.removes):
+            self._still_inside(entry.path)
             if not os.path.lexists(target / entry.path):
                 self._restore(entry)
         if target.is_dir():
@@ -274,8 +277,8 @@ class Commit:
             if stat.S_ISDIR(mode):
                 continue
             raise CorruptState(f"{self.target / path}: a directory above it became a link or not a directory "
-                               "during the commit; nothing was written through it: remove the link (or move "
-                               "the directory back), then run any command to finish the undo")
+                               "during the commit or its undo; nothing was written through it: remove the link "
+                               "(or move the directory back), then run any command to finish the undo")
 
     def _is_ours(self, path: str) -> bool:
         """Whether the file at `path` is the one this release put there (else someone else's: it stays)."""

@@ -272,7 +272,7 @@ def test_a_directory_swapped_for_a_link_before_the_commit_is_never_written_throu
     (pause / "go").touch()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 5, err
-    assert (f"{workflow}/plan.py: a directory above it became a link or not a directory during the commit; "
+    assert (f"{workflow}/plan.py: a directory above it became a link or not a directory during the commit or its undo; "
             "nothing was written through it") in err
     assert "Traceback" not in err
     assert tree(outside) == {"plan.py": b"the user's own plan.py\n"}
@@ -310,3 +310,38 @@ def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_re
     assert mine.read_text() == '{"the user": "own"}\n'
     mine.unlink()
     check(project, base, expect="old")
+
+
+def test_a_directory_swapped_for_a_link_during_the_undo_is_never_written_through(
+        project: Project, tmp_path: Path) -> None:
+    """The undo checked every path before it began; a directory swapped for a link after that (between two
+    of its renames) had the undo restore the old workflow files through the link, over the user's own."""
+    ok(project.run("deploy"))
+    old = tree(project.target)
+    for rel in ("workflow/plan.py", "workflow/registry.py", "workflow/review.py"):
+        bump(project, rel)
+    project.write_config(verify=[{"type": "command", "run": "exit 1"}])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    mine = {name: f"the user's own {name}\n".encode() for name in ("plan.py", "registry.py", "review.py")}
+    for name, data in mine.items():
+        (outside / name).write_bytes(data)
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"undo:1:{pause}"})
+    wait_for(pause / "reached")
+    workflow = project.target / "workflow"
+    workflow.rename(tmp_path / "workflow-moved")
+    workflow.symlink_to(outside)
+    (pause / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5, err
+    assert "a directory above it became a link or not a directory during the commit or its undo" in err
+    assert "Traceback" not in err
+    assert tree(outside) == {name: data for name, data in mine.items()}
+    workflow.unlink()
+    (tmp_path / "workflow-moved").rename(workflow)
+    done = ok(project.run("status"))
+    assert "rolled it back; production is as before it started" in done.stdout + done.stderr
+    assert tree(project.target) == old
+    assert tree(outside) == {name: data for name, data in mine.items()}
