@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 CHUNK = 1024 * 1024  # 1 MiB: few syscalls, bounded memory even for huge files
@@ -62,11 +63,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None) -> str:
+def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.
 
     Hashing while copying means one read of the source and a hash of exactly the
     bytes that landed, so a file rewritten mid-copy is detected by the caller.
+    `mtime_ns` stamps the copy (after its last write) with that modification time.
     """
     h = hashlib.sha256()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -75,6 +77,9 @@ def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None) ->
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
+            if mtime_ns is not None:
+                fout.flush()
+                os.utime(fout.fileno(), ns=(time.time_ns(), mtime_ns))
     except BaseException:
         Path(dst).unlink(missing_ok=True)
         raise

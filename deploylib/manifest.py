@@ -57,6 +57,48 @@ Manifest = dict[str, Entry]
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
+def manifest_from_json(files: dict[str, Any]) -> Manifest:
+    """A whole manifest read back from a state file (path -> entry as `Entry.to_json` writes it); ValueError
+    unless every entry is what we write and sits under its own path.
+
+    The checks of `Entry.from_json`, done in bulk (tens of thousands of entries per state file): the hashes
+    are checked by one regex over all of them, the plain ints by their type; anything the fast checks do
+    not clear goes through `Entry.from_json` itself, which says what is wrong.
+    """
+    out: Manifest = {}
+    shas: list[str] = []
+    for path, data in files.items():
+        size, mode, sha, link = data["size"], data["mode"], data["sha256"], data.get("link")
+        if (type(size) is int and type(mode) is int and size >= 0 and 0 <= mode <= 0o7777 and type(sha) is str
+                and len(sha) == 64 and link is None and data["path"] == path and _plain_path(path)):
+            out[path] = Entry(path, size, mode, sha)
+            shas.append(sha)
+        else:
+            entry = Entry.from_json(data)
+            if entry.path != path:
+                raise ValueError("manifest key differs from its entry's path")
+            out[path] = entry
+    if not all_sha256(shas):
+        raise ValueError("bad manifest entry (sha256)")
+    return out
+
+
+_SHA256_LINES = re.compile(r"(?:[0-9a-f]{64}\n)*[0-9a-f]{64}")
+
+
+def all_sha256(shas: list[str]) -> bool:
+    """`is_sha256` of every one, in one regex match (for the thousands of a manifest)."""
+    return not shas or (all(type(s) is str and len(s) == 64 for s in shas)
+                        and _SHA256_LINES.fullmatch("\n".join(shas)) is not None)
+
+
+def _plain_path(path: str) -> bool:
+    """The common case of `safe_relpath`, cheaply: a str with no NUL, no leading '/', no '' '.' '..' part."""
+    return (type(path) is str and path != "" and path[0] != "/" and "\0" not in path and "//" not in path
+            and path[-1] != "/" and not (path == "." or path == ".." or path.startswith(("./", "../"))
+                                         or path.endswith(("/.", "/..")) or "/./" in path or "/../" in path))
+
+
 def is_sha256(text: object) -> bool:
     """A lowercase hex sha256: the only names objects have, so the only ones a path is built from."""
     return isinstance(text, str) and _SHA256.match(text) is not None
@@ -363,8 +405,8 @@ def load_release(path: Path) -> Release | None:
             files, dirs, name = data["files"], data["dirs"], data.get("version_file", VERSION_FILE)
         else:  # the first format: a bare manifest
             files, dirs, name = data, [], VERSION_FILE
-        release = Release({p: Entry.from_json(e) for p, e in files.items()}, list(dirs), name)
-        if any(p != e.path for p, e in release.files.items()) or not all(map(safe_relpath, release.dirs)):
+        release = Release(manifest_from_json(files), list(dirs), name)
+        if not all(map(safe_relpath, release.dirs)):
             raise ValueError("a path does not match its entry")
         if not (safe_relpath(name) and "/" not in name):
             raise ValueError("the version file is not a plain name")

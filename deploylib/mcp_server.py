@@ -189,7 +189,7 @@ class ProgressRelay:
             elif kind == "begin":
                 self.expected = data.get("files") or None
             elif kind == "file":
-                self.files += 1
+                self.files += int(data.get("count", 1))
                 if time.monotonic() - self.last < PROGRESS_INTERVAL:
                     return
                 share = self.files / self.expected if self.expected else self.files / (self.files + 1)

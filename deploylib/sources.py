@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +16,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, scan
+from .manifest import RACY_NS, Entry, Scan, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -33,6 +34,8 @@ class TreeSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
+        self._git: tuple[str | None, bool | None] | None = None  # asked of git once per operation
+        self._version: tuple[str | None] | None = None
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
         found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
@@ -47,15 +50,17 @@ class TreeSource:
         return lambda paths: git_ignored(self.root, paths)
 
     def _note_dirty(self, op: Operation) -> None:
-        commit, dirty = git_state(self.root)
+        commit, dirty = self.git()
         if dirty:
             op.note(f"the source has uncommitted changes to tracked files (on {commit[:7] if commit else '?'}): "
                     "they are deployed as they are, and VERSION records git_dirty: true; "
                     "--ref HEAD deploys the last commit only")
 
     def git(self) -> tuple[str | None, bool | None]:
-        """(commit, dirty) of what this deploy ships."""
-        return git_state(self.root)
+        """(commit, dirty) of what this deploy ships (as git said when first asked in this operation)."""
+        if self._git is None:
+            self._git = git_state(self.root)
+        return self._git
 
     def fetch(self, entry: Entry, dest: Path) -> None:
         """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
@@ -69,7 +74,11 @@ class TreeSource:
             return
         src = self.root / entry.path
         before = os.stat(src)
-        sha = copy_with_hash(src, dest, mode=entry.mode)
+        # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when that is older than the
+        # racy window: the hash cache can then trust the hash of this copy next time (stage records it),
+        # and any later edit in production stamps the file with a newer time, so it is re-read.
+        old_enough = before.st_mtime_ns < time.time_ns() - RACY_NS
+        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=before.st_mtime_ns if old_enough else None)
         after = os.stat(src)
         stamp = (before.st_size, before.st_mtime_ns)
         if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
@@ -80,8 +89,10 @@ class TreeSource:
             )
 
     def next_version(self) -> str | None:
-        """The version a deploy now would record (None: it will be the deploy id)."""
-        return source_version(self.root)
+        """The version a deploy now would record (None: it will be the deploy id); read once per operation."""
+        if self._version is None:
+            self._version = (source_version(self.root),)
+        return self._version[0]
 
     def next_release(self) -> tuple[str | None, str | None, bool | None]:
         """(release id, git commit, dirty) a deploy now would record; the id is made only by the deploy."""
@@ -135,7 +146,9 @@ class RefSource(TreeSource):
         return self.exported.commit, False
 
     def next_version(self) -> str | None:
-        return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
+        if self._version is None:
+            self._version = (source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit),)
+        return self._version[0]
 
     def origin(self) -> str:
         return f"{self.exported.repo} @ {self.exported.ref}"

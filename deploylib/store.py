@@ -27,7 +27,7 @@ from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, is_sha256
+from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -196,7 +196,7 @@ class Store:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
                 shas = [e["sha256"] for e in loads_state(path.read_bytes()).values() if "link" not in e]
-                if not all(is_sha256(sha) for sha in shas):
+                if not all_sha256(shas):
                     raise ValueError("bad object name")
                 found.update(shas)
         return found
@@ -287,10 +287,7 @@ class Store:
 
 
 def _manifest(data: Any) -> Manifest:
-    files = {p: Entry.from_json(e) for p, e in data.items()}
-    if any(p != e.path for p, e in files.items()):
-        raise ValueError("manifest key differs from its entry's path")
-    return files
+    return manifest_from_json(data)
 
 
 def _is_hex(name: str, length: int) -> bool:

@@ -335,3 +335,40 @@ def test_a_deploy_reads_only_the_files_that_changed_since_the_last_run(project: 
     hashed.clear()
     result = operations.deploy(project.config, on_event=sink)
     assert result.changed and hashed == [str(project.source / "workflow/plan.py")]
+
+
+def test_the_hash_of_a_file_the_deploy_wrote_is_trusted_until_it_is_edited(project: Project) -> None:
+    """A deployed copy keeps its source's mtime (when that is out of the racy window), so the next run trusts
+    the hash the deploy computed while writing it instead of reading the file again. A hand edit in
+    production, even one of the same size landing in the same clock tick as the deploy's own write, stamps
+    the file with a newer time than the one recorded: it is read again and reported as drift."""
+    from deploylib import operations
+
+    ok(project.run("deploy"))
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(source, ns=(an_hour_ago, an_hour_ago))
+    written = time.time_ns()
+    ok(project.run("deploy"))
+    deployed = project.target / "workflow/plan.py"
+    assert os.stat(deployed).st_mtime_ns == an_hour_ago  # the copy keeps the source's mtime
+
+    hashed: list[str] = []
+    sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) not in hashed  # trusted: the deploy hashed the bytes it wrote
+
+    # same size, new bytes, and the mtime a coarse clock gives an edit in the same tick as the deploy's last
+    # write to the file: that write's time as the filesystem recorded it (its mtime, or, when the deploy
+    # stamped an older mtime afterwards, the ctime of that stamping)
+    st = os.stat(deployed)
+    tick = st.st_mtime_ns if st.st_mtime_ns >= written else st.st_ctime_ns
+    data = deployed.read_bytes()
+    deployed.write_bytes(data[:-1] + (b"x" if data[-1:] != b"x" else b"y"))
+    os.utime(deployed, ns=(tick, tick))
+    code, status = project.json("status")
+    assert code == 0 and status["drift"] == ["workflow/plan.py"]
+    hashed.clear()
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) in hashed
