@@ -191,10 +191,17 @@ class HashCache:
         self._saved: dict[str, dict[str, list[object]]] = {}
         self._trees: dict[str, TreeHashes] = {}
         if path is not None:
+            from . import warm
+
+            kept = warm.recall(path)  # a long-lived server keeps what it last read or wrote there
+            if kept is not None:
+                self._saved = kept
+                return
             try:
                 data = loads_state(read_state(path))
                 if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
                     self._saved = data["trees"]
+                    warm.remember(path, self._saved)
             except (OSError, ValueError):
                 pass  # a missing or damaged cache only costs re-hashing
 
@@ -219,6 +226,10 @@ class HashCache:
                                                separators=(",", ":")).encode())
         except OSError as exc:
             return f"{self.path}: hash cache not saved ({exc.strerror}); the next run reads every file again"
+        from . import warm
+
+        warm.remember(self.path, trees)
+        self._saved = trees
         return None
 
 

@@ -132,11 +132,9 @@ class Store:
     def has(self, sha: str) -> bool:
         """Whether an object is stored; one listing of the store instead of a stat per file."""
         if self._known is None:
-            self._known = set()
-            if self.object_dir.is_dir():
-                for sub in os.scandir(self.object_dir):
-                    if sub.is_dir():
-                        self._known.update(os.listdir(sub.path))
+            from .warm import object_names
+
+            self._known = object_names(self.object_dir)
         return sha in self._known
 
     # -- writing -------------------------------------------------------------
