@@ -4,6 +4,8 @@
     backup_dir/objects/ab/abcdef...       file contents, named by sha256, stored once, read-only
     backup_dir/snapshots/<id>.files.json  a snapshot's manifest (written first)
     backup_dir/snapshots/<id>.json        its header: ids, version, counts (written last: publishes it)
+    backup_dir/snapshots/<id>.refs        the objects its manifest references (a cache for retention, bound
+                                          to the manifest's bytes by their sha256; see `_read_refs`)
 
 A snapshot costs only the objects it adds. Every restore re-hashes what it
 copies, so a damaged object is caught before anything reaches production.
@@ -13,6 +15,7 @@ marker) is not a store: nothing is written into it, read from it or deleted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .errors import ConfigError, CorruptState
-from .fsutil import atomic_write, copy_with_hash, sha256_file, sync_filesystem
+from .fsutil import atomic_write, copy_with_hash, read_state, sha256_file, sync_filesystem
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from .config import Profile
 
 _OWN_NAMES = {STORE_MARKER, LOCK_FILE, "objects", "snapshots"}
+_REFS_MAGIC = "mcp-deploy-refs 1"
 
 
 @dataclass
@@ -166,7 +170,9 @@ class Store:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         files = {p: e.to_json() for p, e in snapshot.files.items()}
-        atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", json.dumps(files).encode())
+        manifest = json.dumps(files).encode()
+        atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", manifest)
+        self._write_refs(snapshot.id, manifest, {e.sha256 for e in snapshot.files.values() if e.link is None})
         if self.object_dir.exists():
             sync_filesystem(self.object_dir)
         atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.header()).encode())
@@ -174,6 +180,7 @@ class Store:
     def delete(self, snapshot_id: str) -> None:
         (self.snapshot_dir / f"{snapshot_id}.json").unlink(missing_ok=True)  # unpublish first
         (self.snapshot_dir / f"{snapshot_id}.files.json").unlink(missing_ok=True)
+        (self.snapshot_dir / f"{snapshot_id}.refs").unlink(missing_ok=True)
 
     # -- reading -------------------------------------------------------------
 
@@ -187,17 +194,64 @@ class Store:
                 snap.files = _manifest(loads_state(path.read_bytes()))
         return snap
 
-    def objects_of(self, snapshot_ids: Iterable[str]) -> set[str]:
-        """The objects these snapshots reference, without building their manifests (retention reads them all)."""
+    def objects_of(self, snapshot_ids: Iterable[str], cache: bool = True) -> set[str]:
+        """The objects these snapshots reference, without building their manifests (retention reads them all).
+
+        A snapshot's `.refs` file answers when it is valid and was made from the manifest's exact bytes (their
+        sha256 matches): one read and one hash of the manifest instead of parsing its 10,000 entries. Any
+        other case parses the manifest as before, and (with `cache`, under the lock) writes the refs anew."""
         found: set[str] = set()
         for snapshot_id in snapshot_ids:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                shas = [e["sha256"] for e in loads_state(path.read_bytes()).values() if "link" not in e]
-                if not all_sha256(shas):
-                    raise ValueError("bad object name")
+                manifest = path.read_bytes()
+                shas = self._read_refs(snapshot_id, manifest)
+                if shas is None:
+                    shas = [e["sha256"] for e in loads_state(manifest).values() if "link" not in e]
+                    if not all_sha256(shas):
+                        raise ValueError("bad object name")
+                    if cache:
+                        self._write_refs(snapshot_id, manifest, set(shas))
                 found.update(shas)
         return found
+
+    def _write_refs(self, snapshot_id: str, manifest: bytes, shas: set[str]) -> None:
+        """Record which objects a manifest references. A cache: no fsync (a torn or lost file fails the
+        checks in `_read_refs` and the manifest is parsed instead); never fatal."""
+        body = "".join(f"{sha}\n" for sha in sorted(shas))
+        text = (f"{_REFS_MAGIC}\nmanifest {hashlib.sha256(manifest).hexdigest()}\n"
+                f"objects {len(shas)} {hashlib.sha256(body.encode()).hexdigest()}\n{body}")
+        path = self.snapshot_dir / f"{snapshot_id}.refs"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode())
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _read_refs(self, snapshot_id: str, manifest: bytes) -> list[str] | None:
+        """The objects `<id>.refs` lists, if it is whole and was made from these manifest bytes; else None.
+
+        Checked: the format line, the manifest's sha256, the count and the sha256 of the list itself (so a
+        torn write or an edit is caught), and that every name is a sha256 (never a path)."""
+        try:
+            text = read_state(self.snapshot_dir / f"{snapshot_id}.refs").decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+        head = text.split("\n", 3)
+        if len(head) != 4 or head[0] != _REFS_MAGIC:
+            return None
+        _, digest_line, count_line, body = head
+        counted = count_line.split(" ")
+        if (digest_line != f"manifest {hashlib.sha256(manifest).hexdigest()}" or len(counted) != 3
+                or counted[0] != "objects" or counted[2] != hashlib.sha256(body.encode()).hexdigest()):
+            return None
+        shas = body.split("\n")
+        if shas.pop() != "" or str(len(shas)) != counted[1] or not all_sha256(shas):
+            return None
+        return shas
 
     def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
         """Snapshots oldest first (headers only unless `with_files`), and the problems of unreadable ones."""

@@ -107,3 +107,86 @@ def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_pat
     assert count == 3 and size == 6
     for s in kept:
         assert store.check(store.load(s.id).files.values()) == []
+
+
+def _refs(store: Store, snap: Snapshot) -> Path:
+    return store.snapshot_dir / f"{snap.id}.refs"
+
+
+def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the manifests `objects_of` parses (the work the refs index exists to skip)."""
+    import deploylib.store as store_module
+
+    calls: list[int] = []
+    real = store_module.loads_state
+
+    def counting(data: bytes | str) -> object:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(store_module, "loads_state", counting)
+    return calls
+
+
+def test_retention_reads_a_snapshots_objects_from_its_refs_not_its_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1", "b": b"2", "link": b"3"})
+    parses = _parses(monkeypatch)
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()}
+    assert parses == []  # answered by the refs written with the snapshot
+    _refs(store, snap).unlink()  # a store from before the index: parsed once, and the refs written
+    assert store.objects_of([snap.id], cache=False) == {e.sha256 for e in snap.files.values()}
+    assert len(parses) == 1 and not _refs(store, snap).exists()  # cache=False (a dry run) writes nothing
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()}
+    assert len(parses) == 2 and _refs(store, snap).exists()
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()} and len(parses) == 2
+    store.delete(snap.id)
+    assert not _refs(store, snap).exists()
+
+
+@pytest.mark.parametrize("damage", ["omit an object", "torn", "garbage", "a path for a name", "a directory"])
+def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, damage: str) -> None:
+    """Any damage to the refs makes retention parse the manifest: no object it names is ever collected."""
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1", "b": b"2"})
+    refs = _refs(store, snap)
+    text = refs.read_text()
+    refs.unlink()
+    if damage == "omit an object":
+        refs.write_text(text[:-65])  # the last sha256 line gone, the header as it was
+    elif damage == "torn":
+        refs.write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        refs.write_bytes(b"\xff" * 200)
+    elif damage == "a path for a name":
+        head, body = text.split("\n", 3)[:3], "../../victim\n"
+        import hashlib
+
+        head[2] = f"objects 1 {hashlib.sha256(body.encode()).hexdigest()}"
+        refs.write_text("\n".join(head) + "\n" + body)
+    else:
+        refs.mkdir()
+    wanted = store.objects_of([snap.id], cache=False)
+    assert wanted == {e.sha256 for e in snap.files.values()}
+    assert store.collect_garbage(wanted) == (0, 0)
+
+
+def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> None:
+    """A whole, self-consistent refs file of a manifest that has since changed: the manifest wins."""
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1"})
+    other = snapshot(store, tmp_path, {"b": b"2"})
+    manifest = store.snapshot_dir / f"{snap.id}.files.json"
+    import json
+
+    files = json.loads(manifest.read_text())
+    files["b"] = other.files["b"].to_json()  # now also references other's object
+    manifest.write_text(json.dumps(files))
+    store.delete(other.id)
+    wanted = store.objects_of([snap.id], cache=False)
+    assert other.files["b"].sha256 in wanted
+    assert store.collect_garbage(wanted) == (0, 0)
+    manifest.write_text("{torn")
+    with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
+        store.objects_of([snap.id])
