@@ -165,6 +165,12 @@ class TreeHashes:
         if st.st_mtime_ns <= self._racy_after:
             self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
 
+    def put_own(self, st: os.stat_result, sha: str) -> None:
+        """Record the hash of a copy the tool wrote and stamped with an mtime older than its writing (the
+        caller checks the stamp held): a later write stamps a newer mtime, so the racy rule at `put` is not
+        needed. `get` still refuses the entry while the mtime is within the racy window."""
+        self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
         if sha is None:

@@ -62,8 +62,9 @@ class TreeSource:
             self._git = git_state(self.root)
         return self._git
 
-    def fetch(self, entry: Entry, dest: Path) -> None:
-        """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
+    def fetch(self, entry: Entry, dest: Path) -> int | None:
+        """Copy one file, hashing the bytes written: an edit since planning aborts the deploy; returns the
+        mtime the copy was stamped with (None: it kept the time of its writing).
 
         The file must show the size and mtime it had when planned, before and after the copy, and
         the bytes copied must hash as planned. Aborting (not retrying) keeps the promise that
@@ -71,14 +72,14 @@ class TreeSource:
         """
         if entry.link is not None:
             os.symlink(entry.link, dest)
-            return
+            return None
         src = self.root / entry.path
         before = os.stat(src)
-        # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when that is older than the
-        # racy window: the hash cache can then trust the hash of this copy next time (stage records it),
-        # and any later edit in production stamps the file with a newer time, so it is re-read.
-        old_enough = before.st_mtime_ns < time.time_ns() - RACY_NS
-        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=before.st_mtime_ns if old_enough else None)
+        # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when `stampable`: the hash cache
+        # can then trust the hash of this copy next time (stage records it), and any later edit in
+        # production stamps the file with a newer time, so it is re-read.
+        mtime = before.st_mtime_ns if stampable(before.st_mtime_ns, time.time_ns()) else None
+        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=mtime)
         after = os.stat(src)
         stamp = (before.st_size, before.st_mtime_ns)
         if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
@@ -87,6 +88,7 @@ class TreeSource:
                 f"{self.root / entry.path}: changed while being deployed; "
                 "rerun the deploy once edits have settled"
             )
+        return mtime
 
     def next_version(self) -> str | None:
         """The version a deploy now would record (None: it will be the deploy id); read once per operation."""
@@ -154,6 +156,20 @@ class RefSource(TreeSource):
         return f"{self.exported.repo} @ {self.exported.ref}"
 
 
+OWN_NS = 1_000_000_000  # a copy stamped with an mtime this much older than its writing: see `stampable`
+
+
+def stampable(mtime_ns: int, now_ns: int) -> bool:
+    """Whether a copy the tool writes may carry the source's mtime, and its hash be trusted by that mtime.
+
+    Past the racy window, always. Within it, when the time is at least OWN_NS old and has a sub-second
+    part: the tool wrote the copy and stamped that time itself, so any later write stamps a newer one
+    (a filesystem that stores the sub-second part ticks finer than OWN_NS; one that keeps whole seconds,
+    or two, changes the stamp, and the copy is then not trusted: see `stage`). A build that writes a
+    large artifact and deploys it a second later then need not read the deployed copy again."""
+    return mtime_ns < now_ns - RACY_NS or (mtime_ns % 1_000_000_000 != 0 and mtime_ns < now_ns - OWN_NS)
+
+
 def _strip_setid(op: Operation, found: Scan) -> None:
     """The deployed copy belongs to the deployer (root, often), not to the source file's owner: a setuid
     bit kept on it would hand the deployer's rights to whoever runs it. Only allow_setid keeps the bits."""
@@ -194,8 +210,9 @@ class SnapshotSource:
                 f"(see `{hint('backups')}`)"
             )
 
-    def fetch(self, entry: Entry, dest: Path) -> None:
+    def fetch(self, entry: Entry, dest: Path) -> int | None:
         self.store.restore(entry, dest)
+        return None
 
     def next_version(self) -> str | None:
         return self.snapshot.version if self.snapshot else None

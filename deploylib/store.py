@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import ConfigError, CorruptState
-from .fsutil import atomic_write, copy_with_hash, read_state, sha256_file, sync_filesystem
+from .fsutil import atomic_write, copy_with_hash, kernel_copy, read_state, sha256_file, sync_filesystem
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
@@ -143,13 +143,22 @@ class Store:
 
     # -- writing -------------------------------------------------------------
 
-    def put(self, path: str | Path, entry: Entry) -> Entry:
-        """Store the file at `path` unless its object exists; returns the entry for what was stored."""
+    def put(self, path: str | Path, entry: Entry,
+            known: Callable[[os.stat_result], str | None] | None = None) -> Entry:
+        """Store the file at `path` unless its object exists; returns the entry for what was stored.
+
+        `known` (the hash cache of the file's tree) may vouch for the file's hash by its (device, inode,
+        size, mtime), under the racy-clean rule: then the kernel copies the bytes (`copy_file_range`, no
+        read into Python, no hashing) and the file must show the same identity before and after the copy.
+        Otherwise, or if anything about that differs, the bytes are hashed as they are copied."""
         if entry.link is not None or self.has(entry.sha256):
             return entry
         tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        sha = copy_with_hash(path, tmp, mode=0o444)
+        if known is not None and kernel_copy(path, tmp, entry.sha256, known):
+            sha = entry.sha256
+        else:
+            sha = copy_with_hash(path, tmp, mode=0o444)
         final = self.object_path(sha)
         final.parent.mkdir(exist_ok=True)
         if not stat.S_ISDIR(os.lstat(final.parent).st_mode):

@@ -337,22 +337,26 @@ def test_a_deploy_reads_only_the_files_that_changed_since_the_last_run(project: 
     assert result.changed and hashed == [str(project.source / "workflow/plan.py")]
 
 
-def test_the_hash_of_a_file_the_deploy_wrote_is_trusted_until_it_is_edited(project: Project) -> None:
-    """A deployed copy keeps its source's mtime (when that is out of the racy window), so the next run trusts
-    the hash the deploy computed while writing it instead of reading the file again. A hand edit in
-    production, even one of the same size landing in the same clock tick as the deploy's own write, stamps
-    the file with a newer time than the one recorded: it is read again and reported as drift."""
+@pytest.mark.parametrize("age_ns", [3600 * 10**9, 1_500_000_123], ids=["an hour old", "built 1.5 s ago"])
+def test_the_hash_of_a_file_the_deploy_wrote_is_trusted_until_it_is_edited(project: Project, age_ns: int) -> None:
+    """A deployed copy keeps its source's mtime (when that is out of the racy window, or a second old with a
+    sub-second part: a build's fresh artifact), so the next run trusts the hash the deploy computed while
+    writing it instead of reading the file again. A hand edit in production, even one of the same size
+    landing in the same clock tick as the deploy's own write, stamps the file with a newer time than the one
+    recorded: it is read again and reported as drift."""
     from deploylib import operations
 
     ok(project.run("deploy"))
     bump(project)
     source = project.source / "workflow/plan.py"
-    an_hour_ago = time.time_ns() - 3600 * 10**9
-    os.utime(source, ns=(an_hour_ago, an_hour_ago))
+    built = time.time_ns() - age_ns
+    os.utime(source, ns=(built, built))
     written = time.time_ns()
     ok(project.run("deploy"))
     deployed = project.target / "workflow/plan.py"
-    assert os.stat(deployed).st_mtime_ns == an_hour_ago  # the copy keeps the source's mtime
+    assert os.stat(deployed).st_mtime_ns == built  # the copy keeps the source's mtime
+    while time.time_ns() - built < 2_100_000_000:  # the next run trusts nothing within the racy window
+        time.sleep(0.1)
 
     hashed: list[str] = []
     sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
@@ -372,3 +376,15 @@ def test_the_hash_of_a_file_the_deploy_wrote_is_trusted_until_it_is_edited(proje
     hashed.clear()
     operations.deploy(project.config, dry_run=True, on_event=sink)
     assert str(deployed) in hashed
+
+
+def test_a_copy_is_stamped_with_a_recent_source_time_only_where_no_later_write_can_share_it() -> None:
+    """Within the racy window only a time a second old with a sub-second part: a filesystem that keeps whole
+    seconds (or two) could give a later write the same stamp as a whole-second time."""
+    from deploylib.sources import stampable
+
+    now = 1_700_000_000 * 10**9 + 500_000_000
+    assert stampable(now - 3 * 10**9, now) and stampable(now - 3 * 10**9 - 500_000_000, now)  # out of the window
+    assert stampable(now - 1_500_000_000 + 7, now)
+    assert not stampable(now - 1_500_000_000, now)  # a whole second: 1,699,999,999.000000000
+    assert not stampable(now - 500_000_007, now)  # too recent

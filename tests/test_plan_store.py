@@ -190,3 +190,65 @@ def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> 
     manifest.write_text("{torn")
     with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
         store.objects_of([snap.id])
+
+
+def _vouching(path: Path, data: bytes):  # type: ignore[no-untyped-def]
+    """A `known` that vouches for `path` as it is now (the hash cache after preflight)."""
+    import hashlib
+
+    st = os.stat(path)
+    sha = hashlib.sha256(data).hexdigest()
+    return sha, lambda s: sha if (s.st_ino, s.st_size, s.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns) \
+        else None
+
+
+def test_a_file_whose_hash_the_cache_vouches_for_is_stored_by_the_kernel_unhashed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deploylib.store as store_module
+
+    store = Store(tmp_path / "bk")
+    prod = tmp_path / "prod.bin"
+    data = os.urandom(3 << 20)
+    prod.write_bytes(data)
+    sha, known = _vouching(prod, data)
+    hashed: list[str] = []
+    monkeypatch.setattr(store_module, "copy_with_hash", lambda *a, **k: hashed.append(str(a[0])))
+    entry = store.put(prod, Entry("prod.bin", len(data), 0o644, sha), known)
+    assert entry.sha256 == sha and hashed == []  # no read into Python, no hash
+    obj = store.object_path(sha)
+    assert obj.read_bytes() == data and (obj.stat().st_mode & 0o777) == 0o444
+    assert [p.name for p in obj.parent.iterdir()] == [sha]
+
+
+@pytest.mark.parametrize("case", ["not vouched", "written during the copy", "no kernel copy"])
+def test_a_kernel_copy_that_cannot_be_trusted_falls_back_to_hashing_what_is_copied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    store = Store(tmp_path / "bk")
+    prod = tmp_path / "prod.bin"
+    data = b"a" * (1 << 20)
+    prod.write_bytes(data)
+    sha, known = _vouching(prod, data)
+    real = os.copy_file_range
+    if case == "not vouched":
+        known = lambda s: None  # noqa: E731  (e.g. modified within the racy window)
+    elif case == "written during the copy":
+        def racing(fin: int, fout: int, count: int) -> int:
+            n = real(fin, fout, count)
+            with open(prod, "r+b") as f:  # same size, new bytes: only the mtime tells
+                f.write(b"b")
+            return n
+
+        monkeypatch.setattr(os, "copy_file_range", racing)
+    else:
+        def unsupported(fin: int, fout: int, count: int) -> int:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", unsupported)
+    entry = store.put(prod, Entry("prod.bin", len(data), 0o644, sha), known)
+    now = prod.read_bytes()
+    import hashlib
+
+    assert entry.sha256 == hashlib.sha256(now).hexdigest()  # what the store holds, hashed as it was copied
+    assert store.object_path(entry.sha256).read_bytes() == now
+    assert not [p for p in store.object_dir.iterdir() if p.name.startswith("tmp-")]
+    assert store.check([entry]) == []

@@ -78,9 +78,13 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     for n, entry in enumerate(incoming, 1):
         dest = release_dir / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        op.source.fetch(entry, dest)
+        stamped = op.source.fetch(entry, dest)
         if entry.link is None:
-            hashes.put(os.lstat(dest), entry.sha256)
+            st = os.lstat(dest)
+            if stamped is not None and st.st_mtime_ns == stamped:
+                hashes.put_own(st, entry.sha256)  # the time we stamped, kept exactly: see `stampable`
+            else:
+                hashes.put(st, entry.sha256)
         op.emit("file", {"step": NAME, "path": entry.path, "bytes": entry.size})
         faults.point(faults.COPY, n)
     version_info = op.source.version_info(op, survey, backup.snapshot)
