@@ -130,6 +130,7 @@ def special_kind(mode: int) -> str | None:
     return "special file"
 
 
+SPOOL_MIN = 16 * 1024 * 1024  # a changed source file this large is copied while it is hashed: one read
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
 
 
@@ -143,6 +144,8 @@ class TreeHashes:
 
     def __init__(self, old: dict[str, list[object]], on_hash: Callable[[str, int], None] | None) -> None:
         self.on_hash = on_hash  # told of every file actually read
+        # hashes a large file by copying it (a deploy's source: the copy is what it deploys); None: not done
+        self.spool: Callable[[str, os.stat_result], str | None] | None = None
         self._old = old
         self.new: dict[str, list[object]] = {}
         self._racy_after = time.time_ns() - RACY_NS  # mtimes above this are too recent to trust
@@ -174,7 +177,10 @@ class TreeHashes:
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
         if sha is None:
-            sha = sha256_file(path)
+            if self.spool is not None and st.st_size >= SPOOL_MIN:
+                sha = self.spool(path, st)
+            if sha is None:
+                sha = sha256_file(path)
             self.put(st, sha)
             if self.on_hash is not None:
                 self.on_hash(path, st.st_size)

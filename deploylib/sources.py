@@ -36,9 +36,39 @@ class TreeSource:
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
         self._git: tuple[str | None, bool | None] | None = None  # asked of git once per operation
         self._version: tuple[str | None] | None = None
+        self.spool_dir: Path | None = None  # set by a real run's preflight: large files are copied as hashed
+        self.spooled: dict[str, tuple[str, str, tuple[int, int], int | None]] = {}  # path: (copy, sha, stamp, mtime)
+
+    def _spool(self, path: str, st: os.stat_result) -> str | None:
+        """Hash a large source file by copying it into the stage (the copy the deploy will commit if the
+        plan needs it): one read of the file instead of two. None (and no copy left) if it cannot be
+        spooled there; the caller then only hashes it."""
+        assert self.spool_dir is not None
+        dest = str(self.spool_dir / str(len(self.spooled)))
+        mtime = st.st_mtime_ns if stampable(st.st_mtime_ns, time.time_ns()) else None
+        try:
+            if not self.spool_dir.is_dir():
+                if not self.spool_dir.parent.parent.is_dir():
+                    return None  # the target's parent does not exist yet: made only by the stage
+                self.spool_dir.parent.mkdir(mode=0o700, exist_ok=True)
+                self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+            sha = copy_with_hash(path, dest, mode=0o600, mtime_ns=mtime)
+        except OSError:
+            try:
+                os.unlink(dest)
+            except OSError:
+                pass
+            return None
+        self.spooled[path[len(str(self.root)) + 1:]] = (dest, sha, (st.st_size, st.st_mtime_ns), mtime)
+        return sha
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
-        found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
+        hashes = op.cache.tree(self.root)
+        hashes.spool = self._spool if self.spool_dir is not None else None
+        try:
+            found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
+        finally:
+            hashes.spool = None
         self.stamps = found.stamps
         _strip_setid(op, found)
         self._note_dirty(op)
@@ -75,6 +105,13 @@ class TreeSource:
             return None
         src = self.root / entry.path
         before = os.stat(src)
+        spooled = self.spooled.pop(entry.path, None)
+        stamp = (before.st_size, before.st_mtime_ns)
+        if spooled is not None and spooled[1] == entry.sha256 and spooled[2] == stamp == self.stamps[entry.path]:
+            # copied (and hashed: the plan's hash is the copy's) while preflight planned: not read again
+            os.rename(spooled[0], dest)
+            os.chmod(dest, entry.mode)
+            return spooled[3]
         # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when `stampable`: the hash cache
         # can then trust the hash of this copy next time (stage records it), and any later edit in
         # production stamps the file with a newer time, so it is re-read.

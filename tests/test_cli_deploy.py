@@ -388,3 +388,74 @@ def test_a_copy_is_stamped_with_a_recent_source_time_only_where_no_later_write_c
     assert stampable(now - 1_500_000_000 + 7, now)
     assert not stampable(now - 1_500_000_000, now)  # a whole second: 1,699,999,999.000000000
     assert not stampable(now - 500_000_007, now)  # too recent
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """The source files a deploy hashes alone and the ones it copies (spooled or staged), by path."""
+    from deploylib import manifest, sources
+
+    seen: dict[str, list[str]] = {"hashed": [], "copied": []}
+    real_hash, real_copy = manifest.sha256_file, sources.copy_with_hash
+
+    def hashing(path, *a, **k):  # type: ignore[no-untyped-def]
+        seen["hashed"].append(str(path))
+        return real_hash(path, *a, **k)
+
+    def copying(src, *a, **k):  # type: ignore[no-untyped-def]
+        seen["copied"].append(str(src))
+        return real_copy(src, *a, **k)
+
+    monkeypatch.setattr(manifest, "sha256_file", hashing)
+    monkeypatch.setattr(sources, "copy_with_hash", copying)
+    monkeypatch.setattr(manifest, "SPOOL_MIN", 10)  # every file but the tiniest counts as large here
+    return seen
+
+
+def test_a_large_changed_source_file_is_read_once(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preflight hashes it by copying it into the stage; the stage commits that copy instead of reading the
+    source again. A file that turns out unchanged leaves no copy behind."""
+    from deploylib import operations
+
+    ok(project.run("deploy"))
+    seen = _reads(monkeypatch)
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    os.chmod(source, 0o750)
+    result = operations.deploy(project.config)
+    assert result.changed and result.plan["counts"]["changed"] == 1
+    assert seen["copied"] == [str(source)] and str(source) not in seen["hashed"]
+    deployed = project.target / "workflow/plan.py"
+    assert deployed.read_bytes() == source.read_bytes() and (deployed.stat().st_mode & 0o777) == 0o750
+    assert project.leftovers() == []
+
+    seen["copied"].clear()
+    source.touch()  # new mtime, same bytes: hashed (by spooling), nothing to deploy, the copy dropped
+    result = operations.deploy(project.config)
+    assert not result.changed and seen["copied"] == [str(source)]
+    assert project.leftovers() == []
+    seen["copied"].clear()
+    operations.deploy(project.config, dry_run=True)  # a preview writes nothing: it only hashes
+    assert seen["copied"] == [] and project.leftovers() == []
+
+
+def test_an_edit_after_a_large_file_was_spooled_aborts_the_deploy(project: Project,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spooled copy holds the planned bytes, but the promise is the plan that was previewed, with the
+    source as it was: an edit after preflight still aborts, and nothing is left behind."""
+    from deploylib import operations
+    from deploylib.errors import DeployError
+
+    ok(project.run("deploy"))
+    _reads(monkeypatch)
+    before = project.managed()
+    bump(project)
+    source = project.source / "workflow/plan.py"
+
+    def edit_after_preflight(kind: str, data: dict[str, object]) -> None:
+        if kind == "step" and data.get("step") == "backup":
+            with open(source, "ab") as f:
+                f.write(b"# late edit\n")
+
+    with pytest.raises(DeployError, match="changed while being deployed"):
+        operations.deploy(project.config, on_event=edit_after_preflight)
+    assert project.managed() == before and project.leftovers() == []
