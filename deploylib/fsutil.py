@@ -64,12 +64,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None) -> str:
+def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None,
+                   stamp_if: Callable[[int, int], bool] | None = None) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.
 
     Hashing while copying means one read of the source and a hash of exactly the
     bytes that landed, so a file rewritten mid-copy is detected by the caller.
-    `mtime_ns` stamps the copy (after its last write) with that modification time.
+    `mtime_ns` stamps the copy (after its last write) with that modification time; with `stamp_if`, only
+    if `stamp_if(mtime_ns, now)` holds at that moment (the copy of a large file takes a while).
     """
     h = hashlib.sha256()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -78,7 +80,7 @@ def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mt
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
-            if mtime_ns is not None:
+            if mtime_ns is not None and (stamp_if is None or stamp_if(mtime_ns, time.time_ns())):
                 fout.flush()
                 os.utime(fout.fileno(), ns=(time.time_ns(), mtime_ns))
     except BaseException:

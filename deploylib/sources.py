@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,14 +44,14 @@ class TreeSource:
         spooled there; the caller then only hashes it."""
         assert self.spool_dir is not None
         dest = str(self.spool_dir / str(len(self.spooled)))
-        mtime = st.st_mtime_ns if stampable(st.st_mtime_ns, time.time_ns()) else None
+        mtime = st.st_mtime_ns  # stamped if `stampable` once copied: stage checks the copy has it
         try:
             if not self.spool_dir.is_dir():
                 if not self.spool_dir.parent.parent.is_dir():
                     return None  # the target's parent does not exist yet: made only by the stage
                 self.spool_dir.parent.mkdir(mode=0o700, exist_ok=True)
                 self.spool_dir.mkdir(mode=0o700, exist_ok=True)
-            sha = copy_with_hash(path, dest, mode=0o600, mtime_ns=mtime)
+            sha = copy_with_hash(path, dest, mode=0o600, mtime_ns=mtime, stamp_if=stampable)
         except OSError:
             try:
                 os.unlink(dest)
@@ -94,7 +93,8 @@ class TreeSource:
 
     def fetch(self, entry: Entry, dest: Path) -> int | None:
         """Copy one file, hashing the bytes written: an edit since planning aborts the deploy; returns the
-        mtime the copy was stamped with (None: it kept the time of its writing).
+        source's mtime the copy was to be stamped with (if `stampable` once written: the copy's own mtime
+        tells whether it was), None for a link.
 
         The file must show the size and mtime it had when planned, before and after the copy, and
         the bytes copied must hash as planned. Aborting (not retrying) keeps the promise that
@@ -115,8 +115,8 @@ class TreeSource:
         # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when `stampable`: the hash cache
         # can then trust the hash of this copy next time (stage records it), and any later edit in
         # production stamps the file with a newer time, so it is re-read.
-        mtime = before.st_mtime_ns if stampable(before.st_mtime_ns, time.time_ns()) else None
-        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=mtime)
+        mtime = before.st_mtime_ns
+        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=mtime, stamp_if=stampable)
         after = os.stat(src)
         stamp = (before.st_size, before.st_mtime_ns)
         if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
@@ -197,13 +197,14 @@ OWN_NS = 1_000_000_000  # a copy stamped with an mtime this much older than its 
 
 
 def stampable(mtime_ns: int, now_ns: int) -> bool:
-    """Whether a copy the tool writes may carry the source's mtime, and its hash be trusted by that mtime.
+    """Whether a copy the tool writes may carry the source's mtime `mtime_ns` at `now_ns` (the moment of
+    stamping; for the copy found later, its ctime), with its hash trusted by that mtime.
 
     Past the racy window, always. Within it, when the time is at least OWN_NS old and has a sub-second
-    part: the tool wrote the copy and stamped that time itself, so any later write stamps a newer one
+    part: the copy is the tool's own and any later write stamps a time at least as new as `now_ns`
     (a filesystem that stores the sub-second part ticks finer than OWN_NS; one that keeps whole seconds,
     or two, changes the stamp, and the copy is then not trusted: see `stage`). A build that writes a
-    large artifact and deploys it a second later then need not read the deployed copy again."""
+    large artifact and deploys it at once then need not read the deployed copy again next time."""
     return mtime_ns < now_ns - RACY_NS or (mtime_ns % 1_000_000_000 != 0 and mtime_ns < now_ns - OWN_NS)
 
 

@@ -459,3 +459,32 @@ def test_an_edit_after_a_large_file_was_spooled_aborts_the_deploy(project: Proje
     with pytest.raises(DeployError, match="changed while being deployed"):
         operations.deploy(project.config, on_event=edit_after_preflight)
     assert project.managed() == before and project.leftovers() == []
+
+
+def test_a_copy_is_stamped_when_the_source_time_is_old_enough_once_the_copy_is_written(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large artifact deployed right after its build: the source's mtime is too recent when the copy starts,
+    not when the copy (of a gigabyte, here slowed down) is done; then the copy keeps it and is trusted."""
+    from deploylib import operations, sources
+
+    ok(project.run("deploy"))
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    built = time.time_ns() - 200_000_123
+    os.utime(source, ns=(built, built))
+    real = sources.copy_with_hash
+
+    def slow(*a, **k):  # type: ignore[no-untyped-def]
+        time.sleep(1.1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sources, "copy_with_hash", slow)
+    assert operations.deploy(project.config).changed
+    deployed = project.target / "workflow/plan.py"
+    assert os.stat(deployed).st_mtime_ns == built
+    while time.time_ns() - built < 2_100_000_000:
+        time.sleep(0.1)
+    hashed: list[str] = []
+    sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) not in hashed

@@ -22,6 +22,7 @@ from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..layout import release_path
 from ..manifest import Entry, Release, save_release
+from ..sources import stampable
 from ..version import write_version
 from .backup import Backup
 from .preflight import SPOOL_DIR
@@ -86,8 +87,10 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
         stamped = op.source.fetch(entry, dest)
         if entry.link is None:
             st = os.lstat(dest)
-            if stamped is not None and st.st_mtime_ns == stamped:
-                hashes.put_own(st, entry.sha256)  # the time we stamped, kept exactly: see `stampable`
+            if stamped is not None and st.st_mtime_ns == stamped and stampable(stamped, st.st_ctime_ns):
+                # it shows the source's time, far enough before its own last change (the stamping, then the
+                # chmod) that a later write cannot leave it as it is: see `stampable`
+                hashes.put_own(st, entry.sha256)
             else:
                 hashes.put(st, entry.sha256)
         op.emit("file", {"step": NAME, "path": entry.path, "bytes": entry.size})
