@@ -416,7 +416,13 @@ def load_release(path: Path) -> Release | None:
     A record that does not parse (it is written atomically: never torn), or names a
     path outside its tree, is hostile or damaged state: CorruptState, and nothing is touched.
     """
+    from . import warm
+
+    kept = warm.recall(path)  # a long-lived server keeps the live record while the file is the one it read
+    if isinstance(kept, Release):
+        return Release(dict(kept.files), list(kept.dirs), kept.version_file)
     try:
+        before = os.lstat(path) if warm.ENABLED else None
         data = loads_state(read_state(path))
     except OSError:
         return None
@@ -436,4 +442,6 @@ def load_release(path: Path) -> Release | None:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None
+    if before is not None:
+        warm.remember_settled(path, Release(dict(release.files), list(release.dirs), release.version_file), before)
     return release

@@ -13,6 +13,9 @@ entries) and re-listed the backup store. Nothing here is trusted without a check
   a directory whose mtime moved is listed again, and so is one whose mtime was within the racy window
   when it was listed (an object added or deleted in the same clock tick would not move it).
 
+- Release records (`load_release`), by the same identity, kept only once their mtime has left the
+  racy window (see `remember_settled`); each caller gets its own copy of the kept record.
+
 Off unless `enable()` is called (the MCP server does); one-shot commands behave exactly as before.
 """
 
@@ -63,6 +66,23 @@ def remember(path: Path, value: Any) -> None:
     try:
         st = os.lstat(path)
     except OSError:
+        return
+    with _lock:
+        _files[str(path)] = (_identity(st), value)
+
+
+def remember_settled(path: Path, value: Any, read_from: os.stat_result) -> None:
+    """Keep `value` as what the file at `path` says, read while it showed `read_from` (its lstat just before
+    the read), only if it still shows that identity and its mtime is out of the racy window: an in-place
+    edit then stamps a newer mtime, and `recall` misses. A file modified within the window is never kept
+    (a same-tick edit at the same size would leave its identity as it was)."""
+    if not ENABLED:
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if _identity(st) != _identity(read_from) or st.st_mtime_ns > time.time_ns() - RACY_NS:
         return
     with _lock:
         _files[str(path)] = (_identity(st), value)
