@@ -11,7 +11,9 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
+from typing import Callable
 
 CHUNK = 1024 * 1024  # 1 MiB: few syscalls, bounded memory even for huge files
 
@@ -62,11 +64,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None) -> str:
+def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None,
+                   stamp_if: Callable[[int, int], bool] | None = None) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.
 
     Hashing while copying means one read of the source and a hash of exactly the
     bytes that landed, so a file rewritten mid-copy is detected by the caller.
+    `mtime_ns` stamps the copy (after its last write) with that modification time; with `stamp_if`, only
+    if `stamp_if(mtime_ns, now)` holds at that moment (the copy of a large file takes a while).
     """
     h = hashlib.sha256()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -75,11 +80,57 @@ def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None) ->
             while chunk := fin.read(CHUNK):
                 h.update(chunk)
                 fout.write(chunk)
+            if mtime_ns is not None and (stamp_if is None or stamp_if(mtime_ns, time.time_ns())):
+                fout.flush()
+                os.utime(fout.fileno(), ns=(time.time_ns(), mtime_ns))
     except BaseException:
         Path(dst).unlink(missing_ok=True)
         raise
     os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode) if mode is None else mode)
     return h.hexdigest()
+
+
+def kernel_copy(src: str | Path, dst: str | Path, sha: str, known: Callable[[os.stat_result], str | None]) -> bool:
+    """Copy `src` to a new read-only file `dst` inside the kernel, when `known` vouches that `src` holds the
+    bytes of `sha`; True if done. False (and `dst` absent) when it does not vouch, when `src` showed any
+    other identity (device, inode, size, mtime, ctime) after the copy than before it, or when the kernel
+    cannot copy between these files: the caller then copies with hashing.
+
+    A write during the copy stamps `src` with a newer mtime, so the second fstat catches it; `known`
+    refuses a file modified within the racy window, where a same-tick write would leave the mtime as is.
+    """
+    try:
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        before = os.fstat(fin)
+        if not stat.S_ISREG(before.st_mode) or known(before) != sha:
+            return False
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            left = before.st_size
+            while left > 0:
+                n = os.copy_file_range(fin, fout, min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
+            after = os.fstat(fin)
+            same = left == 0 and all(getattr(before, f) == getattr(after, f) for f in _IDENTITY)
+            if same:
+                os.fchmod(fout, 0o444)
+        except OSError:
+            same = False
+        finally:
+            os.close(fout)
+        if not same:
+            os.unlink(dst)
+        return same
+    finally:
+        os.close(fin)
+
+
+_IDENTITY = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
 
 
 def remove_tree(path: Path) -> None:

@@ -28,6 +28,10 @@ VENV_MARKER = "pyvenv.cfg"  # every virtualenv has one at its top (PEP 405), wha
 
 def in_work_tree(root: Path) -> bool:
     """Whether `root` lies inside a git work tree (and git is there to say so)."""
+    from .version import outside_git
+
+    if outside_git(root):
+        return False
     try:
         out = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True,
                              text=True, timeout=30)

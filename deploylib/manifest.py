@@ -57,6 +57,48 @@ Manifest = dict[str, Entry]
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
+def manifest_from_json(files: dict[str, Any]) -> Manifest:
+    """A whole manifest read back from a state file (path -> entry as `Entry.to_json` writes it); ValueError
+    unless every entry is what we write and sits under its own path.
+
+    The checks of `Entry.from_json`, done in bulk (tens of thousands of entries per state file): the hashes
+    are checked by one regex over all of them, the plain ints by their type; anything the fast checks do
+    not clear goes through `Entry.from_json` itself, which says what is wrong.
+    """
+    out: Manifest = {}
+    shas: list[str] = []
+    for path, data in files.items():
+        size, mode, sha, link = data["size"], data["mode"], data["sha256"], data.get("link")
+        if (type(size) is int and type(mode) is int and size >= 0 and 0 <= mode <= 0o7777 and type(sha) is str
+                and len(sha) == 64 and link is None and data["path"] == path and _plain_path(path)):
+            out[path] = Entry(path, size, mode, sha)
+            shas.append(sha)
+        else:
+            entry = Entry.from_json(data)
+            if entry.path != path:
+                raise ValueError("manifest key differs from its entry's path")
+            out[path] = entry
+    if not all_sha256(shas):
+        raise ValueError("bad manifest entry (sha256)")
+    return out
+
+
+_SHA256_LINES = re.compile(r"(?:[0-9a-f]{64}\n)*[0-9a-f]{64}")
+
+
+def all_sha256(shas: list[str]) -> bool:
+    """`is_sha256` of every one, in one regex match (for the thousands of a manifest)."""
+    return not shas or (all(type(s) is str and len(s) == 64 for s in shas)
+                        and _SHA256_LINES.fullmatch("\n".join(shas)) is not None)
+
+
+def _plain_path(path: str) -> bool:
+    """The common case of `safe_relpath`, cheaply: a str with no NUL, no leading '/', no '' '.' '..' part."""
+    return (type(path) is str and path != "" and path[0] != "/" and "\0" not in path and "//" not in path
+            and path[-1] != "/" and not (path == "." or path == ".." or path.startswith(("./", "../"))
+                                         or path.endswith(("/.", "/..")) or "/./" in path or "/../" in path))
+
+
 def is_sha256(text: object) -> bool:
     """A lowercase hex sha256: the only names objects have, so the only ones a path is built from."""
     return isinstance(text, str) and _SHA256.match(text) is not None
@@ -88,6 +130,7 @@ def special_kind(mode: int) -> str | None:
     return "special file"
 
 
+SPOOL_MIN = 16 * 1024 * 1024  # a changed source file this large is copied while it is hashed: one read
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
 
 
@@ -101,6 +144,8 @@ class TreeHashes:
 
     def __init__(self, old: dict[str, list[object]], on_hash: Callable[[str, int], None] | None) -> None:
         self.on_hash = on_hash  # told of every file actually read
+        # hashes a large file by copying it (a deploy's source: the copy is what it deploys); None: not done
+        self.spool: Callable[[str, os.stat_result], str | None] | None = None
         self._old = old
         self.new: dict[str, list[object]] = {}
         self._racy_after = time.time_ns() - RACY_NS  # mtimes above this are too recent to trust
@@ -123,10 +168,19 @@ class TreeHashes:
         if st.st_mtime_ns <= self._racy_after:
             self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
 
+    def put_own(self, st: os.stat_result, sha: str) -> None:
+        """Record the hash of a copy the tool wrote and stamped with an mtime older than its writing (the
+        caller checks the stamp held): a later write stamps a newer mtime, so the racy rule at `put` is not
+        needed. `get` still refuses the entry while the mtime is within the racy window."""
+        self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
         if sha is None:
-            sha = sha256_file(path)
+            if self.spool is not None and st.st_size >= SPOOL_MIN:
+                sha = self.spool(path, st)
+            if sha is None:
+                sha = sha256_file(path)
             self.put(st, sha)
             if self.on_hash is not None:
                 self.on_hash(path, st.st_size)
@@ -149,10 +203,17 @@ class HashCache:
         self._saved: dict[str, dict[str, list[object]]] = {}
         self._trees: dict[str, TreeHashes] = {}
         if path is not None:
+            from . import warm
+
+            kept = warm.recall(path)  # a long-lived server keeps what it last read or wrote there
+            if kept is not None:
+                self._saved = kept
+                return
             try:
                 data = loads_state(read_state(path))
                 if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
                     self._saved = data["trees"]
+                    warm.remember(path, self._saved)
             except (OSError, ValueError):
                 pass  # a missing or damaged cache only costs re-hashing
 
@@ -177,6 +238,10 @@ class HashCache:
                                                separators=(",", ":")).encode())
         except OSError as exc:
             return f"{self.path}: hash cache not saved ({exc.strerror}); the next run reads every file again"
+        from . import warm
+
+        warm.remember(self.path, trees)
+        self._saved = trees
         return None
 
 
@@ -405,7 +470,13 @@ def load_release(path: Path) -> Release | None:
     A record that does not parse (it is written atomically: never torn), or names a
     path outside its tree, is hostile or damaged state: CorruptState, and nothing is touched.
     """
+    from . import warm
+
+    kept = warm.recall(path)  # a long-lived server keeps the live record while the file is the one it read
+    if isinstance(kept, Release):
+        return Release(dict(kept.files), list(kept.dirs), kept.version_file)
     try:
+        before = os.lstat(path) if warm.ENABLED else None
         data = loads_state(read_state(path))
     except OSError:
         return None
@@ -417,12 +488,14 @@ def load_release(path: Path) -> Release | None:
             files, dirs, name = data["files"], data["dirs"], data.get("version_file", VERSION_FILE)
         else:  # the first format: a bare manifest
             files, dirs, name = data, [], VERSION_FILE
-        release = Release({p: Entry.from_json(e) for p, e in files.items()}, list(dirs), name)
-        if any(p != e.path for p, e in release.files.items()) or not all(map(safe_relpath, release.dirs)):
+        release = Release(manifest_from_json(files), list(dirs), name)
+        if not all(map(safe_relpath, release.dirs)):
             raise ValueError("a path does not match its entry")
         if not (safe_relpath(name) and "/" not in name):
             raise ValueError("the version file is not a plain name")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None
+    if before is not None:
+        warm.remember_settled(path, Release(dict(release.files), list(release.dirs), release.version_file), before)
     return release

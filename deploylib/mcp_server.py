@@ -13,6 +13,7 @@ config error (a client would otherwise see only "Connection closed").
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import os
@@ -27,7 +28,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
-from . import __version__, naming, operations, report
+from . import __version__, naming, operations, report, warm
 from .config import tool_prefix
 from .errors import DeployError, PlanMismatch
 from .steps import backup, commit, finish, preflight, stage, validate, verify
@@ -88,7 +89,7 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
 
     async def answer(fn: Callable[[], Any], summarize: Callable[[Any], str]) -> CallToolResult:
         try:
-            result = await anyio.to_thread.run_sync(fn)
+            result = await anyio.to_thread.run_sync(quiet(fn))
         except DeployError as exc:
             return failure(exc)
         return reply(result.to_json(), summarize(result))
@@ -107,15 +108,15 @@ def build_server(config: str | os.PathLike[str] | None, profile: str | None) -> 
                                 report.preview_summary)
         relay = ProgressRelay(ctx)
         try:
-            result = await anyio.to_thread.run_sync(
+            result = await anyio.to_thread.run_sync(quiet(
                 lambda: operations.deploy(config, profile, plan_digest=plan_digest, ref=ref,
-                                          overwrite_drift=overwrite_drift, on_event=relay))
+                                          overwrite_drift=overwrite_drift, on_event=relay)))
         except DeployError as exc:
             if exc.kind != PlanMismatch.__name__:
                 return failure(exc)
             try:
-                fresh = await anyio.to_thread.run_sync(
-                    lambda: operations.deploy(config, profile, dry_run=True, ref=ref))
+                fresh = await anyio.to_thread.run_sync(quiet(
+                    lambda: operations.deploy(config, profile, dry_run=True, ref=ref)))
             except DeployError as again:
                 return failure(again)
             preview = {**fresh.to_json(), "summary": report.preview_summary(fresh)}
@@ -195,7 +196,7 @@ class ProgressRelay:
             elif kind == "begin":
                 self.expected = data.get("files") or None
             elif kind == "file":
-                self.files += 1
+                self.files += int(data.get("count", 1))
                 if time.monotonic() - self.last < PROGRESS_INTERVAL:
                     return
                 share = self.files / self.expected if self.expected else self.files / (self.files + 1)
@@ -218,5 +219,33 @@ class ProgressRelay:
         await self.ctx.report_progress(len(STEPS), len(STEPS), "done")
 
 
+_running = 0  # tool calls in progress (each in a worker thread)
+_gc_lock = threading.Lock()
+
+
+def quiet(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """`fn` with the cyclic GC paused while any call runs: an operation builds tens of thousands of
+    objects that live until it ends, and collections during it re-scan them (and the warm caches) for
+    nothing. The GC resumes when no call is running."""
+
+    def run() -> Any:
+        global _running
+        with _gc_lock:
+            _running += 1
+            gc.disable()
+        try:
+            return fn()
+        finally:
+            with _gc_lock:
+                _running -= 1
+                if not _running:
+                    gc.enable()
+
+    return run
+
+
 def serve(config: str | os.PathLike[str] | None, profile: str | None) -> None:
-    build_server(config, profile).run("stdio")
+    warm.enable()  # keep the hash cache and the store's listing between calls, revalidated (see warm.py)
+    server = build_server(config, profile)
+    gc.freeze()  # the modules and the server: never garbage, never worth scanning again
+    server.run("stdio")

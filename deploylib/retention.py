@@ -51,7 +51,7 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     if not gone and not collect_always:
         return PruneReport([], [s.id for s in snapshots], 0, 0)  # nothing expired: nothing became garbage
     try:  # GC must see every object the kept snapshots reference
-        wanted = store.objects_of(s.id for s in kept)
+        wanted = store.objects_of((s.id for s in kept), cache=not dry_run)
     except CorruptState as exc:
         raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
     candidates = None if collect_always else _expired_objects(store, expired)
@@ -68,6 +68,6 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
 def _expired_objects(store: Store, expired: list[Snapshot]) -> set[str] | None:
     """Every object the expired snapshots reference, or None (sweep the whole store) if one cannot be read."""
     try:
-        return store.objects_of(s.id for s in expired)
+        return store.objects_of((s.id for s in expired), cache=False)  # about to go
     except CorruptState:
         return None

@@ -15,7 +15,7 @@ from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
-from .manifest import Entry, Scan, link_leaves, manifest_problem, scan
+from .manifest import RACY_NS, Entry, Scan, link_leaves, manifest_problem, scan
 from .naming import hint
 from .plan import Plan
 from .report import release_label
@@ -33,9 +33,41 @@ class TreeSource:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
+        self._git: tuple[str | None, bool | None] | None = None  # asked of git once per operation
+        self._version: tuple[str | None] | None = None
+        self.spool_dir: Path | None = None  # set by a real run's preflight: large files are copied as hashed
+        self.spooled: dict[str, tuple[str, str, tuple[int, int], int | None]] = {}  # path: (copy, sha, stamp, mtime)
+
+    def _spool(self, path: str, st: os.stat_result) -> str | None:
+        """Hash a large source file by copying it into the stage (the copy the deploy will commit if the
+        plan needs it): one read of the file instead of two. None (and no copy left) if it cannot be
+        spooled there; the caller then only hashes it."""
+        assert self.spool_dir is not None
+        dest = str(self.spool_dir / str(len(self.spooled)))
+        mtime = st.st_mtime_ns  # stamped if `stampable` once copied: stage checks the copy has it
+        try:
+            if not self.spool_dir.is_dir():
+                if not self.spool_dir.parent.parent.is_dir():
+                    return None  # the target's parent does not exist yet: made only by the stage
+                self.spool_dir.parent.mkdir(mode=0o700, exist_ok=True)
+                self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+            sha = copy_with_hash(path, dest, mode=0o600, mtime_ns=mtime, stamp_if=stampable)
+        except OSError:
+            try:
+                os.unlink(dest)
+            except OSError:
+                pass
+            return None
+        self.spooled[path[len(str(self.root)) + 1:]] = (dest, sha, (st.st_size, st.st_mtime_ns), mtime)
+        return sha
 
     def desired(self, op: Operation, previous: dict[str, Any] | None) -> Scan:
-        found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
+        hashes = op.cache.tree(self.root)
+        hashes.spool = self._spool if self.spool_dir is not None else None
+        try:
+            found = scan(self.root, op.profile.rules, op.cache, source=True, ignored=self._ignored(op))
+        finally:
+            hashes.spool = None
         self.stamps = found.stamps
         _strip_setid(op, found)
         self._note_dirty(op)
@@ -47,18 +79,22 @@ class TreeSource:
         return lambda paths: git_ignored(self.root, paths)
 
     def _note_dirty(self, op: Operation) -> None:
-        commit, dirty = git_state(self.root)
+        commit, dirty = self.git()
         if dirty:
             op.note(f"the source has uncommitted changes to tracked files (on {commit[:7] if commit else '?'}): "
                     "they are deployed as they are, and VERSION records git_dirty: true; "
                     "--ref HEAD deploys the last commit only")
 
     def git(self) -> tuple[str | None, bool | None]:
-        """(commit, dirty) of what this deploy ships."""
-        return git_state(self.root)
+        """(commit, dirty) of what this deploy ships (as git said when first asked in this operation)."""
+        if self._git is None:
+            self._git = git_state(self.root)
+        return self._git
 
-    def fetch(self, entry: Entry, dest: Path) -> None:
-        """Copy one file, hashing the bytes written: an edit since planning aborts the deploy.
+    def fetch(self, entry: Entry, dest: Path) -> int | None:
+        """Copy one file, hashing the bytes written: an edit since planning aborts the deploy; returns the
+        source's mtime the copy was to be stamped with (if `stampable` once written: the copy's own mtime
+        tells whether it was), None for a link.
 
         The file must show the size and mtime it had when planned, before and after the copy, and
         the bytes copied must hash as planned. Aborting (not retrying) keeps the promise that
@@ -66,10 +102,21 @@ class TreeSource:
         """
         if entry.link is not None:
             os.symlink(entry.link, dest)
-            return
+            return None
         src = self.root / entry.path
         before = os.stat(src)
-        sha = copy_with_hash(src, dest, mode=entry.mode)
+        spooled = self.spooled.pop(entry.path, None)
+        stamp = (before.st_size, before.st_mtime_ns)
+        if spooled is not None and spooled[1] == entry.sha256 and spooled[2] == stamp == self.stamps[entry.path]:
+            # copied (and hashed: the plan's hash is the copy's) while preflight planned: not read again
+            os.rename(spooled[0], dest)
+            os.chmod(dest, entry.mode)
+            return spooled[3]
+        # The copy keeps the source's mtime (as `rsync -a` and `cp -p` do) when `stampable`: the hash cache
+        # can then trust the hash of this copy next time (stage records it), and any later edit in
+        # production stamps the file with a newer time, so it is re-read.
+        mtime = before.st_mtime_ns
+        sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=mtime, stamp_if=stampable)
         after = os.stat(src)
         stamp = (before.st_size, before.st_mtime_ns)
         if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
@@ -78,10 +125,13 @@ class TreeSource:
                 f"{self.root / entry.path}: changed while being deployed; "
                 "rerun the deploy once edits have settled"
             )
+        return mtime
 
     def next_version(self) -> str | None:
-        """The version a deploy now would record (None: it will be the deploy id)."""
-        return source_version(self.root)
+        """The version a deploy now would record (None: it will be the deploy id); read once per operation."""
+        if self._version is None:
+            self._version = (source_version(self.root),)
+        return self._version[0]
 
     def next_release(self) -> tuple[str | None, str | None, bool | None]:
         """(release id, git commit, dirty) a deploy now would record; the id is made only by the deploy."""
@@ -139,13 +189,30 @@ class RefSource(TreeSource):
         return self.exported.commit, False
 
     def next_version(self) -> str | None:
-        return source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit)
+        if self._version is None:
+            self._version = (source_version(self.root, git_dir=self.exported.repo, commit=self.exported.commit),)
+        return self._version[0]
 
     def origin(self) -> str:
         return self.exported.origin
 
     def mask(self, text: str) -> str:
         return self.exported.mask(text)
+
+
+OWN_NS = 1_000_000_000  # a copy stamped with an mtime this much older than its writing: see `stampable`
+
+
+def stampable(mtime_ns: int, now_ns: int) -> bool:
+    """Whether a copy the tool writes may carry the source's mtime `mtime_ns` at `now_ns` (the moment of
+    stamping; for the copy found later, its ctime), with its hash trusted by that mtime.
+
+    Past the racy window, always. Within it, when the time is at least OWN_NS old and has a sub-second
+    part: the copy is the tool's own and any later write stamps a time at least as new as `now_ns`
+    (a filesystem that stores the sub-second part ticks finer than OWN_NS; one that keeps whole seconds,
+    or two, changes the stamp, and the copy is then not trusted: see `stage`). A build that writes a
+    large artifact and deploys it at once then need not read the deployed copy again next time."""
+    return mtime_ns < now_ns - RACY_NS or (mtime_ns % 1_000_000_000 != 0 and mtime_ns < now_ns - OWN_NS)
 
 
 def _strip_setid(op: Operation, found: Scan) -> None:
@@ -205,8 +272,9 @@ class SnapshotSource:
                 f"(see `{hint('backups')}`)"
             )
 
-    def fetch(self, entry: Entry, dest: Path) -> None:
+    def fetch(self, entry: Entry, dest: Path) -> int | None:
         self.store.restore(entry, dest)
+        return None
 
     def next_version(self) -> str | None:
         return self.snapshot.version if self.snapshot else None

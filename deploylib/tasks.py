@@ -325,7 +325,7 @@ def _exit_2_on_usage_errors(program: Program) -> None:
     """Wrap the parse steps of invoke's own Program (the repo's `invoke`) in `usage_errors`, and give it
     the same `--profile <TAB>` completion as `mcp-deploy`.
 
-    That Program is not ours to subclass (cli.DeployProgram is, for `mcp-deploy`), but it imports
+    That Program is not ours to subclass (program.DeployProgram is, for `mcp-deploy`), but it imports
     this module while loading tasks.py, before it parses the task names and flags, so wrapping
     that one instance here still catches them. Nothing else runs that instance.
     """

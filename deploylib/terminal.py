@@ -119,10 +119,11 @@ class ProgressReporter:
                 self._bar().update(self._task(), total=self.total, description=self._label())
         elif kind == "file":
             self.what = self.what or data.get("step")
-            self.files += 1
+            count = int(data.get("count", 1))  # one event may stand for many files (already backed up)
+            self.files += count
             self.bytes += int(data.get("bytes", 0))
             if self.live:
-                self._bar().update(self._task(), advance=1, description=self._label())
+                self._bar().update(self._task(), advance=count, description=self._label())
             elif time.monotonic() - self.last_line >= PLAIN_INTERVAL:
                 self._plain_line()
         elif kind == "check":

@@ -62,11 +62,28 @@ def source_version(source: Path, git_dir: Path | None = None, commit: str = "HEA
             pass
     if git_dir is not None:
         return _git(git_dir, "describe", "--tags", "--always", commit)
+    if outside_git(source):
+        return None
     return _git(source, "describe", "--tags", "--always", "--dirty")
+
+
+def outside_git(path: Path) -> bool:
+    """True when no git repository can contain `path`: no `.git` (and no bare repository) in it or any of
+    its parents, and no GIT_DIR / GIT_WORK_TREE in the environment. Lets a deploy from a plain directory
+    skip the git subprocesses that could only fail (a few milliseconds each)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return False
+    for directory in (path, *path.parents):
+        if os.path.lexists(directory / ".git") or (os.path.isfile(directory / "HEAD")
+                                                   and os.path.isdir(directory / "objects")):
+            return False
+    return True
 
 
 def git_state(source: Path) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the source's git checkout, or (None, None) outside git."""
+    if outside_git(source):
+        return None, None
     commit = _git(source, "rev-parse", "HEAD")
     if commit is None:
         return None, None

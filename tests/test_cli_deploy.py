@@ -339,3 +339,156 @@ def test_a_deploy_reads_only_the_files_that_changed_since_the_last_run(project: 
     hashed.clear()
     result = operations.deploy(project.config, on_event=sink)
     assert result.changed and hashed == [str(project.source / "workflow/plan.py")]
+
+
+@pytest.mark.parametrize("age_ns", [3600 * 10**9, 1_500_000_123], ids=["an hour old", "built 1.5 s ago"])
+def test_the_hash_of_a_file_the_deploy_wrote_is_trusted_until_it_is_edited(project: Project, age_ns: int) -> None:
+    """A deployed copy keeps its source's mtime (when that is out of the racy window, or a second old with a
+    sub-second part: a build's fresh artifact), so the next run trusts the hash the deploy computed while
+    writing it instead of reading the file again. A hand edit in production, even one of the same size
+    landing in the same clock tick as the deploy's own write, stamps the file with a newer time than the one
+    recorded: it is read again and reported as drift."""
+    from deploylib import operations
+
+    ok(project.run("deploy"))
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    built = time.time_ns() - age_ns
+    os.utime(source, ns=(built, built))
+    written = time.time_ns()
+    ok(project.run("deploy"))
+    deployed = project.target / "workflow/plan.py"
+    assert os.stat(deployed).st_mtime_ns == built  # the copy keeps the source's mtime
+    while time.time_ns() - built < 2_100_000_000:  # the next run trusts nothing within the racy window
+        time.sleep(0.1)
+
+    hashed: list[str] = []
+    sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) not in hashed  # trusted: the deploy hashed the bytes it wrote
+
+    # same size, new bytes, and the mtime a coarse clock gives an edit in the same tick as the deploy's last
+    # write to the file: that write's time as the filesystem recorded it (its mtime, or, when the deploy
+    # stamped an older mtime afterwards, the ctime of that stamping)
+    st = os.stat(deployed)
+    tick = st.st_mtime_ns if st.st_mtime_ns >= written else st.st_ctime_ns
+    data = deployed.read_bytes()
+    deployed.write_bytes(data[:-1] + (b"x" if data[-1:] != b"x" else b"y"))
+    os.utime(deployed, ns=(tick, tick))
+    code, status = project.json("status")
+    assert code == 0 and status["drift"] == ["workflow/plan.py"]
+    hashed.clear()
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) in hashed
+
+
+def test_a_copy_is_stamped_with_a_recent_source_time_only_where_no_later_write_can_share_it() -> None:
+    """Within the racy window only a time a second old with a sub-second part: a filesystem that keeps whole
+    seconds (or two) could give a later write the same stamp as a whole-second time."""
+    from deploylib.sources import stampable
+
+    now = 1_700_000_000 * 10**9 + 500_000_000
+    assert stampable(now - 3 * 10**9, now) and stampable(now - 3 * 10**9 - 500_000_000, now)  # out of the window
+    assert stampable(now - 1_500_000_000 + 7, now)
+    assert not stampable(now - 1_500_000_000, now)  # a whole second: 1,699,999,999.000000000
+    assert not stampable(now - 500_000_007, now)  # too recent
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """The source files a deploy hashes alone and the ones it copies (spooled or staged), by path."""
+    from deploylib import manifest, sources
+
+    seen: dict[str, list[str]] = {"hashed": [], "copied": []}
+    real_hash, real_copy = manifest.sha256_file, sources.copy_with_hash
+
+    def hashing(path, *a, **k):  # type: ignore[no-untyped-def]
+        seen["hashed"].append(str(path))
+        return real_hash(path, *a, **k)
+
+    def copying(src, *a, **k):  # type: ignore[no-untyped-def]
+        seen["copied"].append(str(src))
+        return real_copy(src, *a, **k)
+
+    monkeypatch.setattr(manifest, "sha256_file", hashing)
+    monkeypatch.setattr(sources, "copy_with_hash", copying)
+    monkeypatch.setattr(manifest, "SPOOL_MIN", 10)  # every file but the tiniest counts as large here
+    return seen
+
+
+def test_a_large_changed_source_file_is_read_once(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preflight hashes it by copying it into the stage; the stage commits that copy instead of reading the
+    source again. A file that turns out unchanged leaves no copy behind."""
+    from deploylib import operations
+
+    ok(project.run("deploy"))
+    seen = _reads(monkeypatch)
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    os.chmod(source, 0o750)
+    result = operations.deploy(project.config)
+    assert result.changed and result.plan["counts"]["changed"] == 1
+    assert seen["copied"] == [str(source)] and str(source) not in seen["hashed"]
+    deployed = project.target / "workflow/plan.py"
+    assert deployed.read_bytes() == source.read_bytes() and (deployed.stat().st_mode & 0o777) == 0o750
+    assert project.leftovers() == []
+
+    seen["copied"].clear()
+    source.touch()  # new mtime, same bytes: hashed (by spooling), nothing to deploy, the copy dropped
+    result = operations.deploy(project.config)
+    assert not result.changed and seen["copied"] == [str(source)]
+    assert project.leftovers() == []
+    seen["copied"].clear()
+    operations.deploy(project.config, dry_run=True)  # a preview writes nothing: it only hashes
+    assert seen["copied"] == [] and project.leftovers() == []
+
+
+def test_an_edit_after_a_large_file_was_spooled_aborts_the_deploy(project: Project,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spooled copy holds the planned bytes, but the promise is the plan that was previewed, with the
+    source as it was: an edit after preflight still aborts, and nothing is left behind."""
+    from deploylib import operations
+    from deploylib.errors import DeployError
+
+    ok(project.run("deploy"))
+    _reads(monkeypatch)
+    before = project.managed()
+    bump(project)
+    source = project.source / "workflow/plan.py"
+
+    def edit_after_preflight(kind: str, data: dict[str, object]) -> None:
+        if kind == "step" and data.get("step") == "backup":
+            with open(source, "ab") as f:
+                f.write(b"# late edit\n")
+
+    with pytest.raises(DeployError, match="changed while being deployed"):
+        operations.deploy(project.config, on_event=edit_after_preflight)
+    assert project.managed() == before and project.leftovers() == []
+
+
+def test_a_copy_is_stamped_when_the_source_time_is_old_enough_once_the_copy_is_written(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large artifact deployed right after its build: the source's mtime is too recent when the copy starts,
+    not when the copy (of a gigabyte, here slowed down) is done; then the copy keeps it and is trusted."""
+    from deploylib import operations, sources
+
+    ok(project.run("deploy"))
+    bump(project)
+    source = project.source / "workflow/plan.py"
+    built = time.time_ns() - 200_000_123
+    os.utime(source, ns=(built, built))
+    real = sources.copy_with_hash
+
+    def slow(*a, **k):  # type: ignore[no-untyped-def]
+        time.sleep(1.1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(sources, "copy_with_hash", slow)
+    assert operations.deploy(project.config).changed
+    deployed = project.target / "workflow/plan.py"
+    assert os.stat(deployed).st_mtime_ns == built
+    while time.time_ns() - built < 2_100_000_000:
+        time.sleep(0.1)
+    hashed: list[str] = []
+    sink = lambda kind, data: hashed.append(data["path"]) if data.get("step") == "hash" else None  # noqa: E731
+    operations.deploy(project.config, dry_run=True, on_event=sink)
+    assert str(deployed) not in hashed

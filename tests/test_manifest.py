@@ -157,3 +157,49 @@ def test_walk_only_enters_directories_the_globs_can_reach(tmp_path: Path, monkey
     found = scan(tmp_path, rules(["workflow/*.py"], ["**/__pycache__/**"]), HashCache(None))
     assert list(found.entries) == ["workflow/a.py"]
     assert opened == ["workflow"]  # neither huge/ nor the excluded __pycache__/ was read
+
+
+def test_a_warm_process_keeps_a_settled_release_record_and_never_a_changed_or_fresh_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MCP server keeps the live release record between calls, by the file's identity, once its mtime
+    has left the racy window; an in-place edit is read again, and a record modified within the window is
+    never kept (a same-tick edit at the same size would not change its identity)."""
+    import time
+
+    from deploylib import manifest, warm
+    from deploylib.errors import CorruptState
+    from deploylib.manifest import Entry, Release, load_release, save_release
+
+    monkeypatch.setattr(warm, "ENABLED", True)
+    monkeypatch.setattr(warm, "_files", {})
+    parses: list[int] = []
+    real = manifest.manifest_from_json
+    monkeypatch.setattr(manifest, "manifest_from_json", lambda data: parses.append(1) or real(data))
+    path = tmp_path / "d-1.json"
+    save_release(path, Release({"a.py": Entry("a.py", 1, 0o644, "a" * 64)}, ["lib"]))
+    settled = time.time_ns() - 3 * 10**9
+
+    def edit_in_place(old: str, new: str, mtime_ns: int) -> None:
+        text = path.read_text()
+        assert len(old) == len(new) and old in text
+        path.write_text(text.replace(old, new))  # same inode, same size
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+    # fresh (mtime within the window): read, not kept; a same-size edit restoring that mtime is seen
+    fresh = os.stat(path).st_mtime_ns
+    assert load_release(path).files["a.py"].sha256 == "a" * 64 and len(parses) == 1
+    edit_in_place("a" * 64, "b" * 64, fresh)
+    assert load_release(path).files["a.py"].sha256 == "b" * 64 and len(parses) == 2
+
+    # settled: kept, and each caller gets its own copy
+    os.utime(path, ns=(settled, settled))
+    first = load_release(path)
+    first.files.clear()
+    first.dirs.append("mine")
+    again = load_release(path)
+    assert len(parses) == 3 and again.files["a.py"].sha256 == "b" * 64 and again.dirs == ["lib"]
+
+    # an in-place edit stamps a new mtime: read again (here into a damaged record: refused, not recalled)
+    edit_in_place('"b', '"/', time.time_ns())
+    with pytest.raises(CorruptState):
+        load_release(path)

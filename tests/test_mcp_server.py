@@ -300,3 +300,62 @@ def test_file_names_that_are_not_utf8_come_back_escaped_as_the_cli_prints_them(p
     assert is_error and f"validator json: {shown}:1:2: invalid JSON" in text and data["error"] == text
     assert "\\udc" not in json.dumps(out)  # no lone surrogate (json.dumps writes one as \\udcXX)
     assert open(os.fsencode(project.target / "data") + b"/caf\xe9.json", "rb").read() == b"{}\n"  # the real name
+
+
+def test_a_warm_server_trusts_nothing_a_same_tick_edit_could_have_changed(project: Project) -> None:
+    """The server keeps the hash cache and the store's object listing between calls. An edit of the same
+    size landing in the same clock tick as the server's last look (so size and mtime are unchanged) is
+    still previewed and deployed, and an object deleted from the store in the same tick as the server
+    listed it is stored again by the next backup (the rollback that needs it works)."""
+    import os
+
+    def same_tick_rewrite(path: Path, data: bytes) -> None:
+        st = os.stat(path)
+        assert len(data) == st.st_size
+        path.write_bytes(data)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    source = project.source / "workflow/plan.py"
+
+    async def scenario() -> None:
+        async with mcp_session(project.config) as s:
+            _, preview = await call(s, "default_deploy")
+            error, _ = await call(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            assert not error
+            first = source.read_bytes() + b"# edit a\n"
+            source.write_bytes(first)  # an edit now: its mtime is within the racy window
+            _, preview = await call(s, "default_deploy")  # hashes the edit; being racy, the hash is not kept
+            assert preview["plan"]["changed"] == ["workflow/plan.py"]
+            second = first.replace(b"# edit a", b"# edit b")
+            same_tick_rewrite(source, second)  # same size, same mtime: only a fresh read tells
+            _, again = await call(s, "default_deploy")
+            assert again["plan"]["digest"] != preview["plan"]["digest"]
+            error, done = await call(s, "default_deploy", plan_digest=again["plan"]["digest"])
+            assert not error and done["changed"], done
+            assert (project.target / "workflow/plan.py").read_bytes() == second
+
+            # one more deploy: its preflight lists the store while the objects the last backup added are
+            # still within the racy window; then the object of production's server.py is deleted by
+            # another process in the same tick (its directory's mtime unchanged)
+            source.write_bytes(first)
+            _, preview = await call(s, "default_deploy")
+            error, _ = await call(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            assert not error
+            from deploylib.fsutil import sha256_file
+
+            server = project.target / "server.py"
+            before = server.read_bytes()
+            victim = next(p for p in (project.backups / "objects").rglob("*") if p.name == sha256_file(server))
+            st = os.stat(victim.parent)
+            victim.unlink()
+            os.utime(victim.parent, ns=(st.st_atime_ns, st.st_mtime_ns))
+            bump(project, "server.py")
+            _, preview = await call(s, "default_deploy")
+            error, _ = await call(s, "default_deploy", plan_digest=preview["plan"]["digest"])
+            assert not error
+            assert victim.exists()  # backed up again: the listing that had it was not trusted
+            error, rolled = await call(s, "default_rollback")
+            assert not error, rolled
+            assert server.read_bytes() == before
+
+    run(scenario)

@@ -107,3 +107,148 @@ def test_retention_keeps_newest_young_and_protected_and_gc_frees_objects(tmp_pat
     assert count == 3 and size == 6
     for s in kept:
         assert store.check(store.load(s.id).files.values()) == []
+
+
+def _refs(store: Store, snap: Snapshot) -> Path:
+    return store.snapshot_dir / f"{snap.id}.refs"
+
+
+def _parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the manifests `objects_of` parses (the work the refs index exists to skip)."""
+    import deploylib.store as store_module
+
+    calls: list[int] = []
+    real = store_module.loads_state
+
+    def counting(data: bytes | str) -> object:
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(store_module, "loads_state", counting)
+    return calls
+
+
+def test_retention_reads_a_snapshots_objects_from_its_refs_not_its_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1", "b": b"2", "link": b"3"})
+    parses = _parses(monkeypatch)
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()}
+    assert parses == []  # answered by the refs written with the snapshot
+    _refs(store, snap).unlink()  # a store from before the index: parsed once, and the refs written
+    assert store.objects_of([snap.id], cache=False) == {e.sha256 for e in snap.files.values()}
+    assert len(parses) == 1 and not _refs(store, snap).exists()  # cache=False (a dry run) writes nothing
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()}
+    assert len(parses) == 2 and _refs(store, snap).exists()
+    assert store.objects_of([snap.id]) == {e.sha256 for e in snap.files.values()} and len(parses) == 2
+    store.delete(snap.id)
+    assert not _refs(store, snap).exists()
+
+
+@pytest.mark.parametrize("damage", ["omit an object", "torn", "garbage", "a path for a name", "a directory"])
+def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, damage: str) -> None:
+    """Any damage to the refs makes retention parse the manifest: no object it names is ever collected."""
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1", "b": b"2"})
+    refs = _refs(store, snap)
+    text = refs.read_text()
+    refs.unlink()
+    if damage == "omit an object":
+        refs.write_text(text[:-65])  # the last sha256 line gone, the header as it was
+    elif damage == "torn":
+        refs.write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        refs.write_bytes(b"\xff" * 200)
+    elif damage == "a path for a name":
+        head, body = text.split("\n", 3)[:3], "../../victim\n"
+        import hashlib
+
+        head[2] = f"objects 1 {hashlib.sha256(body.encode()).hexdigest()}"
+        refs.write_text("\n".join(head) + "\n" + body)
+    else:
+        refs.mkdir()
+    wanted = store.objects_of([snap.id], cache=False)
+    assert wanted == {e.sha256 for e in snap.files.values()}
+    assert store.collect_garbage(wanted) == (0, 0)
+
+
+def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> None:
+    """A whole, self-consistent refs file of a manifest that has since changed: the manifest wins."""
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1"})
+    other = snapshot(store, tmp_path, {"b": b"2"})
+    manifest = store.snapshot_dir / f"{snap.id}.files.json"
+    import json
+
+    files = json.loads(manifest.read_text())
+    files["b"] = other.files["b"].to_json()  # now also references other's object
+    manifest.write_text(json.dumps(files))
+    store.delete(other.id)
+    wanted = store.objects_of([snap.id], cache=False)
+    assert other.files["b"].sha256 in wanted
+    assert store.collect_garbage(wanted) == (0, 0)
+    manifest.write_text("{torn")
+    with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
+        store.objects_of([snap.id])
+
+
+def _vouching(path: Path, data: bytes):  # type: ignore[no-untyped-def]
+    """A `known` that vouches for `path` as it is now (the hash cache after preflight)."""
+    import hashlib
+
+    st = os.stat(path)
+    sha = hashlib.sha256(data).hexdigest()
+    return sha, lambda s: sha if (s.st_ino, s.st_size, s.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns) \
+        else None
+
+
+def test_a_file_whose_hash_the_cache_vouches_for_is_stored_by_the_kernel_unhashed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deploylib.store as store_module
+
+    store = Store(tmp_path / "bk")
+    prod = tmp_path / "prod.bin"
+    data = os.urandom(3 << 20)
+    prod.write_bytes(data)
+    sha, known = _vouching(prod, data)
+    hashed: list[str] = []
+    monkeypatch.setattr(store_module, "copy_with_hash", lambda *a, **k: hashed.append(str(a[0])))
+    entry = store.put(prod, Entry("prod.bin", len(data), 0o644, sha), known)
+    assert entry.sha256 == sha and hashed == []  # no read into Python, no hash
+    obj = store.object_path(sha)
+    assert obj.read_bytes() == data and (obj.stat().st_mode & 0o777) == 0o444
+    assert [p.name for p in obj.parent.iterdir()] == [sha]
+
+
+@pytest.mark.parametrize("case", ["not vouched", "written during the copy", "no kernel copy"])
+def test_a_kernel_copy_that_cannot_be_trusted_falls_back_to_hashing_what_is_copied(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    store = Store(tmp_path / "bk")
+    prod = tmp_path / "prod.bin"
+    data = b"a" * (1 << 20)
+    prod.write_bytes(data)
+    sha, known = _vouching(prod, data)
+    real = os.copy_file_range
+    if case == "not vouched":
+        known = lambda s: None  # noqa: E731  (e.g. modified within the racy window)
+    elif case == "written during the copy":
+        def racing(fin: int, fout: int, count: int) -> int:
+            n = real(fin, fout, count)
+            with open(prod, "r+b") as f:  # same size, new bytes: only the mtime tells
+                f.write(b"b")
+            return n
+
+        monkeypatch.setattr(os, "copy_file_range", racing)
+    else:
+        def unsupported(fin: int, fout: int, count: int) -> int:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", unsupported)
+    entry = store.put(prod, Entry("prod.bin", len(data), 0o644, sha), known)
+    now = prod.read_bytes()
+    import hashlib
+
+    assert entry.sha256 == hashlib.sha256(now).hexdigest()  # what the store holds, hashed as it was copied
+    assert store.object_path(entry.sha256).read_bytes() == now
+    assert not [p for p in store.object_dir.iterdir() if p.name.startswith("tmp-")]
+    assert store.check([entry]) == []

@@ -41,11 +41,20 @@ def run(op: Operation, survey: Survey) -> Backup:
     snapshot = Snapshot(id=new_id(SNAPSHOT_PREFIX), created=utc_now(), op_id=op.op_id, release=prev.get("release"),
                         version=prev.get("version"), version_info=survey.previous, files=files,
                         target=target_key(op.target))
+    has, stored, stored_bytes = op.store.has, 0, 0
+    known = op.cache.tree(op.target).get  # hashes preflight took or trusted: the kernel may copy those files
     try:
         for n, (path, entry) in enumerate(survey.production.items(), 1):
-            files[path] = op.store.put(f"{root}/{path}", entry)
-            op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
+            if entry.link is not None or has(entry.sha256):  # already stored: one event for all of these
+                files[path] = entry
+                stored += 1
+                stored_bytes += entry.size
+            else:
+                files[path] = op.store.put(f"{root}/{path}", entry, known)
+                op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
             faults.point(faults.BACKUP, n)
+        if stored:
+            op.emit("file", {"step": NAME, "path": "", "bytes": stored_bytes, "count": stored})
         op.store.save(snapshot)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):

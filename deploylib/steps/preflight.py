@@ -14,6 +14,7 @@ from typing import Any
 
 from ..context import Operation, Survey
 from ..errors import PlanMismatch, PreflightFailed
+from ..commit import drop_stage
 from ..fsutil import nearest_existing
 from ..journal import State
 from ..layout import is_op_id, release_path, releases_dir
@@ -28,6 +29,7 @@ NAME, STATE = "preflight", State.CHECKING
 SPACE_MARGIN = 1.10  # 10% over the estimate ...
 SPACE_SLACK = 8 * 1024 * 1024  # ... plus 8 MiB for directories, VERSION and metadata
 SHOWN = 5  # paths named in one message
+SPOOL_DIR = "spool"  # in the stage: large source files copied while preflight hashed them
 
 
 def survey(op: Operation) -> Survey:
@@ -69,6 +71,19 @@ def _live_release(op: Operation, previous: dict[str, Any] | None) -> Release | N
 
 
 def run(op: Operation) -> Survey:
+    if hasattr(op.source, "spool_dir"):
+        op.source.spool_dir = op.stage / SPOOL_DIR
+    try:
+        found = _checked(op)
+    except BaseException:
+        drop_stage(op.stage)  # the spool, if any: preflight leaves nothing behind
+        raise
+    if found.plan.empty:
+        drop_stage(op.stage)
+    return found
+
+
+def _checked(op: Operation) -> Survey:
     found = survey(op)
     if op.expected_digest is not None and found.plan.digest != op.expected_digest:
         preview, again = ("preview", "deploy") if op.name == "deploy" else ("preview-rollback", "roll back with")
@@ -90,7 +105,8 @@ def run(op: Operation) -> Survey:
 
 
 def undo(op: Operation) -> None:
-    """Preflight changes nothing."""
+    """Preflight changes nothing in production; it may have spooled copies into the stage."""
+    drop_stage(op.stage)
 
 
 def check_version_file(op: Operation, found: Survey) -> None:
@@ -280,7 +296,8 @@ def _nearest_dir(target: Path, rel: str) -> Path:
 
 def check_space(op: Operation, found: Survey) -> None:
     """The stage costs the bytes copied; the backup, the production files not yet stored."""
-    stage_bytes = found.plan.bytes_to_copy
+    spooled = getattr(op.source, "spooled", {})  # already copied into the stage by the survey
+    stage_bytes = sum(e.size for e in found.plan.added + found.plan.changed if e.path not in spooled)
     backup_bytes = sum(e.size for e in found.production.values()
                        if e.link is None and not op.store.has(e.sha256))
     target_fs = nearest_existing(op.target.parent)

@@ -18,12 +18,14 @@ from typing import Any
 from .. import faults
 from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version
 from ..context import Operation, Survey
-from ..fsutil import sync_filesystem
+from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..layout import release_path
 from ..manifest import Entry, Release, save_release
+from ..sources import stampable
 from ..version import write_version
 from .backup import Backup
+from .preflight import SPOOL_DIR
 
 NAME, STATE = "stage", State.STAGING
 
@@ -69,7 +71,11 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     plan = survey.plan
     release_dir = op.stage / RELEASE_DIR
     op.stage.parent.mkdir(parents=True, exist_ok=True)  # a first deploy may need the target's parents
-    os.mkdir(op.stage, 0o700)
+    try:
+        os.mkdir(op.stage, 0o700)
+    except FileExistsError:  # this operation's preflight made it to spool into: its id is new
+        if os.path.islink(op.stage) or not os.path.isdir(op.stage) or getattr(op.source, "spool_dir", None) is None:
+            raise
     os.mkdir(release_dir, 0o700)
     incoming = plan.added + plan.changed
     what = "copy" if op.name == "deploy" else "restore"
@@ -78,11 +84,19 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     for n, entry in enumerate(incoming, 1):
         dest = release_dir / entry.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        op.source.fetch(entry, dest)
+        stamped = op.source.fetch(entry, dest)
         if entry.link is None:
-            hashes.put(os.lstat(dest), entry.sha256)
+            st = os.lstat(dest)
+            if stamped is not None and st.st_mtime_ns == stamped and stampable(stamped, st.st_ctime_ns):
+                # it shows the source's time, far enough before its own last change (the stamping, then the
+                # chmod) that a later write cannot leave it as it is: see `stampable`
+                hashes.put_own(st, entry.sha256)
+            else:
+                hashes.put(st, entry.sha256)
         op.emit("file", {"step": NAME, "path": entry.path, "bytes": entry.size})
         faults.point(faults.COPY, n)
+    if os.path.lexists(op.stage / SPOOL_DIR):
+        remove_tree(op.stage / SPOOL_DIR)  # spooled files the plan did not need (unchanged after all)
     version_info = op.source.version_info(op, survey, backup.snapshot)
     name = op.profile.version_file
     write_version(release_dir, version_info, name)

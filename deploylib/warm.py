@@ -1,0 +1,114 @@
+"""What a long-lived process (the MCP server) keeps in memory between operations, and how it is revalidated.
+
+A one-shot command reads its state files afresh and has nothing to keep. The MCP server answers many
+calls, and without this each preview and each deploy re-read the hash cache (tens of thousands of
+entries) and re-listed the backup store. Nothing here is trusted without a check that costs a `stat`:
+
+- The hash cache's sections are kept as parsed, together with the identity (device, inode, size, mtime)
+  of the file they came from or were written to; when the file is not that file any more (another
+  process saved it), it is read again. The cache can only ever save work: every entry in it is still
+  looked up by the (device, inode, size, mtime) of the file it describes, under the racy-clean rule,
+  exactly as when it is read from disk.
+- The store's object listing is kept per two-hex-digit directory with that directory's inode and mtime;
+  a directory whose mtime moved is listed again, and so is one whose mtime was within the racy window
+  when it was listed (an object added or deleted in the same clock tick would not move it).
+
+- Release records (`load_release`), by the same identity, kept only once their mtime has left the
+  racy window (see `remember_settled`); each caller gets its own copy of the kept record.
+
+Off unless `enable()` is called (the MCP server does); one-shot commands behave exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .manifest import RACY_NS
+
+ENABLED = False
+_lock = threading.Lock()
+_files: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+_indexes: dict[str, dict[str, tuple[tuple[int, int], bool, frozenset[str]]]] = {}
+
+
+def enable() -> None:
+    global ENABLED
+    ENABLED = True
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def recall(path: Path) -> Any | None:
+    """What `remember` kept for `path`, if the file there is still the one it was kept for; else None."""
+    if not ENABLED:
+        return None
+    with _lock:
+        kept = _files.get(str(path))
+    if kept is None:
+        return None
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return kept[1] if _identity(st) == kept[0] else None
+
+
+def remember(path: Path, value: Any) -> None:
+    """Keep `value` as what the file now at `path` says (call right after reading or writing it)."""
+    if not ENABLED:
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    with _lock:
+        _files[str(path)] = (_identity(st), value)
+
+
+def remember_settled(path: Path, value: Any, read_from: os.stat_result) -> None:
+    """Keep `value` as what the file at `path` says, read while it showed `read_from` (its lstat just before
+    the read), only if it still shows that identity and its mtime is out of the racy window: an in-place
+    edit then stamps a newer mtime, and `recall` misses. A file modified within the window is never kept
+    (a same-tick edit at the same size would leave its identity as it was)."""
+    if not ENABLED:
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if _identity(st) != _identity(read_from) or st.st_mtime_ns > time.time_ns() - RACY_NS:
+        return
+    with _lock:
+        _files[str(path)] = (_identity(st), value)
+
+
+def object_names(object_dir: Path) -> set[str]:
+    """Every object name in the store's `objects/xx/` directories, listing again only what may have changed."""
+    names: set[str] = set()
+    if not object_dir.is_dir():
+        return names
+    listed_at = time.time_ns()
+    with _lock:
+        kept = dict(_indexes.get(str(object_dir), {}))
+    fresh: dict[str, tuple[tuple[int, int], bool, frozenset[str]]] = {}
+    for sub in os.scandir(object_dir):
+        if not sub.is_dir():
+            continue
+        st = sub.stat()
+        key = (st.st_ino, st.st_mtime_ns)
+        hit = kept.get(sub.name)
+        if hit is not None and hit[0] == key and hit[1]:
+            fresh[sub.name] = hit
+        else:
+            fresh[sub.name] = (key, st.st_mtime_ns < listed_at - RACY_NS, frozenset(os.listdir(sub.path)))
+        names.update(fresh[sub.name][2])
+    if ENABLED:
+        with _lock:
+            _indexes[str(object_dir)] = fresh
+    return names
