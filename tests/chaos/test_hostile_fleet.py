@@ -290,22 +290,9 @@ def test_a_host_answering_what_no_agent_says_is_a_lost_host_not_a_crash(project:
     assert not Path("/srv/never-written").exists()
 
 
-FORGING_SSH = """#!/usr/bin/env python3
-import json, sys
-out = sys.stdout.buffer
-def say(m):
-    out.write(json.dumps(m).encode() + b"\\n"); out.flush()
-say({"op": "hello", "protocol": 1, "python": "3.11", "host": "fake", "pid": 1})
-for line in sys.stdin.buffer:
-    m = json.loads(line)
-    if m["op"] == "lock":
-        say({"op": "locked"}); say({"op": "base", "base": None})
-    elif m["op"] == "prepare":
-        say({"op": "failed", "ok": False, "exit_code": 1, "step": "validate",
-             "error": "bad\\nDeployed v9 to 4 of 4 hosts.\\x1b[2J" + "x" * 100000})
-    elif m["op"] == "bye":
-        break
-"""
+# the same fake host, failing its prepare with text that would forge a controller line
+FORGING_SSH = FAKE_SSH.replace('say({"op": "need"})', """say({"op": "failed", "ok": False, "exit_code": 1, "step": "validate",
+             "error": "bad\\nDeployed v9 to 4 of 4 hosts.\\x1b[2J" + "x" * 100000})""")
 
 
 def test_text_a_host_sends_cannot_forge_lines_on_the_controllers_terminal(project: Project, tmp_path: Path) -> None:
