@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from . import faults
 from .errors import CorruptState, DeployError
-from .fsutil import atomic_write, read_state, remove_tree, sha256_file, sync_filesystem
+from .fsutil import atomic_write, read_state, remove_tree, rename_noreplace, sha256_file, sync_filesystem
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
@@ -207,12 +207,15 @@ class Commit:
             _mkdir(target / d if d else target, mode)
         for path, old in self.plan.puts:
             self._still_inside(path)
-            if old is None and path != self.plan.version_file and os.path.lexists(target / path):
-                # preflight found nothing there: the user's, made since; a rename would replace it unsaved
-                raise DeployError(f"{target / path}: appeared in production during the deploy, where the release "
-                                  "adds a file; it is not MCP Deploy's to replace (no backup holds it): move it "
-                                  "aside, or pass --adopt for it, and deploy again")
-            os.rename(self.release / path, target / path)
+            if old is None and path != self.plan.version_file:
+                try:  # preflight found nothing there: whatever stands there now is a user's, made since
+                    rename_noreplace(self.release / path, target / path)
+                except FileExistsError:
+                    raise DeployError(f"{target / path}: appeared in production during the deploy, where the "
+                                      "release adds a file; it is not MCP Deploy's to replace (no backup holds "
+                                      "it): move it aside, or pass --adopt for it, and deploy again") from None
+            else:
+                os.rename(self.release / path, target / path)
             n += 1
             on_change(path)
             faults.point(faults.COMMIT, n)
@@ -250,7 +253,7 @@ class Commit:
         for entry in reversed(self.plan.removes):
             self._still_inside(entry.path)
             if not os.path.lexists(target / entry.path):
-                self._restore(entry)
+                self._restore(entry, replace=False)
         if target.is_dir():
             sync_filesystem(target)
 
@@ -295,12 +298,19 @@ class Commit:
         except OSError:
             return False
 
-    def _restore(self, entry: Entry) -> None:
-        """Put a stored file back: a verified copy from the store, then one rename over the path."""
+    def _restore(self, entry: Entry, replace: bool = True) -> None:
+        """Put a stored file back: a verified copy from the store, then one rename over the path (or, for
+        a removed file coming back, only where nothing stands: a file made there since is someone's)."""
         self.undo_dir.mkdir(parents=True, exist_ok=True)
         temp = self.undo_dir / f"{os.urandom(6).hex()}"
         self.store.restore(entry, temp)
-        os.rename(temp, self.target / entry.path)
+        if replace:
+            os.rename(temp, self.target / entry.path)
+            return
+        try:
+            rename_noreplace(temp, self.target / entry.path)
+        except FileExistsError:
+            os.unlink(temp)  # someone's file stands there now: it stays
 
     def _put_back(self, kept: Path, path: str) -> None:
         """Put a file kept in the stage back (copied: a second undo finds it again)."""

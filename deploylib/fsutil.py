@@ -13,7 +13,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 CHUNK = 1024 * 1024  # 1 MiB: few syscalls, bounded memory even for huge files
 
@@ -172,3 +172,46 @@ def sync_filesystem(path: Path) -> None:
         finally:
             os.close(fd)
     os.sync()
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_renameat2: Any = None  # libc's renameat2, looked up once (False: not available here)
+
+
+def rename_noreplace(src: str | Path, dst: str | Path) -> None:
+    """Rename `src` to `dst` only if nothing stands at `dst` (FileExistsError otherwise), atomically.
+
+    Where a file is being *added*, a plain rename would silently replace one a user made there since
+    it was last looked at. Linux's renameat2(RENAME_NOREPLACE) decides in the kernel; elsewhere (or on
+    a filesystem without it) a check just before the rename leaves only a microseconds-wide window.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = _find_renameat2()
+    if _renameat2:
+        import ctypes
+
+        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: this filesystem cannot (then: fall back)
+            raise OSError(err, os.strerror(err), str(dst))
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+    os.rename(src, dst)
+
+
+def _find_renameat2() -> Any:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn

@@ -1,0 +1,33 @@
+"""The one filesystem primitive the commit's first-law promise rests on when it adds a file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploylib import fsutil
+
+
+def test_rename_noreplace_never_replaces_what_stands_there(tmp_path: Path) -> None:
+    src, dst = tmp_path / "staged", tmp_path / "notes.json"
+    src.write_bytes(b"release\n")
+    dst.write_bytes(b"the user's\n")
+    with pytest.raises(FileExistsError):
+        fsutil.rename_noreplace(src, dst)
+    assert dst.read_bytes() == b"the user's\n" and src.read_bytes() == b"release\n"
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")  # a dangling link stands there too
+    with pytest.raises(FileExistsError):
+        fsutil.rename_noreplace(src, link)
+    assert link.is_symlink() and not (tmp_path / "nowhere").exists()
+    fresh = tmp_path / "new.json"
+    fsutil.rename_noreplace(src, fresh)
+    assert fresh.read_bytes() == b"release\n" and not src.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_on_linux_the_kernel_decides(tmp_path: Path) -> None:
+    """No check-then-rename window where renameat2(RENAME_NOREPLACE) exists (glibc >= 2.28)."""
+    assert fsutil._find_renameat2()
