@@ -1,7 +1,8 @@
 """`invoke` entry point for this repo.
 
-The product's tasks live in the package (deploylib/tasks.py) so that the
-installed `mcp-deploy` console script runs exactly the same collection; this
+The product's tasks live in the package (deploylib/tasks.py, collected in
+deploylib/program.py) so that the installed `mcp-deploy` console script runs
+exactly the same collection; this
 file adds the repo's own development task, `bench`.
 """
 
@@ -9,7 +10,7 @@ import sys
 
 from invoke import Collection, task
 
-from deploylib.tasks import namespace as product
+from deploylib.program import namespace as product
 
 
 @task(help={"runs": "Runs per measurement; the table shows medians (default 5).",

@@ -6,7 +6,6 @@ the bad key and what is expected, so a typo never turns into a silent default.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -403,6 +402,8 @@ def _unknown_keys(error: jsonschema.ValidationError) -> list[Any]:
 
 
 def _unknown_key(unknown: Any, allowed: list[str]) -> str:
+    import difflib  # only a mistyped key needs it
+
     hint = difflib.get_close_matches(str(unknown), allowed, n=1) if allowed else []
     also = f"; did you mean '{hint[0]}'?" if hint else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
     return f"unknown key '{clip(str(unknown))}'{also}"

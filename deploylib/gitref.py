@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tarfile
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +67,8 @@ def exported(source: Path, ref: str) -> Iterator[ExportedRef]:
     if prefix and _git(source, "rev-parse", "--verify", "--quiet", f"{treeish}^{{tree}}").returncode != 0:
         raise ConfigError(f"--ref {clip(ref)}: commit {commit[:12]} has no directory {prefix.rstrip('/')} "
                           f"(the source, {source}); pass a ref that has it")
+    import tempfile  # git exports are rare: tempfile and tarfile load only for `deploy --ref`
+
     tree = Path(tempfile.mkdtemp(prefix=f"mcp-deploy-{commit[:12]}-"))
     try:
         _extract(source, ref, treeish, tree)
@@ -80,6 +80,8 @@ def exported(source: Path, ref: str) -> Iterator[ExportedRef]:
 def _extract(source: Path, ref: str, treeish: str, dest: Path) -> None:
     """Stream `git archive` into `dest`. tar.umask=user gives the modes a checkout would have, so a
     deploy of REF plans exactly like a deploy of a clean checkout of REF."""
+    import tarfile
+
     proc = subprocess.Popen(["git", "-c", "tar.umask=user", "archive", "--format=tar", treeish], cwd=source,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None

@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import __version__, report, shell, signals
 from .profile import Notifier
 from .context import Operation
+
+if TYPE_CHECKING:
+    import urllib.error
 
 Result = dict[str, Any]
 READ_LIMIT = 4096  # bytes of an answer read (and quoted in a problem); the body itself is never needed
@@ -74,6 +75,9 @@ def where(notifier: Notifier) -> str:
 
 def post(notifier: Notifier, message: dict[str, Any]) -> str | None:
     """POST the message as JSON; the problem, or None when the endpoint answered 2xx within the timeout."""
+    import urllib.error  # http.client, ssl and email load only when a webhook is sent
+    import urllib.request
+
     assert notifier.url is not None
     request = urllib.request.Request(
         notifier.url, data=json.dumps(message).encode(), method="POST",

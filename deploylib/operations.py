@@ -2,6 +2,10 @@
 
 Each function loads the profile, runs the pipeline or a read-only survey, and
 returns a result object. Failures raise `DeployError` subclasses.
+
+A module used by only some operations (the pipeline, recovery, the fleet controller, git exports,
+text diffs) is imported by the function that needs it: every command is a fresh process, and a
+`status` should not pay for a deploy's imports.
 """
 
 from __future__ import annotations
@@ -11,9 +15,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import gitref, pipeline, recovery, report
+from . import report
 from .config import Profile, load_any, load_profile
-from .fleet import controller as fleet_controller
 from .fleet.model import Fleet
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, DeployError, LockHeld
@@ -32,7 +35,6 @@ from .retention import prune as apply_retention
 from .sources import RefSource, SnapshotSource, TreeSource, default_snapshot
 from .steps.preflight import survey
 from .store import store_for
-from .textdiff import Side, unified
 from .version import read_version
 
 PathLike = str | os.PathLike[str] | None
@@ -57,6 +59,8 @@ def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: s
 
 
 def _run(op: Operation, dry_run: bool) -> OperationResult:
+    from . import pipeline
+
     if dry_run:
         if op.journal.exists():
             op.note("an interrupted operation is pending recovery; the next real run recovers it first")
@@ -101,6 +105,8 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     """
     found = load_any(config, profile)
     if isinstance(found, Fleet):
+        from .fleet import controller as fleet_controller
+
         _fleet_flags("deploy", ref=ref, wait=wait)
         if dry_run:
             return fleet_controller.status(found, dry_run=True, on_event=on_event)  # type: ignore[return-value]
@@ -112,6 +118,8 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
         op = _operation(prof, TreeSource(prof.source), wait=wait, digest=plan_digest, adopt=adopt,
                         overwrite_drift=overwrite_drift, on_event=on_event)
         return _run(op, dry_run)
+    from . import gitref
+
     with gitref.exported(prof.source, ref) as exported:
         # every step reads "the source" from the profile: point it at the export; the hash cache keeps
         # the real source's section (the export's hashes die with it)
@@ -154,6 +162,8 @@ def rollback(config: PathLike = None, profile: str | None = None, *, to: str | N
     With `plan_digest`, only if the plan is still the one a dry run previewed (else PlanMismatch)."""
     found = load_any(config, profile)
     if isinstance(found, Fleet):
+        from .fleet import controller as fleet_controller
+
         _fleet_flags("rollback", plan=plan_digest, wait=wait, dry_run=dry_run)
         return fleet_controller.run(found, "rollback", to=to, on_event=on_event)  # type: ignore[return-value]
     prof = found
@@ -163,8 +173,12 @@ def rollback(config: PathLike = None, profile: str | None = None, *, to: str | N
 
 def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     """What is in production, what is pending, what drifted, who holds the lock (a fleet: on every host)."""
+    from . import recovery
+
     loaded = load_any(config, profile)
     if isinstance(loaded, Fleet):
+        from .fleet import controller as fleet_controller
+
         return fleet_controller.status(loaded)  # type: ignore[return-value]
     prof = loaded
     op = _operation(prof, TreeSource(prof.source))
@@ -204,6 +218,8 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
 
 def _recover_now(op: Operation) -> list[str]:
     """Status recovers a dead operation's leftovers, unless a live one holds the lock."""
+    from . import recovery
+
     try:
         with Locked(op.profile, "recovery"):
             recovery.recover(op)
@@ -216,6 +232,8 @@ def _recover_now(op: Operation) -> list[str]:
 
 def diff(config: PathLike = None, profile: str | None = None) -> DiffResult:
     """The pending changes, with unified diffs for text files."""
+    from .textdiff import Side, unified
+
     prof = load_profile(config, profile)
     op = _operation(prof, TreeSource(prof.source))
     plan = survey(op).plan

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .context import Operation, Survey
 from .profile import clip
 from .errors import ConfigError, CorruptState, NothingToRollBack, SourceChanged
 from .fsutil import copy_with_hash
-from .gitref import ExportedRef
 from .ids import utc_now
 from .ignore import git_ignored, use_gitignore
 from .layout import is_op_id
@@ -21,6 +20,9 @@ from .plan import Plan
 from .report import release_label
 from .store import Snapshot, Store
 from .version import git_state, source_version
+
+if TYPE_CHECKING:
+    from .gitref import ExportedRef
 
 SETID = stat.S_ISUID | stat.S_ISGID
 

@@ -1,30 +1,24 @@
-"""The invoke tasks: parse flags, call `deploylib.operations`, print the result. No logic lives here.
+"""The tasks: parse flags, call `deploylib.operations`, print the result. No logic lives here.
 
-The repo's tasks.py and the `mcp-deploy` console script both use `namespace`.
+invoke never loads here: `task` only records each task's flag help, and `program.namespace` turns
+`TASKS` into invoke tasks for the repo's tasks.py and for `mcp-deploy` when it needs invoke's parser.
+`mcp-deploy` calls a task directly when its words are plain long flags (cli.py). A task ends with
+SystemExit(code) on failure: an exit code, under invoke or not.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
-import shlex
 import sys
 import traceback
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
-
-from invoke import Collection, Exit, Program, task
-from invoke.exceptions import ParseError
-from invoke.main import program as invoke_program
+from typing import Any, Callable, NamedTuple
 
 from . import operations, report, terminal
-from .config import profile_names
 from .config import schema as config_schema
 from .errors import ConfigError, DeployError
-from .fleet.controller import FleetResult, FleetStatusResult
 from .naming import command
-from .results import Result
+from .results import OperationResult, Result, StatusResult
 
 COMMON = {
     "config": "Path to deploy.yaml (default: $MCP_DEPLOY_CONFIG, else ./deploy.yaml).",
@@ -34,6 +28,25 @@ COMMON = {
 }
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not the user's mistake
 Call = Callable[[terminal.EventSink | None], Result]
+
+
+class TaskOptions(NamedTuple):
+    """What invoke's @task is given for a task: flag help, and the flags that may repeat."""
+
+    body: Callable[..., None]
+    help: dict[str, str]
+    iterable: tuple[str, ...]
+
+
+TASKS: list[TaskOptions] = []
+
+
+def task(help: dict[str, str], iterable: tuple[str, ...] = ()) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register a task (its first parameter is invoke's context, unused); invoke's @task is applied later."""
+    def register(body: Callable[..., None]) -> Callable[..., None]:
+        TASKS.append(TaskOptions(body, help, iterable))
+        return body
+    return register
 
 
 def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str], live: bool = False) -> None:
@@ -55,10 +68,10 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
             if exc.detail:
                 print(terminal.printable(exc.detail), file=sys.stderr)
             traceback.print_exc()
-        raise Exit(code=exc.exit_code) from None
+        raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:  # only outside an operation's steps (they undo and raise Interrupted)
         print("interrupted before anything changed", file=sys.stderr)
-        raise Exit(code=130) from None
+        raise SystemExit(130) from None
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --verbose
         if as_json:
             print(json.dumps({"ok": False, "error": f"internal error: {exc}", "exit_code": EXIT_INTERNAL}))
@@ -66,7 +79,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
                                  "rerun with --verbose and report it)"), file=sys.stderr)
         if verbose:
             traceback.print_exc()
-        raise Exit(code=EXIT_INTERNAL) from None
+        raise SystemExit(EXIT_INTERNAL) from None
     try:
         text = json.dumps(result.to_json(), indent=2, default=str) if as_json else render(result)
     except Exception as exc:  # a bug in the report, after an operation that finished: say both
@@ -75,7 +88,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
                                  "it)"), file=sys.stderr)
         if verbose:
             traceback.print_exc()
-        raise Exit(code=EXIT_INTERNAL) from None
+        raise SystemExit(EXIT_INTERNAL) from None
     if as_json:
         print(text)
     else:
@@ -84,16 +97,17 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
 
 def _after_plan(result: Any, verbose: bool = False) -> str:
     """A real run printed its plan as soon as preflight made it (the "plan" event); a dry run is the plan.
-    A fleet profile's results are tables, one row per host."""
-    if isinstance(result, FleetResult):
-        return report.fleet(result)
-    if isinstance(result, FleetStatusResult):
-        return report.fleet_status(result)
-    return report.operation(result, plan_shown=not result.dry_run, verbose=verbose)
+    A fleet profile's results are tables, one row per host (the fleet controller, loaded only for a fleet,
+    returned them)."""
+    if isinstance(result, OperationResult):
+        return report.operation(result, plan_shown=not result.dry_run, verbose=verbose)
+    from .fleet.controller import FleetResult
+
+    return report.fleet(result) if isinstance(result, FleetResult) else report.fleet_status(result)
 
 
 def _status(result: Any) -> str:
-    return report.fleet_status(result) if isinstance(result, FleetStatusResult) else report.status(result)
+    return report.status(result) if isinstance(result, StatusResult) else report.fleet_status(result)
 
 
 def _count(value: str | None, flag: str, default: int) -> int:
@@ -138,7 +152,7 @@ def _seconds(value: str | None) -> float:
                                "(without it they are refused, exit 4); the backup keeps the edited files.",
             "ref": "Deploy exactly the committed tree of this git ref (branch, tag, commit) of the source's "
                    "repository: no working-tree edits, no untracked files (a bad ref: exit 2)."},
-      iterable=["adopt"])
+      iterable=("adopt",))
 def deploy(c, profile=None, config=None, dry_run=False, plan=None, wait=None, adopt=None, overwrite_drift=False,
            ref=None, json_=False, verbose=False):
     """Deploy the source tree into production: lock, preflight, backup, stage, validate, commit, verify, record.
@@ -260,7 +274,7 @@ def schema(c, write=None):
         except OSError as exc:
             terminal.print_error(f"--write {write}: cannot write the schema: {exc.strerror or exc}; "
                                  "pass the path of a file in a writable directory")
-            raise Exit(code=ConfigError.exit_code) from None
+            raise SystemExit(ConfigError.exit_code) from None
         print(f"wrote {write}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -276,68 +290,4 @@ def mcp(c, profile=None, config=None):
     except DeployError as exc:
         for line in exc.message.splitlines():
             print(f"error: {line}", file=sys.stderr)
-        raise Exit(code=exc.exit_code) from None
-
-
-namespace = Collection(deploy, rollback, status, diff, history, backups, prune, schema, mcp)
-
-
-@contextmanager
-def usage_errors() -> Iterator[None]:
-    """An unknown flag or task, or a flag without its value, exits 2 (bad usage), not invoke's 1,
-    which the README's exit-code table reserves for "the operation failed and was undone"."""
-    try:
-        yield
-    except ParseError as exc:
-        task_name = getattr(exc.context, "name", None)
-        see = command(f"--help {task_name}") if task_name else command("--list")
-        raise Exit(f"error: {exc} (see `{see}`)", code=ConfigError.exit_code) from None
-
-
-PROFILE_FLAGS = ("--profile", "-p")
-CONFIG_FLAGS = ("--config", "-c")
-
-
-def complete_profiles(program: Program) -> None:
-    """`--profile <TAB>` offers the profile names of the deploy.yaml in use (the line's --config, else
-    $MCP_DEPLOY_CONFIG, else ./deploy.yaml), where invoke alone would offer file names."""
-    if not program.args.complete.value:
-        return
-    try:
-        words = [w for w in shlex.split(program.core.remainder)[1:] if w != "="]  # bash splits --profile=x
-    except ValueError:  # an unclosed quote: nothing sensible to offer
-        return
-    at = len(words) - 1 if words and words[-1] in PROFILE_FLAGS else len(words) - 2
-    if at < 0 or words[at] not in PROFILE_FLAGS or (at < len(words) - 1 and words[-1].startswith("-")):
-        return
-    task = next((w for w in reversed(words[:at]) if w in namespace.task_names), None)
-    if task is None or "profile" not in inspect.signature(namespace[task].body).parameters:
-        return  # before a task name, -p is invoke's own flag
-    config = None
-    for flag, value in zip(words, words[1:]):
-        if flag in CONFIG_FLAGS:
-            config = value
-    print("\n".join(profile_names(config)))
-    raise Exit
-
-
-def _exit_2_on_usage_errors(program: Program) -> None:
-    """Wrap the parse steps of invoke's own Program (the repo's `invoke`) in `usage_errors`, and give it
-    the same `--profile <TAB>` completion as `mcp-deploy`.
-
-    That Program is not ours to subclass (program.DeployProgram is, for `mcp-deploy`), but it imports
-    this module while loading tasks.py, before it parses the task names and flags, so wrapping
-    that one instance here still catches them. Nothing else runs that instance.
-    """
-    for name in ("parse_tasks", "parse_cleanup"):
-
-        def wrapped(_method: Callable[[], None] = getattr(program, name), _name: str = name) -> None:
-            with usage_errors():
-                if _name == "parse_cleanup":
-                    complete_profiles(program)
-                _method()
-
-        setattr(program, name, wrapped)
-
-
-_exit_2_on_usage_errors(invoke_program)
+        raise SystemExit(exc.exit_code) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ def source_version(source: Path, git_dir: Path | None = None, commit: str = "HEA
     """
     pyproject = source / "pyproject.toml"
     if pyproject.is_file():
+        import tomllib  # only a source with a pyproject.toml needs the TOML parser
+
         try:
             meta = tomllib.loads(pyproject.read_text())
             version = meta.get("project", {}).get("version") or meta.get("tool", {}).get("poetry", {}).get("version")
