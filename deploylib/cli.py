@@ -84,9 +84,10 @@ def direct_call(argv: list[str]) -> tuple[Callable[..., None], dict[str, Any]] |
 
 
 def _interruptible(body: Callable[..., None], kwargs: dict[str, Any]) -> None:
-    """Run the task; a Ctrl-C outside an operation's steps (they undo and say so) changed nothing."""
+    """Run the task; a Ctrl-C that reaches here (an operation's steps undo and say so themselves) is exit
+    130, as the README's table has it, not a traceback."""
     try:
         body(None, **kwargs)
     except KeyboardInterrupt:
-        print("interrupted before anything changed", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
