@@ -210,7 +210,8 @@ def check_paths(op: Operation, found: Survey) -> None:
             raise PreflightFailed(blocker)
     for entry in plan.added + plan.changed:
         _check_not_a_directory(target, entry.path, found)
-    writable_dirs = sorted({_nearest_dir(target, e.path) for e in plan.added + plan.changed + plan.removed}
+    parents = {e.path.rpartition("/")[0] for e in plan.added + plan.changed + plan.removed}  # one per directory
+    writable_dirs = sorted({nearest_existing(target / parent) for parent in parents}
                            | {_nearest_dir(target, op.profile.version_file), nearest_existing(target.parent)},
                            key=lambda p: (len(p.parts), str(p)))
     for directory in writable_dirs:
@@ -229,8 +230,9 @@ def check_no_special_files(op: Operation, found: Survey) -> None:
     """A FIFO, socket or device in production where the release puts a file: the tool never makes one,
     so it is the user's, and the commit's rename would destroy it (it cannot be backed up either).
     Production's scan sees only files and links, so these paths are planned as added; look there."""
+    base = str(op.target)
     for entry in found.plan.added:
-        path = op.target / entry.path
+        path = f"{base}/{entry.path}"
         try:
             kind = special_kind(os.lstat(path).st_mode)
         except OSError:
@@ -268,9 +270,12 @@ def _describe_parent(target: Path, sub: str, rel: str, removed: set[str]) -> str
 
 def _check_not_a_directory(target: Path, rel: str, found: Survey) -> None:
     """A file may replace a directory only if this tool made it and everything in it is going away."""
-    path = target / rel
-    if not path.is_dir() or path.is_symlink():
+    try:
+        if not stat.S_ISDIR(os.lstat(f"{target}/{rel}").st_mode):  # a link to a directory is not one
+            return
+    except OSError:
         return
+    path = target / rel
     if rel in found.release.dirs:
         kept = _first_not_going(target, path, {e.path for e in found.plan.removed} | set(found.release.dirs))
         if kept is None:
