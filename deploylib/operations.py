@@ -19,7 +19,7 @@ from . import report
 from .config import Profile, load_any, load_profile
 from .fleet.model import Fleet
 from .context import EventSink, Operation, Source
-from .errors import ConfigError, CorruptState, DeployError, LockHeld
+from .errors import ConfigError, CorruptState, DeployError, LockHeld, PreflightFailed
 from .globs import PatternSet, normalize, pattern_problem
 from .history import read as read_history
 from .ids import new_id, parse_time
@@ -33,7 +33,7 @@ from .results import (BackupsResult, DiffResult, HistoryResult, OperationResult,
 from .retention import protected_ids
 from .retention import prune as apply_retention
 from .sources import RefSource, SnapshotSource, TreeSource, default_snapshot
-from .steps.preflight import survey
+from .steps.preflight import refuse_if_unsafe, survey
 from .store import store_for
 from .version import read_version
 
@@ -61,10 +61,17 @@ def _operation(profile: Profile, source: Source, *, wait: float = 0.0, digest: s
 def _run(op: Operation, dry_run: bool) -> OperationResult:
     from . import pipeline
 
+    refusal = None
     if dry_run:
         if op.journal.exists():
             op.note("an interrupted operation is pending recovery; the next real run recovers it first")
-        out = pipeline.Outcome(survey=survey(op))
+        found = survey(op)
+        out = pipeline.Outcome(survey=found)
+        if not found.plan.empty:  # the preview must not promise a plan the real run refuses
+            try:
+                refuse_if_unsafe(op, found)
+            except PreflightFailed as exc:
+                refusal = exc.message
     else:
         out = pipeline.run(op)
     assert out.survey is not None
@@ -82,7 +89,7 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
         restored_from=snapshot.id if snapshot else None,
         plan=plan.summary(), checks=out.checks, notes=op.notes, timings=out.timings,
         previous_git_commit=prev.get("git_commit"),
-        hooks=out.hooks, notifications=out.notifications,
+        hooks=out.hooks, notifications=out.notifications, would_refuse=refusal,
     )
     if changed:
         result.release, result.git_commit, result.git_dirty = info.get("release"), info.get("git_commit"), \
@@ -133,6 +140,8 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
             raise
         result.notes = [exported.mask(n) for n in result.notes]
         result.message = exported.mask(result.message)
+        if result.would_refuse is not None:
+            result.would_refuse = exported.mask(result.would_refuse)
         return result
 
 

@@ -130,6 +130,8 @@ def operation_message(r: OperationResult) -> str:
     snapshot = f" snapshot {r.restored_from}" if r.restored_from else ""
     if not touched(r.plan):
         return f"nothing to {verb}: production already matches{snapshot}"
+    if r.dry_run and r.would_refuse:
+        return f"the {'deploy' if r.operation == 'deploy' else 'rollback'} would be refused (exit 4): {r.would_refuse}"
     if r.dry_run:
         restore = f"; would restore{snapshot} ({r.version})" if snapshot else ""
         return f"{files(touched(r.plan))} would change (dry run, nothing written){restore}; plan {r.plan['digest']}"
@@ -189,9 +191,11 @@ def preview_summary(r: OperationResult) -> str:
               "would overwrite them; copy the edits into the source first." if drift else "")
     before = (release_label(r.previous_version, r.previous_git_commit, r.previous_id, None)
               if r.previous_id else "nothing deployed")
-    return (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
-            f"{counts['removed']} removed), {before} -> {version_label(r.version, r.git_commit, r.git_dirty)}.{edited} "
-            f"Deploy with plan_digest={r.plan['digest']}.")
+    found = (f"Found {files(n)} to update ({counts['added']} added, {counts['changed']} changed, "
+             f"{counts['removed']} removed), {before} -> {version_label(r.version, r.git_commit, r.git_dirty)}.")
+    if r.would_refuse:
+        return f"{found} The deploy would be refused: {r.would_refuse}."
+    return f"{found}{edited} Deploy with plan_digest={r.plan['digest']}."
 
 
 def stale_plan(message: str, fresh: OperationResult) -> str:
@@ -301,6 +305,8 @@ def operation(r: OperationResult, plan_shown: bool = False, verbose: bool = Fals
         took = sum(r.timings.values())
         done = _done(r)
         lines.append(f"{done[0].upper()}{done[1:]} in {took:.2f}s{backup}. Success.")
+    elif r.dry_run and pending and r.would_refuse:
+        lines.append(f"Dry run: nothing was written. A real run would refuse this plan (exit 4): {r.would_refuse}")
     elif r.dry_run and pending:
         flag = f"--plan {r.plan['digest']}"
         if r.operation == "rollback":

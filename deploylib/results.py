@@ -39,6 +39,7 @@ class OperationResult(Result):
     previous_git_commit: str | None = None
     hooks: list[dict[str, Any]] = field(default_factory=list)  # every hook run: point, command, ok, output
     notifications: list[dict[str, Any]] = field(default_factory=list)  # every notification sent, and how it went
+    would_refuse: str | None = None  # a dry run: why the real run would refuse this plan (exit 4), if it would
 
 
 @dataclass

@@ -42,6 +42,15 @@ def test_recipe_previews_on_pull_requests_and_deploys_on_main(project: Project) 
     result = json.loads((project.root / "result.json").read_text())
     assert result["ok"] is True and result["changed"] is True and project.version()["version"] == "0.1.0"
 
+    key = 'KEY = "AKIA' + "Q" * 16 + '"\n'  # built at run time: this file holds no key
+    server = project.source / "server.py"
+    clean = server.read_text()
+    server.write_text(clean + key)  # a pull request that commits a key: its preview fails, not the merge's deploy
+    refused = run_step(project, commands["Preview (pull requests)"])
+    assert refused.returncode == 1 and "the deploy would be refused: " in refused.stderr
+    assert "server.py:" in refused.stderr and "AWS" in refused.stderr
+    server.write_text(clean)
+
     (project.source / "agents.json").write_text("{broken")  # a bad merge: the job must fail, production stays
     failed = run_step(project, commands["Deploy (main)"])
     assert failed.returncode == 1

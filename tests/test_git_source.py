@@ -210,8 +210,10 @@ def test_ref_errors_name_the_repository_and_ref_never_the_temporary_export(repo:
     for args in (("deploy", "--ref", "v-bad"), ("deploy", "--dry-run", "--ref", "v-bad")):
         proc = repo.run(*args, env={"TMPDIR": str(scratch)})
         assert str(scratch) not in proc.stdout + proc.stderr and "mcp-deploy-" not in proc.stderr, proc.stderr
-        if "--dry-run" in args and case != "link":
-            continue  # content checks run in preflight, which a dry run does not reach
+        if "--dry-run" in args and case != "link":  # a dry run reports the refusal and succeeds
+            assert proc.returncode == 0, proc.stderr
+            assert f"A real run would refuse this plan (exit 4): {says}" in proc.stdout, proc.stdout
+            continue
         assert proc.returncode == 4, proc.stderr
         assert says in proc.stderr, proc.stderr
     assert not repo.target.exists() and list(scratch.iterdir()) == []

@@ -91,8 +91,13 @@ def _checked(op: Operation) -> Survey:
             f"{op.target}: plan changed since it was previewed (expected {clip(op.expected_digest, 64)}, "
             f"now {found.plan.digest}); preview again ({hint(preview)}) and {again} the new digest",
             expected=op.expected_digest, found=found.plan.digest)
-    if found.plan.empty:
-        return found
+    if not found.plan.empty:
+        refuse_if_unsafe(op, found)
+    return found
+
+
+def refuse_if_unsafe(op: Operation, found: Survey) -> None:
+    """Every reason to refuse this plan (PreflightFailed); reads, never writes: a dry run asks it too."""
     check_version_file(op, found)
     if not getattr(op.source, "checked_upstream", False):  # a fleet's controller scanned these bytes already
         check_no_secrets(op, found)
@@ -101,7 +106,6 @@ def _checked(op: Operation) -> Survey:
     check_drift(op, found)  # after the paths: a linked directory is the cause, not its files' absence
     check_no_special_files(op, found)
     check_space(op, found)
-    return found
 
 
 def undo(op: Operation) -> None:
