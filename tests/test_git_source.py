@@ -111,14 +111,19 @@ DEBRIS = [".git/HEAD", ".venv/lib/site.py", "env/pyvenv.cfg", "env/lib/x.py", "w
           ".#server.py", "#server.py#"]
 
 
-def test_debris_is_never_managed_even_under_include_everything(repo: Project) -> None:
-    for rel in DEBRIS[1:]:
-        path = repo.source / rel
+def deploy_everything_beside(project: Project, debris: list[str]) -> set[str]:
+    """Write each of `debris` into the source, deploy under include: ["**"], and return the files deployed."""
+    for rel in debris:
+        path = project.source / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("debris\n")
-    repo.write_config(include=["**"], exclude=[])
-    ok(repo.run("deploy"))
-    deployed = {p for p in tree(repo.target) if not p.endswith("/")}
+    project.write_config(include=["**"], exclude=[])
+    ok(project.run("deploy"))
+    return {p for p in tree(project.target) if not p.endswith("/")}
+
+
+def test_debris_is_never_managed_even_under_include_everything(repo: Project) -> None:
+    deployed = deploy_everything_beside(repo, DEBRIS[1:])
     assert deployed == {  # .env is withheld as a secret; the example's own files, and VERSION
         "VERSION", "agents.json", "config.local.json", "logs/server.log", "pyproject.toml", "schemas/agents.schema.json",
         "server.py", "templates/plan.json", "templates/review.json", "workflow/__init__.py", "workflow/plan.py",
@@ -176,13 +181,7 @@ TOOL_CACHES = [".pytest_cache/v/cache/nodeids", ".mypy_cache/3.11/server.meta.js
 def test_test_and_lint_caches_are_never_shipped_even_under_include_everything(project: Project) -> None:
     """The caches and reports test runners and linters leave in a checkout (not in git, so
     respect_gitignore cannot help for a source outside git) are debris, as __pycache__ is."""
-    for rel in TOOL_CACHES:
-        path = project.source / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("debris\n")
-    project.write_config(include=["**"], exclude=[])
-    ok(project.run("deploy"))
-    deployed = {p for p in tree(project.target) if not p.endswith("/")}
+    deployed = deploy_everything_beside(project, TOOL_CACHES)
     assert deployed and not set(TOOL_CACHES) & deployed, deployed
     assert "server.py" in deployed and "workflow/plan.py" in deployed
 

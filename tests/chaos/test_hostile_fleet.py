@@ -267,18 +267,24 @@ for line in sys.stdin.buffer:
 """
 
 
-def test_a_host_answering_what_no_agent_says_is_a_lost_host_not_a_crash(project: Project, tmp_path: Path) -> None:
-    """A host whose answers lack what the controller reads (a `need` without objects, a `status` without
-    its plan) crashed the controller: `internal error: KeyError` (exit 70). It is now that host lost: the
-    deploy fails with every host on its old release (exit 1), status shows the host's row with the reason."""
+def one_fake_host(project: Project, tmp_path: Path, ssh_script: str) -> dict[str, str]:
+    """A fleet profile of one host, web1, whose `ssh` is `ssh_script`: the environment that puts it first
+    on PATH. The target is never written."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(FAKE_SSH)
+    (bin_dir / "ssh").write_text(ssh_script)
     (bin_dir / "ssh").chmod(0o755)
     project.config.write_text(yaml.safe_dump({"profiles": {"fleet": {
         "source": "dev", "target": "/srv/never-written", "include": ["server.py"], "hosts": ["web1"],
         "controller_state_dir": "ctl"}}}))
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_a_host_answering_what_no_agent_says_is_a_lost_host_not_a_crash(project: Project, tmp_path: Path) -> None:
+    """A host whose answers lack what the controller reads (a `need` without objects, a `status` without
+    its plan) crashed the controller: `internal error: KeyError` (exit 70). It is now that host lost: the
+    deploy fails with every host on its old release (exit 1), status shows the host's row with the reason."""
+    env = one_fake_host(project, tmp_path, FAKE_SSH)
     proc = project.run("deploy", "--profile", "fleet", env=env)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert ("web1: lost during prepare: web1: sent a malformed 'need' message (objects is not a list of names)"
@@ -298,14 +304,7 @@ FORGING_SSH = FAKE_SSH.replace('say({"op": "need"})', """say({"op": "failed", "o
 def test_text_a_host_sends_cannot_forge_lines_on_the_controllers_terminal(project: Project, tmp_path: Path) -> None:
     """A host's error is printed by the controller: a newline in it forged a line of the controller's own
     ("Deployed v9 to 4 of 4 hosts."), an escape sequence reached the terminal, and its length was unbounded."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(FORGING_SSH)
-    (bin_dir / "ssh").chmod(0o755)
-    project.config.write_text(yaml.safe_dump({"profiles": {"fleet": {
-        "source": "dev", "target": "/srv/never-written", "include": ["server.py"], "hosts": ["web1"],
-        "controller_state_dir": "ctl"}}}))
-    proc = project.run("deploy", "--profile", "fleet", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    proc = project.run("deploy", "--profile", "fleet", env=one_fake_host(project, tmp_path, FORGING_SSH))
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     output = proc.stdout + proc.stderr
     assert r"bad\nDeployed v9 to 4 of 4 hosts.\x1b[2J" in output

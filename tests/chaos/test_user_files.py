@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -48,6 +49,29 @@ def wait_for(path: Path, timeout: float = 30) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
+
+
+def deploy_paused_at(project: Project, tmp_path: Path, point: str, meanwhile: Callable[[], object]) -> tuple[int, str]:
+    """A deploy held at fault point `point` while `meanwhile` changes production, then let go: its exit code
+    and stderr (never a traceback)."""
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"{point}:{pause}"})
+    wait_for(pause / "reached")
+    meanwhile()
+    (pause / "go").touch()
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err
+    return proc.returncode, err
+
+
+def link_workflow_to(project: Project, outside: Path, moved: Path) -> Callable[[], None]:
+    """Swap production's workflow/ for a link to the user's `outside` (the real directory kept as `moved`)."""
+    def swap() -> None:
+        workflow = project.target / "workflow"
+        workflow.rename(moved)
+        workflow.symlink_to(outside)
+    return swap
 
 
 @pytest.mark.parametrize("state", STATES)
@@ -262,19 +286,12 @@ def test_a_directory_swapped_for_a_link_before_the_commit_is_never_written_throu
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "plan.py").write_text("the user's own plan.py\n")
-    pause = tmp_path / "pause"
-    pause.mkdir()
-    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"COMMITTING:{pause}"})
-    wait_for(pause / "reached")
     workflow = project.target / "workflow"
-    workflow.rename(tmp_path / "workflow-moved")
-    workflow.symlink_to(outside)
-    (pause / "go").touch()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 5, err
+    code, err = deploy_paused_at(project, tmp_path, "COMMITTING",
+                                 link_workflow_to(project, outside, tmp_path / "workflow-moved"))
+    assert code == 5, err
     assert (f"{workflow}/plan.py: a directory above it became a link or not a directory during the commit or its undo; "
             "nothing was written through it") in err
-    assert "Traceback" not in err
     assert tree(outside) == {"plan.py": b"the user's own plan.py\n"}
     workflow.unlink()
     (tmp_path / "workflow-moved").rename(workflow)
@@ -294,19 +311,12 @@ def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_re
     base = baseline(project)
     (project.source / "templates" / "new.json").write_text('{"new": 1}\n')
     bump(project, "server.py")
-    pause = tmp_path / "pause"
-    pause.mkdir()
-    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"COMMITTING:{pause}"})
-    wait_for(pause / "reached")
     mine = project.target / "templates" / "new.json"
-    mine.write_text('{"the user": "own"}\n')
-    (pause / "go").touch()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
+    code, err = deploy_paused_at(project, tmp_path, "COMMITTING", lambda: mine.write_text('{"the user": "own"}\n'))
+    assert code == 1, err
     assert (f"deploy failed at commit: {mine}: appeared in production during the deploy, where the release adds a "
             "file; it is not MCP Deploy's to replace (no backup holds it): move it aside, or pass --adopt for it, "
             "and deploy again (undone; production is as before)") in err
-    assert "Traceback" not in err
     assert mine.read_text() == '{"the user": "own"}\n'
     mine.unlink()
     check(project, base, expect="old")
@@ -326,18 +336,11 @@ def test_a_directory_swapped_for_a_link_during_the_undo_is_never_written_through
     mine = {name: f"the user's own {name}\n".encode() for name in ("plan.py", "registry.py", "review.py")}
     for name, data in mine.items():
         (outside / name).write_bytes(data)
-    pause = tmp_path / "pause"
-    pause.mkdir()
-    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"undo:1:{pause}"})
-    wait_for(pause / "reached")
     workflow = project.target / "workflow"
-    workflow.rename(tmp_path / "workflow-moved")
-    workflow.symlink_to(outside)
-    (pause / "go").touch()
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 5, err
+    code, err = deploy_paused_at(project, tmp_path, "undo:1",
+                                 link_workflow_to(project, outside, tmp_path / "workflow-moved"))
+    assert code == 5, err
     assert "a directory above it became a link or not a directory during the commit or its undo" in err
-    assert "Traceback" not in err
     assert tree(outside) == {name: data for name, data in mine.items()}
     workflow.unlink()
     (tmp_path / "workflow-moved").rename(workflow)
