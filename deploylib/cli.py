@@ -11,12 +11,14 @@ tasks, a mistake) goes to invoke's Program (`program.DeployProgram`), which pars
 from __future__ import annotations
 
 import gc
-import inspect
 import os
 import sys
-from typing import Any, Callable
 
 from . import __version__, naming
+
+TYPE_CHECKING = False  # mypy takes it as true; `--version` must not pay for importing typing (nor inspect)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 VERSION_FLAGS = (["--version"], ["-V"])
 
@@ -48,6 +50,8 @@ def direct_call(argv: list[str]) -> tuple[Callable[..., None], dict[str, Any]] |
     """`TASK --flag value --flag=value --switch ...` as the task and its arguments, or None when any word is
     something else or could mean something else to invoke: a short flag, a value that starts with '-',
     a flag given twice, a second task, --help."""
+    import inspect
+
     from .tasks import TASKS
 
     found = [t for t in TASKS if argv and t.body.__name__ == argv[0]]

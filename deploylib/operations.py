@@ -67,11 +67,10 @@ def _run(op: Operation, dry_run: bool) -> OperationResult:
             op.note("an interrupted operation is pending recovery; the next real run recovers it first")
         found = survey(op)
         out = pipeline.Outcome(survey=found)
-        if not found.plan.empty:  # the preview must not promise a plan the real run refuses
-            try:
-                refuse_if_unsafe(op, found)
-            except PreflightFailed as exc:
-                refusal = exc.message
+        try:  # the preview must not promise a plan the real run refuses
+            refuse_if_unsafe(op, found)
+        except PreflightFailed as exc:
+            refusal = exc.message
     else:
         out = pipeline.run(op)
     assert out.survey is not None

@@ -91,13 +91,15 @@ def _checked(op: Operation) -> Survey:
             f"{op.target}: plan changed since it was previewed (expected {clip(op.expected_digest, 64)}, "
             f"now {found.plan.digest}); preview again ({hint(preview)}) and {again} the new digest",
             expected=op.expected_digest, found=found.plan.digest)
-    if not found.plan.empty:
-        refuse_if_unsafe(op, found)
+    refuse_if_unsafe(op, found)
     return found
 
 
 def refuse_if_unsafe(op: Operation, found: Survey) -> None:
-    """Every reason to refuse this plan (PreflightFailed); reads, never writes: a dry run asks it too."""
+    """Every reason to refuse this plan (PreflightFailed); reads, never writes: a dry run asks it too.
+    An empty plan changes nothing, so there is nothing to refuse."""
+    if found.plan.empty:
+        return
     check_version_file(op, found)
     if not getattr(op.source, "checked_upstream", False):  # a fleet's controller scanned these bytes already
         check_no_secrets(op, found)
