@@ -96,3 +96,26 @@ def test_a_direct_task_never_imports_invoke_and_says_the_same(project: Project) 
     bad = subprocess.run([SCRIPT, "status", "--config", str(project.root / "missing.yaml")], capture_output=True,
                          text=True, cwd=project.root, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+def imported(argv: list[str], project: Project) -> set[str]:
+    """The modules `mcp-deploy ARGV` imported (from -X importtime), after checking it succeeded. Outside
+    coverage's subprocess measurement, which imports modules of its own (tomllib, typing, ...) first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COVERAGE_PROCESS_START", "COVERAGE_PROCESS_CONFIG")}
+    proc = subprocess.run([SCRIPT, *argv], capture_output=True, text=True, cwd=project.root, timeout=60,
+                          env={**env, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_each_command_imports_only_what_it_uses(project: Project) -> None:
+    """`status` never pays for a deploy's imports (the pipeline, the fleet controller, the HTTP stack that
+    webhooks use, tar for git exports), and `--version` for nothing but the package itself."""
+    ok(project.run("deploy"))
+    status = imported(["status", "--config", str(project.config)], project)
+    assert "deploylib.operations" in status  # the measurement itself works
+    assert not {"invoke", "deploylib.pipeline", "deploylib.fleet.controller", "urllib.request", "tarfile",
+                "tomllib"} & status
+    version = imported(["--version"], project)
+    assert {m for m in version if m.startswith("deploylib")} == {"deploylib", "deploylib.cli", "deploylib.naming"}
+    assert not {"typing", "inspect"} & version
