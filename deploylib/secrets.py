@@ -54,10 +54,10 @@ def _name_regex() -> re.Pattern[str]:
     With `lower()` instead of re.IGNORECASE this is faster per path than the 16 case-sensitive
     patterns it replaced; a plain union of these patterns with IGNORECASE was 3x slower.
     """
-    from .globs import translate  # here, not at the top: globs imports this module
+    from .globs import _by_leading_star, translate  # here, not at the top: globs imports this module
 
     tails = [p.removeprefix("**/") for p in SECRET_NAME_PATTERNS]
-    files = "|".join(translate(t) for t in tails if "/" not in t)
+    files = _by_leading_star([translate(t) for t in tails if "/" not in t])
     dirs = "|".join(translate(t) for t in tails if "/" in t)
     return re.compile(f"(?>(?:[^/]+/)*)(?:{files})|(?:[^/]+/)*(?:{dirs})")
 

@@ -203,3 +203,27 @@ def test_a_warm_process_keeps_a_settled_release_record_and_never_a_changed_or_fr
     edit_in_place('"b', '"/', time.time_ns())
     with pytest.raises(CorruptState):
         load_release(path)
+
+
+def test_the_factored_union_of_globs_matches_exactly_what_each_glob_matches() -> None:
+    """`union` takes the common `**/` and `*` out of the alternatives (for speed): every path must still
+    match exactly when one of the patterns, translated alone, does."""
+    import random
+    import re
+
+    from deploylib.globs import translate, union
+    from deploylib.ignore import NEVER_MANAGED
+    from deploylib.secrets import SECRET_NAME_PATTERNS
+
+    patterns = [*NEVER_MANAGED, *SECRET_NAME_PATTERNS, "server.py", "workflow/*.py", "**/*.json", "logs/",
+                "a/**/b/*.txt", "*", "**/x?y", "[ab]*.md", "**/[!c]*.cfg"]
+    alone = [re.compile(translate(p)) for p in patterns]
+    together = re.compile(union(patterns))
+    parts = ["a", "b", "x1y", ".git", ".env", "id_rsa.pub", "k.pem", "server.py", "workflow", "logs", "c.cfg",
+             "d.cfg", "x.json", "n.txt", "__pycache__", "t~", "#a#", ".coverage.1", "new\nline", "sec_key"]
+    rng = random.Random(13)
+    paths = ["/".join(rng.choice(parts) for _ in range(rng.randint(1, 4))) for _ in range(5000)]
+    for path in paths:
+        assert (together.match(path) is not None) == any(rx.match(path) for rx in alone), path
+    assert re.compile(union([])).match("anything") is None
+
