@@ -14,7 +14,10 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
+
+if TYPE_CHECKING:
+    from array import array
 
 from .errors import CorruptState, PreflightFailed
 from .fsutil import atomic_write, read_state, sha256_file
@@ -134,6 +137,97 @@ SPOOL_MIN = 16 * 1024 * 1024  # a changed source file this large is copied while
 RACY_NS = 2_000_000_000  # files modified this recently are never taken from the cache
 
 
+class Hashes:
+    """One tree's saved hashes: parallel arrays sorted by inode, and the sha256s as one string. On disk
+    each array is base64 of its little-endian bytes inside the JSON, the sha256s of their 32 raw bytes:
+    reading it is a copy, where JSON numbers cost ~140 ns each to parse, and memory holds no object per
+    entry but the inode index's (100,000 files: ~15 MB instead of ~70 MB of lists and keys)."""
+
+    __slots__ = ("inos", "devs", "sizes", "mtimes", "shas", "_at")
+    ARRAYS = (("ino", "Q"), ("dev", "Q"), ("size", "q"), ("mtime", "q"))
+    NAMES = tuple(name for name, _ in ARRAYS)
+
+    def __init__(self, inos: Iterable[int], devs: Iterable[int], sizes: Iterable[int], mtimes: Iterable[int],
+                 shas: str) -> None:
+        from array import array
+
+        self.inos, self.devs = array("Q", inos), array("Q", devs)
+        self.sizes, self.mtimes = array("q", sizes), array("q", mtimes)
+        self.shas = shas  # 64 hex digits each
+        self._at: dict[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.inos)
+
+    def find(self, st: os.stat_result) -> int | None:
+        """The index of the entry with this file's (device, inode, size, mtime), else None."""
+        at = self._at
+        if at is None:  # built on first use: a dict lookup is several times faster than bisecting
+            at = self._at = dict(zip(self.inos, range(len(self.inos))))  # an inode's last entry
+        i = at.get(st.st_ino)
+        while i is not None:
+            if self.devs[i] == st.st_dev and self.sizes[i] == st.st_size and self.mtimes[i] == st.st_mtime_ns:
+                return i
+            i = i - 1 if i and self.inos[i - 1] == st.st_ino else None  # the same inode on another device
+        return None
+
+    def sha(self, i: int) -> str:
+        return self.shas[64 * i:64 * i + 64]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, int, int, str]]) -> "Hashes":
+        """From (inode, device, size, mtime, sha256 hex) rows, in any order."""
+        ordered = sorted(rows)
+        if not ordered:
+            return cls((), (), (), (), "")
+        inos, devs, sizes, mtimes, shas = zip(*ordered)
+        return cls(inos, devs, sizes, mtimes, "".join(shas))
+
+    def to_json(self) -> dict[str, object]:
+        from binascii import b2a_base64
+
+        arrays = (self.inos, self.devs, self.sizes, self.mtimes)
+        data = {name: _little(a).tobytes() for (name, _), a in zip(self.ARRAYS, arrays)}
+        data["sha256"] = bytes.fromhex(self.shas)
+        return {name: b2a_base64(raw, newline=False).decode() for name, raw in data.items()}
+
+    @classmethod
+    def from_json(cls, data: object) -> "Hashes":
+        """ValueError unless it has the shape `to_json` writes (a section out of order only misses)."""
+        from array import array
+        from binascii import a2b_base64
+
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in (*cls.NAMES, "sha256")):
+            raise ValueError("not a section")
+        arrays = []
+        for name, code in cls.ARRAYS:
+            a = array(code)
+            a.frombytes(a2b_base64(data[name], strict_mode=True))  # ValueError unless whole 8-byte items
+            arrays.append(_little(a))
+        digests = a2b_base64(data["sha256"], strict_mode=True)
+        if not all(len(a) == len(arrays[0]) for a in arrays) or len(digests) != 32 * len(arrays[0]):
+            raise ValueError("not a section")
+        hashes = cls((), (), (), (), digests.hex())
+        hashes.inos, hashes.devs, hashes.sizes, hashes.mtimes = arrays
+        return hashes
+
+
+def _little(a: "array[int]") -> "array[int]":
+    """The array as little-endian bytes are read or written: a copy, byte-swapped, on a big-endian machine."""
+    import sys
+
+    if sys.byteorder == "little":
+        return a
+    from array import array
+
+    swapped = array(a.typecode, a)
+    swapped.byteswap()
+    return swapped
+
+
+_NONE = Hashes((), (), (), (), "")
+
+
 class TreeHashes:
     """sha256 by (dev, ino, size, mtime_ns) for the files of one tree, keeping only entries seen this run.
 
@@ -142,37 +236,37 @@ class TreeHashes:
     Entries for files modified within RACY_NS of now are therefore neither trusted nor kept.
     """
 
-    def __init__(self, old: dict[str, list[object]], on_hash: Callable[[str, int], None] | None) -> None:
+    def __init__(self, old: Hashes, on_hash: Callable[[str, int], None] | None) -> None:
         self.on_hash = on_hash  # told of every file actually read
         # hashes a large file by copying it (a deploy's source: the copy is what it deploys); None: not done
         self.spool: Callable[[str, os.stat_result], str | None] | None = None
         self._old = old
-        self.new: dict[str, list[object]] = {}
+        self._seen = bytearray(len(old))  # 1 for each old entry this run looked up and still trusts
+        self._fresh: dict[tuple[int, int], tuple[int, int, str]] = {}  # (ino, dev) -> (size, mtime_ns, sha)
         self._racy_after = time.time_ns() - RACY_NS  # mtimes above this are too recent to trust
-
-    @staticmethod
-    def _key(st: os.stat_result) -> str:
-        return f"{st.st_dev}:{st.st_ino}"
 
     def get(self, st: os.stat_result) -> str | None:
         if st.st_mtime_ns > self._racy_after:
             return None
-        key = self._key(st)
-        hit = self.new.get(key) or self._old.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            self.new[key] = hit
-            return str(hit[2])
-        return None
+        if self._fresh:
+            hit = self._fresh.get((st.st_ino, st.st_dev))
+            if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+                return hit[2]
+        i = self._old.find(st)
+        if i is None:
+            return None
+        self._seen[i] = 1
+        return self._old.sha(i)
 
     def put(self, st: os.stat_result, sha: str) -> None:
         if st.st_mtime_ns <= self._racy_after:
-            self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, sha)
 
     def put_own(self, st: os.stat_result, sha: str) -> None:
         """Record the hash of a copy the tool wrote and stamped with an mtime older than its writing (the
         caller checks the stamp held): a later write stamps a newer mtime, so the racy rule at `put` is not
         needed. `get` still refuses the entry while the mtime is within the racy window."""
-        self.new[self._key(st)] = [st.st_size, st.st_mtime_ns, sha]
+        self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, sha)
 
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
@@ -186,6 +280,18 @@ class TreeHashes:
                 self.on_hash(path, st.st_size)
         return sha
 
+    def unchanged(self) -> bool:
+        """True when saving would write back exactly the old entries: each seen, nothing new."""
+        return not self._fresh and 0 not in self._seen
+
+    def kept(self) -> Hashes:
+        """What to save: the old entries seen this run, and the fresh ones (which replace an old one)."""
+        old, fresh = self._old, self._fresh
+        rows = [(old.inos[i], old.devs[i], old.sizes[i], old.mtimes[i], old.sha(i))
+                for i, seen in enumerate(self._seen) if seen and (old.inos[i], old.devs[i]) not in fresh]
+        rows += [(ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in fresh.items()]
+        return Hashes.from_rows(rows)
+
 
 class HashCache:
     """The hash cache file: one section per tree root, saved atomically.
@@ -194,13 +300,13 @@ class HashCache:
     rollback scans only production and must not make the next deploy re-read the whole source.
     """
 
-    FORMAT = 2
+    FORMAT = 3  # 2 held one [size, mtime, sha256] list per "dev:ino" key: read as no cache at all
 
     def __init__(self, path: Path | None, roots: list[Path] | None = None) -> None:
         self.path = path
         self.roots = None if roots is None else {str(r) for r in roots}  # sections worth keeping
         self.on_hash: Callable[[str, int], None] | None = None
-        self._saved: dict[str, dict[str, list[object]]] = {}
+        self._saved: dict[str, Hashes] = {}
         self._trees: dict[str, TreeHashes] = {}
         if path is not None:
             from . import warm
@@ -212,15 +318,15 @@ class HashCache:
             try:
                 data = loads_state(read_state(path))
                 if isinstance(data, dict) and data.get("format") == self.FORMAT and isinstance(data.get("trees"), dict):
-                    self._saved = data["trees"]
+                    self._saved = {root: Hashes.from_json(section) for root, section in data["trees"].items()}
                     warm.remember(path, self._saved)
-            except (OSError, ValueError):
+            except (OSError, ValueError, OverflowError):
                 pass  # a missing or damaged cache only costs re-hashing
 
     def tree(self, root: Path | str) -> TreeHashes:
         key = str(root)
         if key not in self._trees:
-            self._trees[key] = TreeHashes(self._saved.get(key) or {}, self.on_hash)
+            self._trees[key] = TreeHashes(self._saved.get(key) or _NONE, self.on_hash)
         self._trees[key].on_hash = self.on_hash
         return self._trees[key]
 
@@ -228,14 +334,14 @@ class HashCache:
         """Write the cache; a failure only costs re-reading files next time, so it is a note (returned)."""
         if self.path is None or not self.path.parent.is_dir():
             return None
-        trees = {**self._saved, **{root: t.new for root, t in self._trees.items()}}
-        if self.roots is not None:
-            trees = {root: section for root, section in trees.items() if root in self.roots}
-        if trees == self._saved:
+        keep = (lambda root: True) if self.roots is None else (lambda root: root in self.roots)  # type: ignore[operator]
+        if all(t.unchanged() for t in self._trees.values()) and all(map(keep, self._saved)):
             return None  # e.g. a status on an unchanged tree: nothing to write
+        trees = {root: section for root, section in self._saved.items() if keep(root)}
+        trees.update({root: t.kept() for root, t in self._trees.items() if keep(root) and not t.unchanged()})
         try:
-            atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": trees},
-                                               separators=(",", ":")).encode())
+            atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": {
+                root: section.to_json() for root, section in trees.items()}}, separators=(",", ":")).encode())
         except OSError as exc:
             return f"{self.path}: hash cache not saved ({exc.strerror}); the next run reads every file again"
         from . import warm
@@ -360,24 +466,30 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         skip = ignored([p for p, _ in managed] + withheld)
         managed = [(p, d) for p, d in managed if p not in skip]
         withheld = [p for p in withheld if p not in skip]
-    for relpath, dirent in managed:
+    known, S_ISREG, S_IMODE = hashes.get, stat.S_ISREG, stat.S_IMODE  # hoisted: once per file below
+    for relpath, dirent in sorted(managed):
         st = dirent.stat(follow_symlinks=False)
-        kind = special_kind(st.st_mode)
-        if kind is not None:
-            skipped.append((relpath, kind))
-            continue
-        entry = _entry(f"{base}/{relpath}", relpath, st, hashes, source)
-        if entry is not None:
+        sha = known(st)
+        if sha is not None and S_ISREG(st.st_mode):  # the common case, in short: a file the cache vouches for
+            entries[relpath] = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+        else:
+            kind = special_kind(st.st_mode)
+            if kind is not None:
+                skipped.append((relpath, kind))
+                continue
+            entry = _entry(f"{base}/{relpath}", relpath, st, hashes, source)
+            if entry is None:
+                continue
             entries[relpath] = entry
-            if source:
-                stamps[relpath] = (st.st_size, st.st_mtime_ns)
+        if source:
+            stamps[relpath] = (st.st_size, st.st_mtime_ns)
     if source:
         for relpath, entry in entries.items():
             if entry.link is not None and link_leaves(entries, relpath, entry.link):
                 raise PreflightFailed(
                     f"{base}/{relpath}: symlink points outside the source tree ({entry.link}, through the "
                     "links beside it); replace it with the file or exclude it in deploy.yaml")
-    return Scan({p: entries[p] for p in sorted(entries)}, sorted(withheld), stamps, sorted(skipped))
+    return Scan(entries, sorted(withheld), stamps, sorted(skipped))
 
 
 def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
@@ -393,16 +505,21 @@ def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
     hashes = cache.tree(root)
     base = str(root)
     real_dirs: dict[str, bool] = {"": True}
+    known, lstat, S_ISREG, S_IMODE = hashes.get, os.lstat, stat.S_ISREG, stat.S_IMODE  # hoisted: once per path
     for relpath in sorted(paths):
         if not _real_parent(base, relpath, real_dirs):
             continue
         path = f"{base}/{relpath}"
         try:
-            st = os.lstat(path)
+            st = lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except PermissionError:
             raise _unreadable(path) from None
+        sha = known(st)
+        if sha is not None and S_ISREG(st.st_mode):  # the common case, in short (see `scan`)
+            entries[relpath] = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+            continue
         entry = _entry(path, relpath, st, hashes, source=False)
         if entry is not None:
             entries[relpath] = entry

@@ -227,3 +227,41 @@ def test_the_factored_union_of_globs_matches_exactly_what_each_glob_matches() ->
         assert (together.match(path) is not None) == any(rx.match(path) for rx in alone), path
     assert re.compile(union([])).match("anything") is None
 
+
+def test_a_hash_cache_section_finds_a_file_by_its_device_too(tmp_path: Path) -> None:
+    """Two files of a tree on two filesystems may share an inode number: each keeps its own hash."""
+    from deploylib.manifest import Hashes
+
+    def st(ino: int, dev: int, size: int = 5, mtime: int = 10**18) -> os.stat_result:
+        return os.stat_result((0o100644, ino, dev, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, mtime))
+
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    section = Hashes.from_rows([(7, 1, 5, 10**18, a), (7, 2, 5, 10**18, b), (3, 1, 5, 10**18, c)])
+    again = Hashes.from_json(section.to_json())
+    for hashes in (section, again):
+        found = {key: hashes.find(st(*key)) for key in ((7, 1), (7, 2), (3, 1), (3, 2), (8, 1))}
+        assert {key: hashes.sha(i) for key, i in found.items() if i is not None} == {(7, 1): a, (7, 2): b, (3, 1): c}
+        assert hashes.find(st(7, 1, size=6)) is None and hashes.find(st(7, 1, mtime=10**18 + 1)) is None
+
+
+@pytest.mark.parametrize("damage", [
+    "not json", '{"format": 2, "trees": {"ROOT": {"1:2": [9, 10, "' + "a" * 64 + '"]}}}',
+    '{"format": 3, "trees": {"ROOT": {"ino": "AQ==", "dev": "", "size": "", "mtime": "", "sha256": ""}}}',
+    '{"format": 3, "trees": {"ROOT": {"ino": "!!", "dev": "", "size": "", "mtime": "", "sha256": ""}}}',
+    '{"format": 3, "trees": {"ROOT": {"ino": 1}}}', '{"format": 3, "trees": {"ROOT": []}}',
+])
+def test_a_damaged_or_old_hash_cache_only_costs_reading_the_files_again(tmp_path: Path, damage: str) -> None:
+    write(tmp_path / "t", {"a.py": "original"})
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(tmp_path / "t" / "a.py", ns=(an_hour_ago, an_hour_ago))
+    cache_file = tmp_path / "cache.json"
+    cache_file.write_text(damage.replace("ROOT", str(tmp_path / "t")))
+    read: list[str] = []
+    cache = HashCache(cache_file)
+    cache.on_hash = lambda path, size: read.append(path)
+    entry = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"]
+    assert entry.sha256 == hashlib.sha256(b"original").hexdigest() and read == [str(tmp_path / "t" / "a.py")]
+    assert cache.save() is None
+    again = HashCache(cache_file)
+    again.on_hash = lambda path, size: read.append(path)
+    assert scan(tmp_path / "t", rules(["*.py"]), again).entries["a.py"] == entry and len(read) == 1
