@@ -12,7 +12,6 @@ import json
 import os
 import re
 from functools import lru_cache
-from importlib import resources
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -55,7 +54,11 @@ def schema() -> dict[str, Any]:
 
 
 def _schema_text() -> str:
-    return resources.files("deploylib").joinpath("schema/deploy.schema.json").read_text()
+    import pkgutil  # not importlib.resources: ~7 ms more of start-up; both read from the fleet agent's zip
+
+    data = pkgutil.get_data("deploylib", "schema/deploy.schema.json")
+    assert data is not None  # deploylib's loaders (files, zipimport) can read their own data
+    return data.decode()
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -9,7 +9,6 @@ does not even enter such directories. Git's own ignore rules are git's: they are
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from .errors import ConfigError, PreflightFailed
@@ -32,6 +31,8 @@ def in_work_tree(root: Path) -> bool:
 
     if outside_git(root):
         return False
+    import subprocess  # here: a tree outside git never needs it
+
     try:
         out = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True,
                              text=True, timeout=30)
@@ -58,6 +59,8 @@ def git_ignored(root: Path, paths: list[str]) -> set[str]:
     """
     if not paths:
         return set()
+    import subprocess
+
     data = b"".join(os.fsencode(p) + b"\0" for p in paths)
     try:
         out = subprocess.run(["git", "check-ignore", "--stdin", "-z"], cwd=root, input=data, capture_output=True,

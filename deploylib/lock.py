@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import stat
 import time
 from contextlib import ExitStack
@@ -74,7 +73,7 @@ class DeployLock:
                         "wait for it to finish or pass --wait SECONDS"
                     ) from None
                 time.sleep(0.05)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "operation": self.operation, "started": utc_now()}
+        info = {"pid": os.getpid(), "host": os.uname().nodename, "operation": self.operation, "started": utc_now()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd

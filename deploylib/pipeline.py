@@ -26,7 +26,8 @@ from .ids import iso, utc_now
 from .journal import State
 from .lock import Locked
 from .recovery import recover
-from .steps import Step, backup, before_commit, commit, finish, preflight, stage, undo, validate, verify
+from .steps import backup, before_commit, commit, finish, preflight, stage, validate, verify
+from .steps.sequence import Step, undo
 from .steps.backup import Backup
 from .steps.stage import Staged
 

@@ -17,8 +17,6 @@ from .errors import CorruptState, DeployError, UndoFailed
 from .history import append
 from .journal import KEPT, DamagedJournal, Record, State
 from .layout import DEPLOY_PREFIX, is_op_id, release_path, stage_path
-from .steps import reached, undo
-from .steps.finish import finish
 from .version import read_version
 
 
@@ -115,6 +113,9 @@ def _recover(op: Operation, dead: Record, close: bool = True) -> None:
     problem = _inconsistency(op, dead, state)
     if problem:
         raise CorruptState(f"{op.journal.path}: journal is damaged ({problem}); {KEPT}")
+    from .steps.finish import finish  # here: a status that finds nothing to recover loads no step
+    from .steps.sequence import reached, undo
+
     rop = Operation(profile=op.profile, source=op.source, record=dead, journal=op.journal, store=op.store,
                     cache=op.cache, emit=op.emit)
     try:

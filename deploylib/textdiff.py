@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -45,6 +44,8 @@ def unified(old: Side, new: Side, rel: str) -> str | None:
     if a is None or b is None:
         return None
     present = (old.path is not None or old.link is not None, new.path is not None or new.link is not None)
+    import difflib  # here: only a diff that shows text needs it
+
     lines = difflib.unified_diff(a, b, f"{old.label}/{rel}" if present[0] else "/dev/null",
                                  f"{new.label}/{rel}" if present[1] else "/dev/null")
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)

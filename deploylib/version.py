@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +92,8 @@ def git_state(source: Path) -> tuple[str | None, bool | None]:
 
 
 def _git(cwd: Path, *args: str) -> str | None:
+    import subprocess  # here: a source outside git never asks
+
     try:
         # GIT_OPTIONAL_LOCKS=0: `git status` must not refresh (write) the user's index under them
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
