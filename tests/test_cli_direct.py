@@ -109,13 +109,15 @@ def imported(argv: list[str], project: Project) -> set[str]:
 
 
 def test_each_command_imports_only_what_it_uses(project: Project) -> None:
-    """`status` never pays for a deploy's imports (the pipeline, the fleet controller, the HTTP stack that
-    webhooks use, tar for git exports), and `--version` for nothing but the package itself."""
+    """`status` never pays for a deploy's imports (the pipeline and its steps, the fleet controller, the HTTP
+    stack that webhooks use, tar for git exports, subprocess for git and hooks outside git), and `--version`
+    for nothing but the package itself."""
     ok(project.run("deploy"))
     status = imported(["status", "--config", str(project.config)], project)
     assert "deploylib.operations" in status  # the measurement itself works
     assert not {"invoke", "deploylib.pipeline", "deploylib.fleet.controller", "urllib.request", "tarfile",
-                "tomllib"} & status
+                "tomllib", "deploylib.steps.backup", "deploylib.steps.stage", "deploylib.steps.commit", "subprocess",
+                "socket", "difflib", "importlib.resources"} & status
     version = imported(["--version"], project)
     assert {m for m in version if m.startswith("deploylib")} == {"deploylib", "deploylib.cli", "deploylib.naming"}
     assert not {"typing", "inspect"} & version
