@@ -41,7 +41,7 @@ from .fsutil import atomic_write, copy_with_hash, kernel_copy, read_state, sha25
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json
+from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json, manifest_json
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -219,8 +219,7 @@ class Store:
     def save(self, snapshot: Snapshot) -> None:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        files = {p: e.to_json() for p, e in snapshot.files.items()}
-        manifest = json.dumps(files).encode()
+        manifest = manifest_json(snapshot.files).encode()
         atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", manifest)
         self._write_refs(snapshot.id, manifest, {e.sha256 for e in snapshot.files.values() if e.link is None})
         if self.object_dir.exists():

@@ -265,3 +265,19 @@ def test_a_damaged_or_old_hash_cache_only_costs_reading_the_files_again(tmp_path
     again = HashCache(cache_file)
     again.on_hash = lambda path, size: read.append(path)
     assert scan(tmp_path / "t", rules(["*.py"]), again).entries["a.py"] == entry and len(read) == 1
+
+
+def test_manifests_and_release_records_are_written_exactly_as_json_dumps_writes_them() -> None:
+    """They are formatted by hand (for speed): the bytes must be json.dumps's, for every name a tree can hold."""
+    import json
+
+    from deploylib.manifest import Entry, Release, manifest_json
+
+    names = ["a.py", "dir/ünïcödé.txt", 'quote"and\\back', "new\nline\ttab", "\udcff\udcfe-not-utf8", "emoji-😀",
+             "ctl-\x01\x1f", "sp ace", "</script>"]
+    files = {n: Entry(n, i * 1000, 0o644 if i % 2 else 0o755, f"{i:064x}") for i, n in enumerate(names)}
+    files["link"] = Entry("link", 5, 0o777, "f" * 64, link="../a\"b\udcff")
+    assert manifest_json(files) == json.dumps({p: e.to_json() for p, e in files.items()})
+    assert manifest_json({}) == json.dumps({})
+    release = Release(files, ["dir", "ü"], "VERSION-ä")
+    assert release.json_text() == json.dumps(release.to_json())
