@@ -100,13 +100,18 @@ def manifest_json(files: Manifest) -> str:
     return "{" + ", ".join([one(key, e) for key, e in files.items()]) + "}"
 
 
-_SHA256_LINES = re.compile(r"(?:[0-9a-f]{64}\n)*[0-9a-f]{64}")
-
-
 def all_sha256(shas: list[str]) -> bool:
-    """`is_sha256` of every one, in one regex match (for the thousands of a manifest)."""
-    return not shas or (all(type(s) is str and len(s) == 64 for s in shas)
-                        and _SHA256_LINES.fullmatch("\n".join(shas)) is not None)
+    """`is_sha256` of every one, checked over all of them at once in C (for the thousands of a manifest):
+    joined by newlines, they must be exactly 64 lowercase hex digits between each pair of newlines."""
+    if not shas:
+        return True
+    try:
+        data = "\n".join(shas).encode("ascii")
+    except (TypeError, UnicodeEncodeError):  # not all str, or not all ASCII
+        return False
+    n = len(shas)
+    return (len(data) == 65 * n - 1 and data.count(b"\n") == n - 1 and data[64::65] == b"\n" * (n - 1)
+            and not data.translate(None, b"0123456789abcdef\n"))
 
 
 def _plain_path(path: str) -> bool:

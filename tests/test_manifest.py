@@ -281,3 +281,22 @@ def test_manifests_and_release_records_are_written_exactly_as_json_dumps_writes_
     assert manifest_json({}) == json.dumps({})
     release = Release(files, ["dir", "ü"], "VERSION-ä")
     assert release.json_text() == json.dumps(release.to_json())
+
+
+def test_checking_many_object_names_at_once_agrees_with_checking_each() -> None:
+    """`all_sha256` (one pass in C over a manifest's names) against `is_sha256` one by one, on names a
+    hostile state file could hold: one character off, added, removed, a newline or NUL inside."""
+    import random
+
+    from deploylib.manifest import all_sha256, is_sha256
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        names: list[object] = [rng.randbytes(32).hex() for _ in range(rng.randint(1, 4))]
+        i = rng.randrange(len(names))
+        name = str(names[i])
+        at = rng.randrange(len(name) + 1)
+        names[i] = rng.choice([name[:at] + rng.choice("0aG\n\x00é") + name[at:], name[:at] + name[at + 1:],
+                               name[:at] + rng.choice("0afZ\n") + name[at + 1:], name.upper(), name, 7, ""])
+        assert all_sha256(names) == all(is_sha256(n) for n in names), names  # type: ignore[arg-type]
+    assert all_sha256([])
