@@ -31,6 +31,7 @@ class TreeSource:
     """Deploy: the managed files of the development tree."""
 
     operation = "deploy"
+    names_screened = True  # `scan` admits only managed names, never a secret-looking one: not tested twice
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -83,3 +83,20 @@ def test_a_file_lifted_by_unsafe_allow_secrets_ships_with_its_key(project: Proje
     project.write_config(unsafe_allow_secrets=["workflow/settings.py"])
     ok(project.run("deploy"))
     assert (project.target / "workflow" / "settings.py").read_bytes() == settings.read_bytes()
+
+
+def test_a_rollback_to_a_secret_no_longer_allowed_is_refused(project: Project) -> None:
+    """A deploy screens names while it scans the source; a rollback's files come from a snapshot, so the
+    name check still runs on them: lifting a secret is undone by deleting its line, rollbacks included."""
+    (project.source / "certs").mkdir()
+    (project.source / "certs" / "public-ca.pem").write_text("PEM\n")
+    project.write_config(include=project.profile["include"] + ["certs/*"], unsafe_allow_secrets=["certs/public-ca.pem"])
+    ok(project.run("deploy"))
+    (project.source / "certs" / "public-ca.pem").write_text("PEM 2\n")
+    ok(project.run("deploy"))
+    project.write_config(unsafe_allow_secrets=[])
+    base = baseline(project)
+    proc = project.run("rollback")
+    assert proc.returncode == 4, proc.stderr
+    assert "secret-looking files in the sync set: certs/public-ca.pem" in proc.stderr
+    assert check(project, base) == "old"
