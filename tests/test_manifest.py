@@ -300,3 +300,21 @@ def test_checking_many_object_names_at_once_agrees_with_checking_each() -> None:
                                name[:at] + rng.choice("0afZ\n") + name[at + 1:], name.upper(), name, 7, ""])
         assert all_sha256(names) == all(is_sha256(n) for n in names), names  # type: ignore[arg-type]
     assert all_sha256([])
+
+
+def test_checking_many_paths_at_once_agrees_with_checking_each() -> None:
+    """`all_plain` (substring searches over all of a manifest's paths joined by NUL) against `_plain_path`
+    one by one, on paths built from the parts a hostile state file would use."""
+    import random
+
+    from deploylib.manifest import _plain_path, all_plain
+
+    rng = random.Random(3)
+    parts = ["a", "b.py", ".", "..", "", "x y", "\0", "é", "/", "\n"]
+    for _ in range(20000):
+        paths = []
+        for _ in range(rng.randint(1, 3)):
+            path = "/".join(rng.choice(parts) for _ in range(rng.randint(1, 4)))
+            paths.append(rng.choice(["", "/"]) + path + rng.choice(["", "/"]))
+        assert all_plain(paths) == all(_plain_path(p) for p in paths), paths
+    assert all_plain([]) and not all_plain([7])  # type: ignore[list-item]

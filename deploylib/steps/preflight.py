@@ -141,10 +141,12 @@ def check_version_file_is_ours(op: Operation, found: Survey) -> None:
 
 
 def check_no_secrets(op: Operation, found: Survey) -> None:
-    """No secret by name, and none inside a file this deploy brings into production (private-key blocks,
-    well-known token formats). A rollback restores what was already live, so it is not scanned again."""
+    """No secret by name among the files this operation writes into production, and none inside a file a
+    deploy brings there (private-key blocks, well-known token formats). A rollback restores what was
+    already live, so its contents are not scanned again; their names are, against today's rules."""
+    written = (*found.plan.added, *found.plan.changed)
     screened = getattr(op.source, "names_screened", False)  # its scan admitted no secret-looking name
-    leaked = [] if screened else [p for p in found.desired if op.profile.rules.is_secret(p)]
+    leaked = [] if screened else [e.path for e in written if op.profile.rules.is_secret(e.path)]
     if leaked:
         raise PreflightFailed(f"{op.profile.source}: secret-looking files in the sync set: "
                               f"{', '.join(leaked[:SHOWN])}")
@@ -152,7 +154,7 @@ def check_no_secrets(op: Operation, found: Survey) -> None:
         return
     allowed = op.profile.rules.secrets_allowed
     findings = [finding
-                for entry in (*found.plan.added, *found.plan.changed)
+                for entry in written
                 if entry.link is None and not allowed.matches(entry.path)
                 for finding in scan_file(op.profile.source / entry.path, entry.path)]
     if findings:
