@@ -283,7 +283,10 @@ def bench_peers(work: Path, runs: int, rows: list[Row], files: int, total_bytes:
     env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
            "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
            # the bench venv's own Python: discovery may pick a `python3.x` shim that cannot run (pyenv)
-           "ANSIBLE_PYTHON_INTERPRETER": str(playbook.parent / "python")}
+           "ANSIBLE_PYTHON_INTERPRETER": str(playbook.parent / "python"),
+           # its temp files and collections under the bench's directory, not ~/.ansible
+           "ANSIBLE_HOME": str(work / "ansible"), "ANSIBLE_LOCAL_TEMP": str(work / "ansible" / "tmp"),
+           "ANSIBLE_REMOTE_TEMP": str(work / "ansible" / "tmp")}
     for name, count, size, row, n in (("peer-small", 100, 100 * 4096, rows[0], runs),
                                       ("peer-big", files, total_bytes, rows[1], 1)):
         root = work / name
