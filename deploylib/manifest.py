@@ -284,10 +284,10 @@ class TreeHashes:
     def get(self, st: os.stat_result) -> str | None:
         if st.st_mtime_ns > self._racy_after:
             return None
-        if self._fresh:
+        if self._fresh:  # hashed this run: that, or (the file changed since) nothing
             hit = self._fresh.get((st.st_ino, st.st_dev))
-            if hit is not None and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-                return hit[2]
+            if hit is not None:
+                return hit[2] if hit[0] == st.st_size and hit[1] == st.st_mtime_ns else None
         i = self._old.find(st)
         if i is None:
             return None
@@ -382,7 +382,9 @@ class HashCache:
         """Write the cache; a failure only costs re-reading files next time, so it is a note (returned)."""
         if self.path is None or not self.path.parent.is_dir():
             return None
-        keep = (lambda root: True) if self.roots is None else (lambda root: root in self.roots)  # type: ignore[operator]
+        def keep(root: str) -> bool:
+            return self.roots is None or root in self.roots
+
         if all(t.unchanged() for t in self._trees.values()) and all(map(keep, self._saved)):
             return None  # e.g. a status on an unchanged tree: nothing to write
         trees = {root: section for root, section in self._saved.items() if keep(root)}

@@ -318,3 +318,19 @@ def test_checking_many_paths_at_once_agrees_with_checking_each() -> None:
             paths.append(rng.choice(["", "/"]) + path + rng.choice(["", "/"]))
         assert all_plain(paths) == all(_plain_path(p) for p in paths), paths
     assert all_plain([]) and not all_plain([7])  # type: ignore[list-item]
+
+
+def test_a_file_hashed_again_this_run_is_never_answered_from_the_old_entry() -> None:
+    """Read once this run (it had changed), then put back to its old size and mtime (`touch -r`, a restore):
+    only reading it again can say what it holds now, as before format 3."""
+    from deploylib.manifest import Hashes, TreeHashes
+
+    def st(size: int, mtime: int) -> os.stat_result:
+        return os.stat_result((0o100644, 7, 1, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, mtime))
+
+    old_time = time.time_ns() - 3600 * 10**9
+    tree = TreeHashes(Hashes.from_rows([(7, 1, 5, old_time, "a" * 64)]), None)
+    assert tree.get(st(5, old_time)) == "a" * 64
+    tree.put(st(6, old_time + 10**9), "b" * 64)
+    assert tree.get(st(6, old_time + 10**9)) == "b" * 64
+    assert tree.get(st(5, old_time)) is None
