@@ -544,13 +544,15 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
     return Scan(entries, sorted(withheld), stamps, sorted(skipped))
 
 
-def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
+def scan_paths(root: Path, paths: Iterable[str], cache: HashCache, like: Manifest | None = None) -> Manifest:
     """Entries for those of `paths` that exist under `root` as files or symlinks (production).
 
     Only named paths are looked at, never a walk: production's other files are
     the user's business. A path below a symlinked or non-directory parent counts
-    as absent, so nothing is ever read through a link out of the tree.
+    as absent, so nothing is ever read through a link out of the tree. An entry
+    equal to the one `like` has for its path is that one (100,000 files: ~12 MB less).
     """
+    like = like or {}
     entries: Manifest = {}
     if not root.is_dir():
         return entries
@@ -570,7 +572,9 @@ def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
             raise _unreadable(path) from None
         sha = known(st)
         if sha is not None and S_ISREG(st.st_mode):  # the common case, in short (see `scan`)
-            entries[relpath] = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+            made = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+            same = like.get(relpath)
+            entries[relpath] = same if same is not None and same == made else made
             continue
         entry = _entry(path, relpath, st, hashes, source=False)
         if entry is not None:
