@@ -42,6 +42,18 @@ OLD_PATTERN_EXAMPLES = [".env", "a.pem", "a.key", "a.p12", "a.pfx", "a.keystore"
                         "service-account.json"]
 
 
+@pytest.fixture(autouse=True, params=["re", "prefilter"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: files scanned by `re` alone, and every file taken as large enough for the
+    Hyperscan prefilter (which large files get); both must find exactly the same."""
+    if request.param == "prefilter":
+        assert secrets._prefilter() is not None, "hyperscan (a dependency) is not importable"
+        monkeypatch.setattr(secrets, "PREFILTER_MIN", 0)
+    else:
+        monkeypatch.setattr(secrets, "PREFILTER_MIN", 1 << 62)
+    return str(request.param)
+
+
 def write(root: Path, rel: str, text: str = "x\n") -> Path:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,3 +243,63 @@ def test_a_hundred_small_files_scan_in_milliseconds(tmp_path: Path) -> None:
     started = time.perf_counter()
     assert not any(scan_file(p, p) for p in paths)
     assert time.perf_counter() - started < 0.5  # ~5 ms here
+
+
+def test_the_prefilter_names_every_format_re_finds_in_mutated_tokens() -> None:
+    """The prefilter may name a format that is not there, never miss one that is: Hyperscan's dialect
+    (its `\\s`, classes, bounded repeats, look-arounds left out) must not differ from `re`'s where it
+    matters. Each token line, mutated at random with the bytes the patterns care about, is searched by
+    both: every detector `re` finds must be among those the prefilter names."""
+    import random
+
+    prefilter = secrets._prefilter()
+    assert prefilter is not None
+    detectors = secrets._compiled()
+    rng = random.Random(13)
+    alphabet = b" \t\n\r\x0b\x0c\\-_=:/.+'\"aAzZ09fFxkKsS"
+    checked = 0
+    for _, token in TOKENS:
+        base = f"x = 1\n{token}\n".encode()
+        for _ in range(300):
+            buf = bytearray(base)
+            for _ in range(rng.randint(1, 3)):
+                buf[rng.randrange(len(buf))] = rng.choice(alphabet)
+            found = {i for i, (_, rx) in enumerate(detectors) if rx.search(bytes(buf))}
+            assert found <= set(prefilter(bytes(buf))), (bytes(buf), found)
+            checked += bool(found)
+    assert checked > len(TOKENS) * 100  # most mutants still hold a token: the check is not vacuous
+
+
+def test_whitespace_of_every_kind_inside_a_key_is_seen_by_the_prefilter(tmp_path: Path) -> None:
+    """A PEM header and its body may be separated by any whitespace `re` calls `\\s`."""
+    for space in (" ", "\t", "\r", "\x0b", "\x0c"):
+        text = "-----" + "BEGIN RSA PRIVATE KEY-----" + space + "\n" + "M" + "A" * 63 + "\n"
+        path = write(tmp_path, "k.txt", "x\n" * 10 + text)
+        assert scan_file(str(path), "k.txt") == [Finding("k.txt", 11, "private key")], repr(space)
+
+
+def test_without_hyperscan_every_file_takes_the_re_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A platform without a Hyperscan wheel still scans (slower), and finds the same."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "hyperscan", None)  # import fails
+    secrets._prefilter.cache_clear()
+    try:
+        assert secrets._prefilter() is None
+        monkeypatch.setattr(secrets, "PREFILTER_MIN", 0)
+        path = write(tmp_path, "a.py", "x = 1\n" * 5 + "t = 'ghp_" + "x" * 36 + "'\n")
+        assert scan_file(str(path), "a.py") == [Finding("a.py", 6, "GitHub token")]
+    finally:
+        secrets._prefilter.cache_clear()
+
+
+def test_lines_are_counted_when_a_finding_lies_many_chunks_in(tmp_path: Path) -> None:
+    """Lines are counted by a second read, only when something was found: a finding 5 MiB in, after
+    lines of every length, is reported on its line, as are two on one line."""
+    lines = [("y" * (i % 300)) for i in range(40_000)]
+    token = "AKIA" + "X" * 16
+    text = "\n".join(lines) + "\n" + f"a = '{token}' b = 'ghp_" + "x" * 36 + "'\n" + "tail\n" * 10
+    path = write(tmp_path, "big.txt", text)
+    line = len(lines) + 1
+    assert scan_file(str(path), "big.txt") == [Finding("big.txt", line, "AWS access key id"),
+                                               Finding("big.txt", line, "GitHub token")]
