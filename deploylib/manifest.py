@@ -639,8 +639,13 @@ class Release:
 
 
 def save_release(path: Path, release: Release) -> None:
+    from . import warm
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, release.json_text().encode())
+    data = release.json_text().encode()
+    atomic_write(path, data)
+    if warm.ENABLED:  # the server's next preview reads this record: kept as written, a copy of its own
+        warm.remember_record(path, data, Release(dict(release.files), list(release.dirs), release.version_file))
 
 
 def load_release(path: Path) -> Release | None:
@@ -651,12 +656,12 @@ def load_release(path: Path) -> Release | None:
     """
     from . import warm
 
-    kept = warm.recall(path)  # a long-lived server keeps the live record while the file is the one it read
-    if isinstance(kept, Release):
-        return Release(dict(kept.files), list(kept.dirs), kept.version_file)
     try:
-        before = os.lstat(path) if warm.ENABLED else None
-        data = loads_state(read_state(path))
+        raw = read_state(path)
+        kept = warm.recall_record(path, raw)  # a long-lived server: parsed already if these are the same bytes
+        if isinstance(kept, Release):
+            return Release(dict(kept.files), list(kept.dirs), kept.version_file)
+        data = loads_state(raw)
     except OSError:
         return None
     except ValueError as exc:
@@ -675,6 +680,6 @@ def load_release(path: Path) -> Release | None:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None
-    if before is not None:
-        warm.remember_settled(path, Release(dict(release.files), list(release.dirs), release.version_file), before)
+    if warm.ENABLED:
+        warm.remember_record(path, raw, Release(dict(release.files), list(release.dirs), release.version_file))
     return release

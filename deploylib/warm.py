@@ -13,8 +13,10 @@ entries) and re-listed the backup store. Nothing here is trusted without a check
   a directory whose mtime moved is listed again, and so is one whose mtime was within the racy window
   when it was listed (an object added or deleted in the same clock tick would not move it).
 
-- Release records (`load_release`), by the same identity, kept only once their mtime has left the
-  racy window (see `remember_settled`); each caller gets its own copy of the kept record.
+- Release records (`load_release`), by their bytes: the file is read as always (a fraction of a
+  millisecond) and the parse is skipped when the bytes are those last parsed or written there, so a
+  record is recalled the moment it is written, and no edit, however timed, is ever missed. Each caller
+  gets its own copy; the few most recent records are kept (each deploy writes a new one).
 
 Off unless `enable()` is called (the MCP server does); one-shot commands behave exactly as before.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from .manifest import RACY_NS
 ENABLED = False
 _lock = threading.Lock()
 _files: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+_records: OrderedDict[str, tuple[bytes, Any]] = OrderedDict()  # path -> (bytes, parsed), most recent last
+RECORDS_KEPT = 4  # the live record and the few before it: a server lives through many deploys
 _indexes: dict[str, dict[str, tuple[tuple[int, int], bool, frozenset[str]]]] = {}
 
 
@@ -71,21 +76,27 @@ def remember(path: Path, value: Any) -> None:
         _files[str(path)] = (_identity(st), value)
 
 
-def remember_settled(path: Path, value: Any, read_from: os.stat_result) -> None:
-    """Keep `value` as what the file at `path` says, read while it showed `read_from` (its lstat just before
-    the read), only if it still shows that identity and its mtime is out of the racy window: an in-place
-    edit then stamps a newer mtime, and `recall` misses. A file modified within the window is never kept
-    (a same-tick edit at the same size would leave its identity as it was)."""
+def recall_record(path: Path, data: bytes) -> Any | None:
+    """What `remember_record` kept for `path`, if `data` (the file's bytes, just read) are the bytes it was
+    kept with; else None."""
+    if not ENABLED:
+        return None
+    with _lock:
+        kept = _records.get(str(path))
+        if kept is not None:
+            _records.move_to_end(str(path))
+    return kept[1] if kept is not None and kept[0] == data else None
+
+
+def remember_record(path: Path, data: bytes, value: Any) -> None:
+    """Keep `value` as what the bytes `data` at `path` say (call right after parsing or writing them)."""
     if not ENABLED:
         return
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return
-    if _identity(st) != _identity(read_from) or st.st_mtime_ns > time.time_ns() - RACY_NS:
-        return
     with _lock:
-        _files[str(path)] = (_identity(st), value)
+        _records[str(path)] = (data, value)
+        _records.move_to_end(str(path))
+        while len(_records) > RECORDS_KEPT:
+            _records.popitem(last=False)
 
 
 def object_names(object_dir: Path) -> set[str]:

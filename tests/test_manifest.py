@@ -159,50 +159,44 @@ def test_walk_only_enters_directories_the_globs_can_reach(tmp_path: Path, monkey
     assert opened == ["workflow"]  # neither huge/ nor the excluded __pycache__/ was read
 
 
-def test_a_warm_process_keeps_a_settled_release_record_and_never_a_changed_or_fresh_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The MCP server keeps the live release record between calls, by the file's identity, once its mtime
-    has left the racy window; an in-place edit is read again, and a record modified within the window is
-    never kept (a same-tick edit at the same size would not change its identity)."""
-    import time
-
+def test_a_warm_process_keeps_a_release_record_by_its_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MCP server keeps the release records it wrote or parsed, by their bytes: the record a deploy just
+    wrote is not parsed again by the next call, yet an edit in place is seen whenever it lands (even at
+    the same size, with the mtime put back), each caller gets its own copy, and only a few are kept."""
     from deploylib import manifest, warm
     from deploylib.errors import CorruptState
     from deploylib.manifest import Entry, Release, load_release, save_release
 
     monkeypatch.setattr(warm, "ENABLED", True)
-    monkeypatch.setattr(warm, "_files", {})
+    monkeypatch.setattr(warm, "_records", warm.OrderedDict())
     parses: list[int] = []
     real = manifest.manifest_from_json
     monkeypatch.setattr(manifest, "manifest_from_json", lambda data: parses.append(1) or real(data))
     path = tmp_path / "d-1.json"
     save_release(path, Release({"a.py": Entry("a.py", 1, 0o644, "a" * 64)}, ["lib"]))
-    settled = time.time_ns() - 3 * 10**9
 
-    def edit_in_place(old: str, new: str, mtime_ns: int) -> None:
+    def edit_in_place(old: str, new: str) -> None:
+        st = os.stat(path)
         text = path.read_text()
         assert len(old) == len(new) and old in text
-        path.write_text(text.replace(old, new))  # same inode, same size
-        os.utime(path, ns=(mtime_ns, mtime_ns))
+        path.write_text(text.replace(old, new))  # same inode, same size, and the same mtime put back
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-    # fresh (mtime within the window): read, not kept; a same-size edit restoring that mtime is seen
-    fresh = os.stat(path).st_mtime_ns
-    assert load_release(path).files["a.py"].sha256 == "a" * 64 and len(parses) == 1
-    edit_in_place("a" * 64, "b" * 64, fresh)
-    assert load_release(path).files["a.py"].sha256 == "b" * 64 and len(parses) == 2
-
-    # settled: kept, and each caller gets its own copy
-    os.utime(path, ns=(settled, settled))
-    first = load_release(path)
+    first = load_release(path)  # just written: recalled, not parsed
+    assert first.files["a.py"].sha256 == "a" * 64 and first.dirs == ["lib"] and parses == []
     first.files.clear()
     first.dirs.append("mine")
-    again = load_release(path)
-    assert len(parses) == 3 and again.files["a.py"].sha256 == "b" * 64 and again.dirs == ["lib"]
-
-    # an in-place edit stamps a new mtime: read again (here into a damaged record: refused, not recalled)
-    edit_in_place('"b', '"/', time.time_ns())
+    assert load_release(path).dirs == ["lib"] and load_release(path).files  # each caller has its own copy
+    edit_in_place("a" * 64, "b" * 64)
+    assert load_release(path).files["a.py"].sha256 == "b" * 64 and len(parses) == 1
+    assert load_release(path).files["a.py"].sha256 == "b" * 64 and len(parses) == 1  # kept as parsed
+    edit_in_place('"b', '"/')  # damaged: refused, never recalled
     with pytest.raises(CorruptState):
         load_release(path)
+
+    for i in range(2, 12):  # a long-lived server writes a record per deploy: only the latest few stay
+        save_release(tmp_path / f"d-{i}.json", Release({}))
+    assert list(warm._records) == [str(tmp_path / f"d-{i}.json") for i in range(12 - warm.RECORDS_KEPT, 12)]
 
 
 def test_the_factored_union_of_globs_matches_exactly_what_each_glob_matches() -> None:
