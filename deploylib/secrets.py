@@ -145,9 +145,15 @@ def _prefilter() -> Callable[[bytes], list[int]] | None:
     db.compile(expressions=[rx for _, rx in _DETECTORS], ids=list(range(len(_DETECTORS))),
                elements=len(_DETECTORS), flags=[flags] * len(_DETECTORS))
 
+    import threading
+
+    mine = threading.local()  # a scratch space per thread: one shared by two scans at once is an error
+
     def candidates(buf: bytes) -> list[int]:
+        if not hasattr(mine, "scratch"):
+            mine.scratch = hyperscan.Scratch(db)
         found: set[int] = set()
-        db.scan(buf, match_event_handler=lambda i, start, end, flags, context: found.add(i))
+        db.scan(buf, match_event_handler=lambda i, start, end, flags, context: found.add(i), scratch=mine.scratch)
         return sorted(found)
 
     return candidates
@@ -194,15 +200,18 @@ def scan_file(path: str | os.PathLike[str], relpath: str) -> list[Finding]:
                 break
             keep = max(0, limit - LOOKBEHIND - base)
             buf, base, done = buf[keep:] + more, base + keep, max(done, limit)
-        line = _lines(f, [offset for offset, _ in found])
+        line = _lines(f, [offset for offset, _ in found]) if found else {}
     findings = [Finding(relpath, line[offset], kind) for offset, kind in found]
     return sorted(findings, key=lambda x: x.line)[:MAX_FINDINGS]
 
 
 def _lines(f: BinaryIO, offsets: list[int]) -> dict[int, int]:
     """The line of each file offset, counting newlines from the start: a second read, made only when
-    something was found (counting them in every chunk cost ~0.5 s per GB of a file without secrets)."""
+    something was found (counting them in every chunk cost ~0.5 s per GB of a file without secrets). A
+    file rewritten in place meanwhile may put a finding on the wrong line; the finding itself stands."""
     line: dict[int, int] = {}
+    if not f.seekable():  # a FIFO swapped in since the walk: the findings stand, their lines are unknown (0)
+        return {offset: 0 for offset in offsets}
     f.seek(0)
     at, newlines = 0, 0
     for offset in sorted(set(offsets)):

@@ -6,8 +6,11 @@ file itself holds nothing a secret scanner would flag.
 
 from __future__ import annotations
 
+import os
+import random
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,3 +316,124 @@ def test_lines_are_counted_when_a_finding_lies_many_chunks_in(tmp_path: Path) ->
     line = len(lines) + 1
     assert scan_file(str(path), "big.txt") == [Finding("big.txt", line, "AWS access key id"),
                                                Finding("big.txt", line, "GitHub token")]
+
+
+def _sample(rx: bytes, rng: random.Random) -> bytes:
+    """A random string built from the regex's parsed form, taking every kind of branch, class member and
+    repeat count (look-arounds and anchors emit nothing: `re` then decides whether it matches)."""
+    from re import _constants as c
+    from re import _parser
+
+    def emit(items: Any) -> bytes:
+        out = b""
+        for op, av in items:
+            if op is c.LITERAL:
+                out += bytes([av])
+            elif op is c.NOT_LITERAL:
+                out += bytes([rng.choice([b for b in range(256) if b != av])])
+            elif op is c.ANY:
+                out += bytes([rng.choice([b for b in range(256) if b != 10])])
+            elif op is c.IN:
+                out += bytes([rng.choice(members(av))])
+            elif op is c.BRANCH:
+                out += emit(rng.choice(av[1]))
+            elif op is c.SUBPATTERN:
+                out += emit(av[-1])
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                low, high, body = av
+                out += b"".join(emit(body) for _ in range(rng.randint(low, min(high, low + 6))))
+        return out
+
+    def members(av: Any) -> list[int]:
+        spaces, words = b" \t\n\r\x0b\x0c", set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+        listed: set[int] = set()
+        negate = False
+        for op, arg in av:
+            if op is c.NEGATE:
+                negate = True
+            elif op is c.LITERAL:
+                listed.add(arg)
+            elif op is c.RANGE:
+                listed.update(range(arg[0], arg[1] + 1))
+            elif op is c.CATEGORY:
+                listed.update(spaces if arg is c.CATEGORY_SPACE else words if arg is c.CATEGORY_WORD
+                              else range(48, 58) if arg is c.CATEGORY_DIGIT else ())
+        return sorted(set(range(256)) - listed) if negate else sorted(listed)
+
+    return emit(_parser.parse(rx))
+
+
+def test_the_prefilter_names_every_format_in_strings_built_from_the_patterns_themselves() -> None:
+    """The token examples use one spelling of each format; strings built from each pattern take every
+    alternative (CRLF armor lines, `----- BEGIN`, Slack workflows, PyPI's test index ...), every class
+    member (all of `\\s`) and repeat counts: whenever `re` matches one, the prefilter must name it."""
+    import random
+
+    prefilter = secrets._prefilter()
+    assert prefilter is not None
+    rng = random.Random(7)
+    for i, (kind, rx) in enumerate(secrets._DETECTORS):
+        compiled, matched = secrets._compiled()[i][1], 0
+        for _ in range(400):
+            buf = b"x = " + _sample(rx, rng) + b"\n"
+            if compiled.search(buf):
+                matched += 1
+                assert i in prefilter(buf), (kind, buf)
+        assert matched > 100, kind  # the strings are built to match: a generator gone wrong fails here
+
+
+def test_scans_in_several_threads_at_once(tmp_path: Path) -> None:
+    """The MCP server runs each call in a worker thread: two previews may scan large files at once (one
+    Hyperscan scratch space shared by two scans is an error)."""
+    import threading
+
+    text = "y" * 99 + "\n"
+    paths = [write(tmp_path, f"big{i}.txt", text * 30_000 + "t = 'ghp_" + "x" * 36 + "'\n") for i in range(4)]
+    results: list[object] = []
+
+    def scan_each() -> None:
+        try:
+            results.extend(scan_file(str(p), p.name) for p in paths for _ in range(3))
+        except BaseException as exc:  # noqa: BLE001 - reported below, in the test's thread
+            results.append(exc)
+
+    threads = [threading.Thread(target=scan_each) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, list) and r[0].line == 30_001 for r in results), results[:3]
+    assert len(results) == 48
+
+
+def test_a_file_of_exactly_prefilter_min_bytes_uses_the_prefilter(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(secrets, "PREFILTER_MIN", 2 * secrets.CHUNK)
+    calls: list[int] = []
+    real = secrets._prefilter()
+    assert real is not None
+    monkeypatch.setattr(secrets, "_prefilter", lambda: lambda buf: calls.append(1) or real(buf))
+    exact = write(tmp_path, "exact.txt", "x" * (2 * secrets.CHUNK - 1) + "\n")
+    below = write(tmp_path, "below.txt", "x" * (2 * secrets.CHUNK - 2) + "\n")
+    assert scan_file(str(below), "below.txt") == [] and not calls
+    assert scan_file(str(exact), "exact.txt") == [] and calls
+
+
+def test_a_fifo_swapped_in_after_the_walk_is_still_scanned(tmp_path: Path) -> None:
+    """The walk skips FIFOs, but one may replace a file before its scan: its bytes are scanned as they come,
+    and a finding stands though its line cannot be counted again (0)."""
+    import threading
+
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "w") as f:
+            f.write("a\n" + "t = 'ghp_" + "x" * 36 + "'\n")
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        assert scan_file(str(fifo), "pipe.txt") == [Finding("pipe.txt", 0, "GitHub token")]
+    finally:
+        writer.join()
