@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
