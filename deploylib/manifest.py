@@ -642,10 +642,19 @@ def save_release(path: Path, release: Release) -> None:
     from . import warm
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    kept = Release(dict(release.files), list(release.dirs), release.version_file) if warm.ENABLED else None
     data = release.json_text().encode()
     atomic_write(path, data)
-    if warm.ENABLED:  # the server's next preview reads this record: kept as written, a copy of its own
-        warm.remember_record(path, data, Release(dict(release.files), list(release.dirs), release.version_file))
+    if kept is not None and _parses_back(kept):  # the server's next preview reads it: kept as written
+        warm.remember_record(path, data, kept)
+
+
+def _parses_back(release: Release) -> bool:
+    """Whether `load_release` would accept this record's text as it stands (what it checks beyond each
+    entry's own fields): a kept record must be exactly what parsing the file gives, refusals included."""
+    return (all(key == entry.path for key, entry in release.files.items()) and all_plain(list(release.files))
+            and all(map(safe_relpath, release.dirs)) and safe_relpath(release.version_file)
+            and "/" not in release.version_file)
 
 
 def load_release(path: Path) -> Release | None:

@@ -328,3 +328,21 @@ def test_a_file_hashed_again_this_run_is_never_answered_from_the_old_entry() -> 
     tree.put(st(6, old_time + 10**9), "b" * 64)
     assert tree.get(st(6, old_time + 10**9)) == "b" * 64
     assert tree.get(st(5, old_time)) is None
+
+
+def test_a_warm_process_never_keeps_a_written_record_that_parsing_would_refuse(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record kept as written must be what reading the file gives: one no cold command would accept
+    (a directory leaving the tree, a key naming another entry) is refused by the warm server too."""
+    from deploylib import warm
+    from deploylib.errors import CorruptState
+    from deploylib.manifest import Entry, Release, load_release, save_release
+
+    monkeypatch.setattr(warm, "ENABLED", True)
+    monkeypatch.setattr(warm, "_records", warm.OrderedDict())
+    entry = Entry("a", 1, 0o644, "a" * 64)
+    for i, bad in enumerate([Release({"a": entry}, [".."]), Release({"b": entry}), Release({"a": entry}, [], "x/V")]):
+        path = tmp_path / f"d-{i}.json"
+        save_release(path, bad)
+        with pytest.raises(CorruptState):
+            load_release(path)
