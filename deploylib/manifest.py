@@ -637,12 +637,24 @@ class Release:
         return (f'{{"format": 2, "files": {manifest_json(self.files)}, "dirs": {json.dumps(self.dirs)}, '
                 f'"version_file": {json.dumps(self.version_file)}}}')
 
+    def copy(self) -> "Release":
+        """A record of its own (its entries are immutable and shared): what a kept record is handed out as."""
+        return Release(dict(self.files), list(self.dirs), self.version_file)
+
+    def names_problem(self) -> str | None:
+        """Why its directories or version file name something other than a path inside the target, if so."""
+        if not all(map(safe_relpath, self.dirs)):
+            return "a path does not match its entry"
+        if not (safe_relpath(self.version_file) and "/" not in self.version_file):
+            return "the version file is not a plain name"
+        return None
+
 
 def save_release(path: Path, release: Release) -> None:
     from . import warm
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = Release(dict(release.files), list(release.dirs), release.version_file) if warm.ENABLED else None
+    kept = release.copy() if warm.ENABLED else None
     data = release.json_text().encode()
     atomic_write(path, data)
     if kept is not None and _parses_back(kept):  # the server's next preview reads it: kept as written
@@ -653,8 +665,7 @@ def _parses_back(release: Release) -> bool:
     """Whether `load_release` would accept this record's text as it stands (what it checks beyond each
     entry's own fields): a kept record must be exactly what parsing the file gives, refusals included."""
     return (all(key == entry.path for key, entry in release.files.items()) and all_plain(list(release.files))
-            and all(map(safe_relpath, release.dirs)) and safe_relpath(release.version_file)
-            and "/" not in release.version_file)
+            and release.names_problem() is None)
 
 
 def load_release(path: Path) -> Release | None:
@@ -669,7 +680,7 @@ def load_release(path: Path) -> Release | None:
         raw = read_state(path)
         kept = warm.recall_record(path, raw)  # a long-lived server: parsed already if these are the same bytes
         if isinstance(kept, Release):
-            return Release(dict(kept.files), list(kept.dirs), kept.version_file)
+            return kept.copy()
         data = loads_state(raw)
     except OSError:
         return None
@@ -682,13 +693,12 @@ def load_release(path: Path) -> Release | None:
         else:  # the first format: a bare manifest
             files, dirs, name = data, [], VERSION_FILE
         release = Release(manifest_from_json(files), list(dirs), name)
-        if not all(map(safe_relpath, release.dirs)):
-            raise ValueError("a path does not match its entry")
-        if not (safe_relpath(name) and "/" not in name):
-            raise ValueError("the version file is not a plain name")
+        problem = release.names_problem()
+        if problem:
+            raise ValueError(problem)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None
     if warm.ENABLED:
-        warm.remember_record(path, raw, Release(dict(release.files), list(release.dirs), release.version_file))
+        warm.remember_record(path, raw, release.copy())
     return release
