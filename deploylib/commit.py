@@ -16,8 +16,13 @@ to put it back; its caller is `try: apply() except: rollback(); raise`.
     mkdirs   directories the new files need, parents first ("" is the target itself)
     puts     files the new release adds or changes (with the backup entry of what
              they replace, or None), staged at <stage>/release/<path>; VERSION last
+    takes    the puts whose outgoing version becomes its own backup object (large
+             files the backup did not copy): [device, staged inode, production's inode]
 
-Applied in that order; undone in reverse.
+Applied in that order; undone in reverse. A take swaps the staged file with
+production's in one atomic step (renameat2 RENAME_EXCHANGE), then the store
+moves the outgoing file, now in the stage, into its objects: the undo tells
+"not swapped", "swapped" and "taken" apart by the inode at the staged path.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any, Callable
 
 from . import faults
 from .errors import CorruptState, DeployError
-from .fsutil import atomic_write, read_state, remove_tree, rename_noreplace, sha256_file, sync_filesystem
+from .fsutil import (atomic_write, read_state, remove_tree, rename_exchange, rename_noreplace, sha256_file,
+                     sync_filesystem)
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, safe_relpath
 from .manifest import Entry
-from .store import Store
+from .store import Store, takeable
 
 RELEASE_DIR = "release"  # <stage>/release: the new release as validators see it
 UNDO_DIR = "undo"  # <stage>/undo: restored files on their way back into production
@@ -52,6 +58,7 @@ class CommitPlan:
     puts: list[tuple[str, Entry | None]] = field(default_factory=list)
     version_kept: bool = False  # production had a VERSION, kept in the stage for the undo
     version_file: str = VERSION_FILE  # its name (the profile's version_file), put last
+    takes: dict[str, list[int]] = field(default_factory=dict)  # path: [device, staged inode, production inode]
 
     @property
     def size(self) -> int:
@@ -60,7 +67,7 @@ class CommitPlan:
     def to_json(self) -> dict[str, Any]:
         return {"removes": [e.to_json() for e in self.removes], "rmdirs": self.rmdirs, "mkdirs": self.mkdirs,
                 "puts": [[p, None if old is None else old.to_json()] for p, old in self.puts],
-                "version_kept": self.version_kept, "version_file": self.version_file}
+                "version_kept": self.version_kept, "version_file": self.version_file, "takes": self.takes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "CommitPlan":
@@ -69,7 +76,8 @@ class CommitPlan:
                    [(str(p), _mode(m)) for p, m in data["rmdirs"]],
                    [(str(p), _mode(m)) for p, m in data["mkdirs"]],
                    [(str(p), None if old is None else Entry.from_json(old)) for p, old in data["puts"]],
-                   bool(data["version_kept"]), str(data.get("version_file", VERSION_FILE)))
+                   bool(data["version_kept"]), str(data.get("version_file", VERSION_FILE)),
+                   _takes(data.get("takes", {})))
         if not safe_relpath(plan.version_file) or "/" in plan.version_file:
             raise ValueError("the version file is not a plain name")
         paths = [p for p, _ in plan.rmdirs + plan.puts] + [p for p, _ in plan.mkdirs if p != ""]
@@ -77,7 +85,20 @@ class CommitPlan:
             raise ValueError("a path leaves the target")
         if any(old is not None and old.path != p for p, old in plan.puts):
             raise ValueError("a backup entry names another path")
+        if not set(plan.takes) <= {p for p, old in plan.puts if old is not None}:
+            raise ValueError("a take names no put with a backup entry")
         return plan
+
+
+def _takes(data: Any) -> dict[str, list[int]]:
+    """The takes read back from a plan: path -> three non-negative integers (device and inodes)."""
+    if not isinstance(data, dict):
+        raise ValueError("takes is not an object")
+    for ids in data.values():
+        if not (isinstance(ids, list) and len(ids) == 3 and
+                all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 1 << 64 for i in ids)):
+            raise ValueError(f"bad take {str(ids)[:40]}")
+    return {str(p): list(ids) for p, ids in data.items()}
 
 
 def _mode(m: Any) -> int:
@@ -120,7 +141,7 @@ def save_previous_version(target: Path, stage: Path, name: str) -> bool:
 
 def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: list[Entry],
                 old_dirs: list[str], new_paths: set[str], version_kept: bool,
-                version_file: str) -> tuple[CommitPlan, list[str]]:
+                version_file: str, takes: dict[str, list[int]] | None = None) -> tuple[CommitPlan, list[str]]:
     """The commit for these puts and removes, and the directories the new release owns.
 
     A directory is created only where none exists, and removed only if this tool
@@ -154,7 +175,7 @@ def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: lis
                 mkdirs.append((d, 0o755))
     puts = sorted(puts, key=lambda put: (put[0] == version_file, put[0]))
     owned = sorted({d for d in old_dirs if d in needed} | {d for d, _ in mkdirs if d})
-    return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept, version_file), owned
+    return CommitPlan(sorted(removes), rmdirs, mkdirs, puts, version_kept, version_file, takes or {}), owned
 
 
 def in_real_dirs(target: Path, rel: str, known: dict[str, bool]) -> bool:
@@ -183,8 +204,10 @@ class Commit:
     """Applies a CommitPlan to production and takes it back, from the plan and the backup store alone."""
 
     def __init__(self, plan: CommitPlan, target: Path, stage: Path, store: Store,
-                 added: dict[str, Entry] | None = None) -> None:
+                 added: dict[str, Entry] | None = None,
+                 known: Callable[[os.stat_result], str | None] = lambda st: None) -> None:
         self.plan = plan
+        self.known = known  # production's hash cache: whether a file to take is the one the backup vouched for
         self.target = target
         self.release = stage / RELEASE_DIR
         self.undo_dir = stage / UNDO_DIR
@@ -214,12 +237,43 @@ class Commit:
                     raise DeployError(f"{target / path}: appeared in production during the deploy, where the "
                                       "release adds a file; it is not MCP Deploy's to replace (no backup holds "
                                       "it): move it aside, or pass --adopt for it, and deploy again") from None
+            elif path in self.plan.takes and old is not None:
+                self._swap_and_take(path, old, n + 1)
             else:
                 os.rename(self.release / path, target / path)
             n += 1
             on_change(path)
             faults.point(faults.COMMIT, n)
         sync_filesystem(target)
+
+    def _swap_and_take(self, path: str, old: Entry, n: int) -> None:
+        """Publish a staged file by swapping it with production's, whose outgoing version the store then
+        takes as its backup object. Production's file must still be the one the backup vouched for (same
+        inode, size and mtime, one link): else it changed during the deploy, which is refused (the undo puts
+        back whatever stood there). Where the swap cannot be made, it is copied into the store first."""
+        staged, live = self.release / path, self.target / path
+        device, _, inode = self.plan.takes[path]
+        try:
+            before = os.lstat(live)
+        except FileNotFoundError:
+            before = None
+        if before is None or (before.st_dev, before.st_ino) != (device, inode) or \
+                self.known(before) != old.sha256 or not stat.S_ISREG(before.st_mode):
+            raise DeployError(f"{live}: changed in production during the deploy, after its backup; it is left "
+                              "as it is now and the deploy is undone: look at the change, then deploy again")
+        if not takeable(before, old, self.known) or not rename_exchange(staged, live):
+            if self.store.put(live, old, self.known) != old:  # a hard link made since, say: copied now
+                raise DeployError(f"{live}: changed in production during the deploy, after its backup; the "
+                                  "deploy is undone: look at the change, then deploy again")
+            os.rename(staged, live)
+            return
+        after = os.lstat(staged)  # what the swap took out of production
+        if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_nlink) != \
+                (before.st_ino, before.st_size, before.st_mtime_ns, 1):
+            raise DeployError(f"{live}: changed in production during the deploy, as it was swapped out; it "
+                              "is put back as it was and the deploy is undone: deploy again")
+        faults.point(faults.TAKE, n)
+        self.store.take(staged, old)
 
     def rollback(self) -> None:
         """Put production back as it was before `apply` (all of it, or however far it got). Idempotent.
@@ -231,11 +285,14 @@ class Commit:
         target, n = self.target, 0
         self._check_inside()
         for path, old in reversed(self.plan.puts):
-            if os.path.lexists(self.release / path):
+            swapped = self._swapped(path)
+            if swapped is None:
                 continue
             self._still_inside(path)  # checked before the undo began: a link may have appeared since
             if path == self.plan.version_file and self.plan.version_kept:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
+            elif swapped:  # production's own file is still in the stage: swapped back, the very inode
+                self._swap_back(path)
             elif old is None:
                 if self._is_ours(path):
                     _unlink_file(target / path)
@@ -256,6 +313,31 @@ class Commit:
                 self._restore(entry, replace=False)
         if target.is_dir():
             sync_filesystem(target)
+
+    def _swap_back(self, path: str) -> None:
+        """Swap the outgoing file back into production: the staged file returns to the stage, where a
+        second undo finds it and skips the path. Renamed where nothing stands in production (or no swap)."""
+        try:
+            if rename_exchange(self.release / path, self.target / path):
+                return
+        except FileNotFoundError:
+            pass
+        os.rename(self.release / path, self.target / path)
+
+    def _swapped(self, path: str) -> bool | None:
+        """How far the put of `path` got: None if it never happened (its staged file is where it was),
+        True if a take's swap left production's outgoing file in the stage, False if the put is complete.
+        A take whose undo swapped back has its staged file in place again, so a second undo skips it."""
+        take = self.plan.takes.get(path)
+        try:
+            st = os.lstat(self.release / path)
+        except FileNotFoundError:
+            if take is not None and _identity(self.target / path) == (take[0], take[2]):
+                return None  # swapped back by an undo that had to rename (the staged file is gone)
+            return False
+        if take is None or (st.st_dev, st.st_ino) == (take[0], take[1]):
+            return None
+        return True
 
     def _check_inside(self) -> None:
         """Every path of the plan lies below real directories of production, before anything is touched:
@@ -318,6 +400,14 @@ class Commit:
         temp = self.undo_dir / f"{os.urandom(6).hex()}"
         shutil.copy2(kept, temp)
         os.rename(temp, self.target / path)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def drop_stage(stage: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 BACKUP = "backup"  # backup:N  after the N-th file is stored
 COPY = "copy"  # copy:N  after the N-th file is staged
 COMMIT = "commit"  # commit:N  after the N-th change of the commit is applied
+TAKE = "take"  # take:N  the N-th change swapped production's file into the stage; the store has not taken it
 UNDO = "undo"  # undo:N  after the N-th change of the commit is undone
 
 CRASH_AT = os.environ.get("MCP_DEPLOY_CRASH_AT")

@@ -176,6 +176,7 @@ def sync_filesystem(path: Path) -> None:
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
 _renameat2: Any = None  # libc's renameat2, looked up once (False: not available here)
 
 
@@ -186,20 +187,40 @@ def rename_noreplace(src: str | Path, dst: str | Path) -> None:
     it was last looked at. Linux's renameat2(RENAME_NOREPLACE) decides in the kernel; elsewhere (or on
     a filesystem without it) a check just before the rename leaves only a microseconds-wide window.
     """
-    global _renameat2
-    if _renameat2 is None:
-        _renameat2 = _find_renameat2()
-    if _renameat2:
-        import ctypes
-
-        if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.ENOSYS, errno.EINVAL):  # EINVAL: this filesystem cannot (then: fall back)
-            raise OSError(err, os.strerror(err), str(dst))
+    if _rename_with_flags(src, dst, _RENAME_NOREPLACE):
+        return
     if os.path.lexists(dst):
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
     os.rename(src, dst)
+
+
+def rename_exchange(a: str | Path, b: str | Path) -> bool:
+    """Swap the files at `a` and `b` in one atomic step (renameat2 RENAME_EXCHANGE); False, with nothing
+    changed, where the system or the filesystem cannot (the caller then copies and renames instead)."""
+    return _rename_with_flags(a, b, _RENAME_EXCHANGE)
+
+
+def has_renameat2() -> bool:
+    """Whether this system has renameat2 at all (a filesystem may still refuse RENAME_EXCHANGE)."""
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = _find_renameat2()
+    return bool(_renameat2)
+
+
+def _rename_with_flags(src: str | Path, dst: str | Path, flags: int) -> bool:
+    """renameat2(src, dst, flags): True if done, False where unsupported (ENOSYS, or EINVAL: this
+    filesystem cannot), OSError for any other failure."""
+    if not has_renameat2():
+        return False
+    import ctypes
+
+    if _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
 
 
 def _find_renameat2() -> Any:

@@ -26,6 +26,7 @@ marker) is not a store: nothing is written into it, read from it or deleted.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,8 +37,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from .errors import ConfigError, CorruptState
-from .fsutil import atomic_write, copy_with_hash, kernel_copy, read_state, sha256_file, sync_filesystem
+from .errors import ConfigError, CorruptState, DeployError
+from .fsutil import (atomic_write, copy_with_hash, has_renameat2, kernel_copy, read_state, sha256_file,
+                     sync_filesystem)
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
@@ -49,6 +51,15 @@ if TYPE_CHECKING:
 
 _OWN_NAMES = {STORE_MARKER, LOCK_FILE, "objects", "snapshots"}
 _REFS_MAGIC = "mcp-deploy-refs 1"
+TAKE_MIN = 16 * 1024 * 1024  # an outgoing file this large becomes its backup at the commit, not copied
+
+
+def takeable(st: os.stat_result, entry: Entry, known: Callable[[os.stat_result], str | None]) -> bool:
+    """Whether the file showing `st` may be moved into the store as `entry`'s object: a regular file with
+    no other name (a hard link elsewhere would share the object), this user's, whose hash the cache vouches
+    for under the racy-clean rule (a write since would have stamped a newer mtime)."""
+    return (stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == os.geteuid()
+            and st.st_size == entry.size and known(st) == entry.sha256)
 
 
 @dataclass
@@ -200,21 +211,66 @@ class Store:
             sha = entry.sha256
         else:
             sha = copy_with_hash(path, tmp, mode=0o444)
+        try:
+            final = self._publish(tmp, sha)
+        except CorruptState:
+            tmp.unlink()
+            raise
+        if sha != entry.sha256:  # the file changed since it was scanned: record what we hold
+            entry = Entry(entry.path, os.stat(final).st_size, entry.mode, sha)
+        return entry
+
+    def can_take(self, path: str, entry: Entry,
+                 known: Callable[[os.stat_result], str | None]) -> tuple[int, int] | None:
+        """Whether the commit may make production's file at `path` its own backup object, moved into the
+        store once a swap took it out of production, instead of the backup copying it now: a large regular
+        file of one link, this user's, whose hash the cache vouches for, on the store's filesystem, on a
+        system that swaps files atomically. Its (device, inode) if so; the commit checks all of it again."""
+        if entry.link is not None or entry.size < TAKE_MIN or not has_renameat2():
+            return None
+        try:
+            st = os.lstat(path)
+            self.object_dir.mkdir(parents=True, exist_ok=True)
+            device = os.stat(self.object_dir).st_dev
+        except OSError:
+            return None
+        if not takeable(st, entry, known) or st.st_dev != device:
+            return None
+        return st.st_dev, st.st_ino
+
+    def take(self, kept: Path, entry: Entry) -> None:
+        """Make `kept` (production's outgoing version, which the commit just swapped into its stage) the
+        object of `entry`: moved into the store, not copied. The commit checked that it is the very file
+        the hash cache vouched for. Another filesystem below the store (a mount) gets a verified copy."""
+        try:
+            final = self._publish(kept, entry.sha256)
+            os.chmod(final, 0o444)  # only now: until it is the store's, it may go back into production as it was
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        if copy_with_hash(kept, tmp, mode=0o444) != entry.sha256:
+            tmp.unlink()
+            raise DeployError(f"{kept}: the outgoing version of {entry.path} does not hold the bytes its "
+                              "backup names; nothing was stored")
+        self._publish(tmp, entry.sha256)
+        os.unlink(kept)
+
+    def _publish(self, tmp: Path, sha: str) -> Path:
+        """Give the complete file `tmp` its object name (or drop it if that object exists): the object."""
         final = self.object_path(sha)
         final.parent.mkdir(exist_ok=True)
         if not stat.S_ISDIR(os.lstat(final.parent).st_mode):
-            tmp.unlink()
             raise CorruptState(f"{final.parent}: is not a directory of the store (a link?); nothing was written "
                                "through it: replace it with a directory")
         if final.exists():
             tmp.unlink()
         else:
-            os.replace(tmp, final)
+            os.rename(tmp, final)
         if self._known is not None:
             self._known.add(sha)
-        if sha != entry.sha256:  # the file changed since it was scanned: record what we hold
-            entry = Entry(entry.path, os.stat(final).st_size, entry.mode, sha)
-        return entry
+        return final
 
     def save(self, snapshot: Snapshot) -> None:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""

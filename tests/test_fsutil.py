@@ -31,3 +31,18 @@ def test_rename_noreplace_never_replaces_what_stands_there(tmp_path: Path) -> No
 def test_on_linux_the_kernel_decides(tmp_path: Path) -> None:
     """No check-then-rename window where renameat2(RENAME_NOREPLACE) exists (glibc >= 2.28)."""
     assert fsutil._find_renameat2()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_rename_exchange_swaps_two_files_keeping_their_inodes(tmp_path: Path) -> None:
+    """The commit's take rests on this: both names stay filled, each inode moves whole."""
+    a, b = tmp_path / "staged", tmp_path / "live"
+    a.write_bytes(b"new\n")
+    b.write_bytes(b"old\n")
+    ia, ib = a.stat().st_ino, b.stat().st_ino
+    assert fsutil.rename_exchange(a, b)
+    assert (a.read_bytes(), a.stat().st_ino) == (b"old\n", ib)
+    assert (b.read_bytes(), b.stat().st_ino) == (b"new\n", ia)
+    with pytest.raises(FileNotFoundError):  # nothing to swap with: an error, never a plain rename
+        fsutil.rename_exchange(a, tmp_path / "absent")
+    assert a.read_bytes() == b"old\n" and not (tmp_path / "absent").exists()

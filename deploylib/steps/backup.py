@@ -1,13 +1,15 @@
 """Store what the commit will replace, so every change to production can be taken back.
 
 The snapshot holds production's managed files: the commit's undo and a later
-rollback restore them from it, verified by hash.
+rollback restore them from it, verified by hash. A large file the commit
+replaces is not copied here: the commit swaps it out of production and moves
+that very file into the store (`Backup.takes`), so its bytes are written once.
 """
 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import faults
 from ..context import Operation, Survey
@@ -24,6 +26,8 @@ NAME, STATE = "backup", State.BACKING_UP
 @dataclass
 class Backup:
     snapshot: Snapshot | None  # None when production held nothing to replace
+    takes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path: (device, inode) the commit moves
+    # into the store instead of this step copying it (see `Store.can_take`); their objects exist once it ran
 
     def old(self, path: str) -> Entry | None:
         """The stored entry of what production has at `path` now (None: nothing)."""
@@ -43,12 +47,18 @@ def run(op: Operation, survey: Survey) -> Backup:
                         target=target_key(op.target))
     has, stored, stored_bytes = op.store.has, 0, 0
     known = op.cache.tree(op.target).get  # hashes preflight took or trusted: the kernel may copy those files
+    replaced = {e.path for e in survey.plan.changed}
+    takes: dict[str, tuple[int, int]] = {}
     try:
         for n, (path, entry) in enumerate(survey.production.items(), 1):
             if entry.link is not None or has(entry.sha256):  # already stored: one event for all of these
                 files[path] = entry
                 stored += 1
                 stored_bytes += entry.size
+            elif path in replaced and (identity := op.store.can_take(f"{root}/{path}", entry, known)):
+                files[path] = entry
+                takes[path] = identity  # a later path with these bytes is still copied now
+                op.emit("file", {"step": NAME, "path": path, "bytes": 0})
             else:
                 files[path] = op.store.put(f"{root}/{path}", entry, known)
                 op.emit("file", {"step": NAME, "path": path, "bytes": entry.size})
@@ -63,7 +73,7 @@ def run(op: Operation, survey: Survey) -> Backup:
                         "free space there or prune old backups") from None
     op.record.snapshot_id = snapshot.id
     op.journal.write(op.record)
-    return Backup(snapshot)
+    return Backup(snapshot, takes)
 
 
 def undo(op: Operation) -> None:

@@ -14,7 +14,7 @@ NAME, STATE = "commit", State.COMMITTING
 
 
 def run(op: Operation, staged: Staged) -> None:
-    commit = Commit(staged.commit, op.target, op.stage, op.store)
+    commit = Commit(staged.commit, op.target, op.stage, op.store, known=op.cache.tree(op.target).get)
     commit.apply(lambda path: op.emit("file", {"step": NAME, "path": path, "bytes": 0}))
 
 

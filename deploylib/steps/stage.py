@@ -18,6 +18,7 @@ from typing import Any
 from .. import faults
 from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version
 from ..context import Operation, Survey
+from ..errors import DeployError
 from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..layout import release_path
@@ -103,8 +104,9 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     kept_version = save_previous_version(op.target, op.stage, name)
     puts = [(e.path, backup.old(e.path)) for e in incoming] + [(name, None)]
     removes = [backup.old(e.path) or e for e in plan.removed]
+    takes = _takes(op, backup, release_dir)
     commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version,
-                                name)
+                                name, takes)
     save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned, name))
     sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
     save_plan(commit, op.stage)
@@ -113,6 +115,27 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     staged = {e.path for e in incoming} | {name}
     unchanged = [e for p, e in survey.desired.items() if p not in staged]
     return Staged(version_info, ReleaseView(release_dir, op.target, staged, unchanged, sorted(survey.desired)), commit)
+
+
+def _takes(op: Operation, backup: Backup, release_dir: Path) -> dict[str, list[int]]:
+    """The commit's takes: path -> [device, staged file's inode, production file's inode], the identities its
+    undo tells apart by. A staged file on another filesystem than production's cannot be swapped with it:
+    that outgoing version is copied into the store now, as the backup would have."""
+    takes, copied = {}, False
+    for path, (device, inode) in backup.takes.items():
+        st = os.lstat(release_dir / path)
+        if st.st_dev == device:
+            takes[path] = [device, st.st_ino, inode]
+            continue
+        old = backup.old(path)
+        assert old is not None
+        if op.store.put(op.target / path, old, op.cache.tree(op.target).get) != old:
+            raise DeployError(f"{op.target / path}: changed in production during the deploy; nothing was "
+                              "replaced: look at the change, then deploy again")
+        copied = True
+    if copied:
+        sync_filesystem(op.store.object_dir)
+    return takes
 
 
 def undo(op: Operation) -> None:

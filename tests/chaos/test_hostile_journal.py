@@ -117,10 +117,18 @@ def test_a_journal_with_duplicate_keys_is_refused(project: Project) -> None:
 @pytest.mark.parametrize("damage", [
     {"transitions": "abc"}, {"transitions": [["x"]]}, {"error": {}}, {"state": "IDLE"}, {"state": ["x"]},
     {"state": "ROLLING_BACK", "failed_state": "ROLLING_BACK"}, {"state": "ROLLING_BACK", "failed_state": "IDLE"},
-    {"commit": "MODE_BIG"}, {"commit": "MODE_FLOAT"}
+    {"commit": "MODE_BIG"}, {"commit": "MODE_FLOAT"},
+    {"takes": {"server.py": [1, 2, 3]}}, {"takes": {"workflow/plan.py": [1, -2, 3]}},
+    {"takes": {"workflow/plan.py": [1, True, 3]}}, {"takes": {"workflow/plan.py": [1, 2]}},
+    {"takes": {"workflow/plan.py": [1, 2, 1 << 64]}}, {"takes": ["workflow/plan.py"]},
 ])
 def test_every_journal_field_is_checked_before_recovery_acts(project: Project, damage: dict[str, Any]) -> None:
+    """`takes`: a take must name a put that replaces a backed-up file (server.py is not changed), with a
+    device and two inodes; the stage's copy of the plan says the same (else that difference alone refuses)."""
     data = crashed(project)
+    if "takes" in damage:
+        data["commit"]["takes"] = damage.pop("takes")
+        Path(data["stage"], "commit.json").write_text(json.dumps(data["commit"]))
     if damage.get("commit") in ("MODE_BIG", "MODE_FLOAT"):
         mode = damage.pop("commit")
         data["commit"]["mkdirs"].append(["newdir", 493])
