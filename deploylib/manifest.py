@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
@@ -210,6 +210,39 @@ class Hashes:
     def sha(self, i: int) -> str:
         return self.shas[64 * i:64 * i + 64]
 
+    def slices(self, runs: Iterable[tuple[int, int]]) -> "Hashes":
+        """The entries in these (start, end) runs, still sorted: copied a run at a time, no object per entry."""
+        out = Hashes((), (), (), (), "")
+        shas = []
+        for start, end in runs:
+            for mine, theirs in zip(out.columns(), self.columns()):
+                mine.extend(theirs[start:end])
+            shas.append(self.shas[64 * start:64 * end])
+        out.shas = "".join(shas)
+        return out
+
+    def merged(self, rows: list[tuple[int, int, int, int, str]]) -> "Hashes":
+        """These entries with `rows` (inode, device, size, mtime, sha256; sorted) put in inode order among
+        them; each row goes after the entries of its inode (`find` walks all of them)."""
+        out = Hashes((), (), (), (), "")
+        shas, at = [], 0
+        for row in [*rows, None]:
+            upto = len(self) if row is None else bisect_right(self.inos, row[0], lo=at)
+            for mine, theirs in zip(out.columns(), self.columns()):
+                mine.extend(theirs[at:upto])
+            shas.append(self.shas[64 * at:64 * upto])
+            if row is not None:
+                ino, dev, size, mtime, sha = row
+                for column, value in zip(out.columns(), (ino, dev, size, mtime)):
+                    column.append(value)
+                shas.append(sha)
+            at = upto
+        out.shas = "".join(shas)
+        return out
+
+    def columns(self) -> tuple["array[int]", ...]:
+        return self.inos, self.devs, self.sizes, self.mtimes
+
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int, int, str]]) -> "Hashes":
         """From (inode, device, size, mtime, sha256 hex) rows, in any order."""
@@ -219,17 +252,18 @@ class Hashes:
         inos, devs, sizes, mtimes, shas = zip(*ordered)
         return cls(inos, devs, sizes, mtimes, "".join(shas))
 
-    def to_json(self) -> dict[str, object]:
+    def json_chunks(self) -> Iterator[bytes]:
+        """The JSON object `from_json` reads, written a piece at a time: at 100,000 files the whole cache as one
+        string, its bytes and the dict of base64 texts were ~50 MB at once, the run's peak."""
         from binascii import b2a_base64
 
-        arrays = (self.inos, self.devs, self.sizes, self.mtimes)
-        data = {name: _little(a).tobytes() for (name, _), a in zip(self.ARRAYS, arrays)}
-        data["sha256"] = bytes.fromhex(self.shas)
-        return {name: b2a_base64(raw, newline=False).decode() for name, raw in data.items()}
+        for n, ((name, _), a) in enumerate(zip(self.ARRAYS, self.columns())):
+            yield b'%s"%s":"%s"' % (b"," if n else b"{", name.encode(), b2a_base64(_little(a).tobytes(), newline=False))
+        yield b',"sha256":"%s"}' % b2a_base64(bytes.fromhex(self.shas), newline=False)
 
     @classmethod
     def from_json(cls, data: object) -> "Hashes":
-        """ValueError unless it has the shape `to_json` writes (a section out of order only misses)."""
+        """ValueError unless it has the shape `json_chunks` writes (a section out of order only misses)."""
         from array import array
         from binascii import a2b_base64
 
@@ -321,8 +355,6 @@ class TreeHashes:
 
     def kept(self) -> Hashes:
         """What to save: the old entries seen this run, and the fresh ones (which replace an old one)."""
-        from itertools import compress
-
         old, fresh = self._old, self._fresh
         keep = bytearray(self._seen)
         for ino, dev in fresh:  # the old entry of a file hashed again is dropped (as `find` walks, by device)
@@ -331,13 +363,23 @@ class TreeHashes:
                 if old.devs[i] == dev:
                     keep[i] = 0
                 i += 1
-        columns = (old.inos, old.devs, old.sizes, old.mtimes, _SHA_CHUNKS.findall(old.shas))
-        rows = list(zip(*(compress(column, keep) for column in columns)))  # in C: no Python loop per entry
-        rows += [(ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in fresh.items()]
-        return Hashes.from_rows(rows)
+        kept = old.slices(_runs(keep))
+        if not fresh:
+            return kept
+        return kept.merged(sorted((ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in fresh.items()))
 
 
-_SHA_CHUNKS = re.compile(".{64}", re.S)
+def _runs(flags: bytearray) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of 1s in `flags`, found in C: a few runs where nearly all are kept."""
+    i, n = 0, len(flags)
+    while i < n:
+        start = flags.find(1, i)
+        if start < 0:
+            return
+        end = flags.find(0, start)
+        end = n if end < 0 else end
+        yield start, end
+        i = end
 
 
 class HashCache:
@@ -388,9 +430,15 @@ class HashCache:
             return None  # e.g. a status on an unchanged tree: nothing to write
         trees = {root: section for root, section in self._saved.items() if keep(root)}
         trees.update({root: t.kept() for root, t in self._trees.items() if keep(root) and not t.unchanged()})
+        def chunks() -> Iterator[bytes]:
+            yield b'{"format":%d,"trees":{' % self.FORMAT
+            for n, (root, section) in enumerate(trees.items()):
+                yield b'%s%s:' % (b"," if n else b"", json.dumps(root).encode())
+                yield from section.json_chunks()
+            yield b"}}"
+
         try:
-            atomic_write(self.path, json.dumps({"format": self.FORMAT, "trees": {
-                root: section.to_json() for root, section in trees.items()}}, separators=(",", ":")).encode())
+            atomic_write(self.path, chunks())
         except OSError as exc:
             return f"{self.path}: hash cache not saved ({exc.strerror}); the next run reads every file again"
         from . import warm

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -231,7 +232,7 @@ def test_a_hash_cache_section_finds_a_file_by_its_device_too(tmp_path: Path) -> 
 
     a, b, c = "a" * 64, "b" * 64, "c" * 64
     section = Hashes.from_rows([(7, 1, 5, 10**18, a), (7, 2, 5, 10**18, b), (3, 1, 5, 10**18, c)])
-    again = Hashes.from_json(section.to_json())
+    again = Hashes.from_json(json.loads(b"".join(section.json_chunks())))
     for hashes in (section, again):
         found = {key: hashes.find(st(*key)) for key in ((7, 1), (7, 2), (3, 1), (3, 2), (8, 1))}
         assert {key: hashes.sha(i) for key, i in found.items() if i is not None} == {(7, 1): a, (7, 2): b, (3, 1): c}
@@ -346,3 +347,35 @@ def test_a_warm_process_never_keeps_a_written_record_that_parsing_would_refuse(
         save_release(path, bad)
         with pytest.raises(CorruptState):
             load_release(path)
+
+
+def test_the_saved_cache_holds_exactly_the_entries_seen_and_hashed_this_run_in_inode_order() -> None:
+    """`TreeHashes.kept` copies runs of the old arrays and merges the fresh rows in (no object per entry):
+    compared, on random trees, with the rows a plain filter and sort would keep."""
+    import random
+
+    from deploylib.manifest import Hashes, TreeHashes
+
+    def rows(h: Hashes) -> list[tuple[int, int, int, int, str]]:
+        return [(h.inos[i], h.devs[i], h.sizes[i], h.mtimes[i], h.sha(i)) for i in range(len(h))]
+
+    rng = random.Random(1125)
+
+    def sha() -> str:
+        return f"{rng.randrange(16**64):064x}"
+
+    for _ in range(200):
+        unique = {(rng.randrange(50), rng.randrange(3)): (rng.randrange(9), rng.randrange(9), sha())
+                  for _ in range(rng.randrange(40))}  # one entry per (inode, device), as a scan makes
+        old = Hashes.from_rows([(ino, dev, size, mtime, h) for (ino, dev), (size, mtime, h) in unique.items()])
+        tree = TreeHashes(old, None)
+        tree._seen = bytearray(rng.random() < 0.8 for _ in range(len(old)))
+        tree._fresh = {(rng.randrange(60), rng.randrange(3)): (1, 2, sha())
+                       for _ in range(rng.choice([0, 0, 1, 5, 30]))}
+        expected = [r for r, seen in zip(rows(old), tree._seen) if seen and (r[0], r[1]) not in tree._fresh]
+        expected += [(ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in tree._fresh.items()]
+        kept = tree.kept()
+        assert sorted(rows(kept)) == sorted(expected)
+        assert list(kept.inos) == sorted(kept.inos)
+        again = Hashes.from_json(json.loads(b"".join(kept.json_chunks())))
+        assert rows(again) == rows(kept)
