@@ -252,7 +252,7 @@ class Commit:
         inode, size and mtime, one link): else it changed during the deploy, which is refused (the undo puts
         back whatever stood there). Where the swap cannot be made, it is copied into the store first."""
         staged, live = self.release / path, self.target / path
-        device, _, inode = self.plan.takes[path]
+        device, staged_inode, inode = self.plan.takes[path]
         try:
             before = os.lstat(live)
         except FileNotFoundError:
@@ -261,11 +261,11 @@ class Commit:
                 self.known(before) != old.sha256 or not stat.S_ISREG(before.st_mode):
             raise DeployError(f"{live}: changed in production during the deploy, after its backup; it is left "
                               "as it is now and the deploy is undone: look at the change, then deploy again")
-        if not takeable(before, old, self.known) or not rename_exchange(staged, live):
-            if self.store.put(live, old, self.known) != old:  # a hard link made since, say: copied now
-                raise DeployError(f"{live}: changed in production during the deploy, after its backup; the "
-                                  "deploy is undone: look at the change, then deploy again")
-            os.rename(staged, live)
+        # only the journaled staged file is ever swapped (the undo tells "never swapped" by its inode): one a
+        # before_commit hook wrote in its place is put the plain way, as is a file hard-linked since
+        if _identity(staged) != (device, staged_inode) or not takeable(before, old, self.known) or \
+                not rename_exchange(staged, live):
+            self._copy_then_rename(path, old)
             return
         after = os.lstat(staged)  # what the swap took out of production
         if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_nlink) != \
@@ -274,6 +274,14 @@ class Commit:
                               "is put back as it was and the deploy is undone: deploy again")
         faults.point(faults.TAKE, n)
         self.store.take(staged, old)
+
+    def _copy_then_rename(self, path: str, old: Entry) -> None:
+        """A take that cannot be made: production's file is copied into the store, then replaced as any put."""
+        live = self.target / path
+        if self.store.put(live, old, self.known) != old:
+            raise DeployError(f"{live}: changed in production during the deploy, after its backup; the "
+                              "deploy is undone: look at the change, then deploy again")
+        os.rename(self.release / path, live)
 
     def rollback(self) -> None:
         """Put production back as it was before `apply` (all of it, or however far it got). Idempotent.
@@ -285,7 +293,7 @@ class Commit:
         target, n = self.target, 0
         self._check_inside()
         for path, old in reversed(self.plan.puts):
-            swapped = self._swapped(path)
+            swapped = self._swapped(path, old)
             if swapped is None:
                 continue
             self._still_inside(path)  # checked before the undo began: a link may have appeared since
@@ -315,29 +323,40 @@ class Commit:
             sync_filesystem(target)
 
     def _swap_back(self, path: str) -> None:
-        """Swap the outgoing file back into production: the staged file returns to the stage, where a
-        second undo finds it and skips the path. Renamed where nothing stands in production (or no swap)."""
-        try:
-            if rename_exchange(self.release / path, self.target / path):
-                return
-        except FileNotFoundError:
-            pass
+        """Put the outgoing file back into production. Swapped with the staged file when that is what stands
+        there (it returns to the stage, where a second undo finds it and skips the path); else renamed over
+        whatever does, as any restore is (a user's directory there fails the undo, and stays)."""
+        device, staged, _ = self.plan.takes[path]
+        if _identity(self.target / path) == (device, staged) and rename_exchange(self.release / path,
+                                                                               self.target / path):
+            return
         os.rename(self.release / path, self.target / path)
 
-    def _swapped(self, path: str) -> bool | None:
-        """How far the put of `path` got: None if it never happened (its staged file is where it was),
-        True if a take's swap left production's outgoing file in the stage, False if the put is complete.
-        A take whose undo swapped back has its staged file in place again, so a second undo skips it."""
+    def _swapped(self, path: str, old: Entry | None) -> bool | None:
+        """How far the put of `path` got: None if it never happened, True if a take's swap left the file it
+        took out of production in the stage, False if the put is complete.
+
+        A take is told by inodes: the staged file (or one a before_commit hook put in its place, which the
+        commit never swaps) still in the stage: never happened; production's outgoing file there: swapped;
+        any other file there while production holds the staged one: swapped with a file that had replaced
+        production's; nothing there: taken, unless production holds its outgoing file again with its bytes
+        (swapped back by a rename: re-hashed, so no inode number read back from the plan decides alone)."""
         take = self.plan.takes.get(path)
-        try:
-            st = os.lstat(self.release / path)
-        except FileNotFoundError:
-            if take is not None and _identity(self.target / path) == (take[0], take[2]):
-                return None  # swapped back by an undo that had to rename (the staged file is gone)
+        if take is not None and not in_real_dirs(self.release, path, {"": True}):
+            raise CorruptState(f"{self.release / path}: a directory above it in the stage is a link or not a "
+                               "directory; the undo would act through it, so nothing was touched: inspect the stage")
+        here = _identity(self.release / path)
+        if take is None:
+            return None if here is not None else False
+        device, staged, outgoing = take
+        live = _identity(self.target / path)
+        if here is None:  # taken; or production holds its outgoing file again, bytes and all (swapped back)
+            if live == (device, outgoing) and old is not None and sha256_file(self.target / path) == old.sha256:
+                return None
             return False
-        if take is None or (st.st_dev, st.st_ino) == (take[0], take[1]):
-            return None
-        return True
+        if here == (device, outgoing) or (here != (device, staged) and live == (device, staged)):
+            return True
+        return None
 
     def _check_inside(self) -> None:
         """Every path of the plan lies below real directories of production, before anything is touched:

@@ -207,6 +207,7 @@ class Store:
             return entry
         tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
         tmp.parent.mkdir(parents=True, exist_ok=True)
+        _real_dir(self.object_dir)  # the copy is written there: never through a link
         if known is not None and kernel_copy(path, tmp, entry.sha256, known):
             sha = entry.sha256
         else:
@@ -242,28 +243,31 @@ class Store:
         """Make `kept` (production's outgoing version, which the commit just swapped into its stage) the
         object of `entry`: moved into the store, not copied. The commit checked that it is the very file
         the hash cache vouched for. Another filesystem below the store (a mount) gets a verified copy."""
-        try:
-            final = self._publish(kept, entry.sha256)
-            os.chmod(final, 0o444)  # only now: until it is the store's, it may go back into production as it was
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
+        if os.lstat(kept).st_nlink == 1:  # a second name made since would share (and see re-stamped) the object
+            try:
+                final = self._publish(kept, entry.sha256)
+                os.chmod(final, 0o444)  # only now: until it is the store's, it may go back into production
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
         tmp = self.object_dir / f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
-        if copy_with_hash(kept, tmp, mode=0o444) != entry.sha256:
-            tmp.unlink()
-            raise DeployError(f"{kept}: the outgoing version of {entry.path} does not hold the bytes its "
-                              "backup names; nothing was stored")
-        self._publish(tmp, entry.sha256)
+        try:
+            if copy_with_hash(kept, tmp, mode=0o444) != entry.sha256:
+                raise DeployError(f"{kept}: the outgoing version of {entry.path} does not hold the bytes its "
+                                  "backup names; nothing was stored")
+            self._publish(tmp, entry.sha256)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.unlink(kept)
 
     def _publish(self, tmp: Path, sha: str) -> Path:
         """Give the complete file `tmp` its object name (or drop it if that object exists): the object."""
         final = self.object_path(sha)
+        _real_dir(self.object_dir)  # first: the mkdir below must not go through a link
         final.parent.mkdir(exist_ok=True)
-        if not stat.S_ISDIR(os.lstat(final.parent).st_mode):
-            raise CorruptState(f"{final.parent}: is not a directory of the store (a link?); nothing was written "
-                               "through it: replace it with a directory")
+        _real_dir(final.parent)
         if final.exists():
             tmp.unlink()
         else:
@@ -472,6 +476,13 @@ class Store:
 
 def _manifest(data: Any) -> Manifest:
     return manifest_from_json(data)
+
+
+def _real_dir(directory: Path) -> None:
+    """CorruptState unless `directory` is a directory itself, not a link to one: the store writes into it."""
+    if not stat.S_ISDIR(os.lstat(directory).st_mode):
+        raise CorruptState(f"{directory}: is not a directory of the store (a link?); nothing was written "
+                           "through it: replace it with a directory")
 
 
 def _is_hex(name: str, length: int) -> bool:

@@ -39,7 +39,12 @@ def object_path(project: Project, data: bytes) -> Path:
 
 @pytest.fixture
 def big(project: Project) -> tuple[bytes, bytes]:
-    """The example plus a large file, deployed, with user files beside it; the source holds the next version."""
+    return deployed_big(project)
+
+
+def deployed_big(project: Project) -> tuple[bytes, bytes]:
+    """The example plus a large file, deployed, with user files beside it; the source holds the next version.
+    The old and the new bytes of the large file."""
     project.write_config(include=project.profile["include"] + ["data/**"])
     old = write_big(project.source / BIG, "old")
     ok(project.run("deploy"))
