@@ -288,7 +288,8 @@ class Commit:
 
         A put whose staged file is still in the stage never happened. One that did is
         reversed: its backup entry is restored (via the stage, then one rename), or
-        the added file is removed. Removed files come back only where nothing stands.
+        the added file is removed; a take still swapped is swapped back (`_swapped`
+        tells). Removed files come back only where nothing stands.
         """
         target, n = self.target, 0
         self._check_inside()
@@ -327,10 +328,10 @@ class Commit:
         there (it returns to the stage, where a second undo finds it and skips the path); else renamed over
         whatever does, as any restore is (a user's directory there fails the undo, and stays)."""
         device, staged, _ = self.plan.takes[path]
-        if _identity(self.target / path) == (device, staged) and rename_exchange(self.release / path,
-                                                                               self.target / path):
+        kept, live = self.release / path, self.target / path
+        if _identity(live) == (device, staged) and rename_exchange(kept, live):
             return
-        os.rename(self.release / path, self.target / path)
+        os.rename(kept, live)
 
     def _swapped(self, path: str, old: Entry | None) -> bool | None:
         """How far the put of `path` got: None if it never happened, True if a take's swap left the file it
