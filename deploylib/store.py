@@ -232,10 +232,10 @@ class Store:
         try:
             st = os.lstat(path)
             self.object_dir.mkdir(parents=True, exist_ok=True)
-            device = os.stat(self.object_dir).st_dev
+            objects = os.lstat(self.object_dir)  # a link there is refused by the backup's copy instead
         except OSError:
             return None
-        if not takeable(st, entry, known) or st.st_dev != device:
+        if not takeable(st, entry, known) or not stat.S_ISDIR(objects.st_mode) or st.st_dev != objects.st_dev:
             return None
         return st.st_dev, st.st_ino
 
