@@ -327,21 +327,34 @@ class Commit:
         """Put the outgoing file back into production. Swapped with the staged file when that is what stands
         there (it returns to the stage, where a second undo finds it and skips the path); else renamed over
         whatever does, as any restore is (a user's directory there fails the undo, and stays)."""
-        device, staged, _ = self.plan.takes[path]
         kept, live = self.release / path, self.target / path
-        if _identity(live) == (device, staged) and rename_exchange(kept, live):
+        if self._holds_staged(path) and rename_exchange(kept, live):
             return
         os.rename(kept, live)
+
+    def _holds_staged(self, path: str) -> bool:
+        """Whether production's file at `path` is the staged file of this take: its inode, a regular file, and
+        the bytes the release record names (an inode number alone may have been freed and given to a file or
+        directory made there since)."""
+        device, staged, _ = self.plan.takes[path]
+        entry = (self.added or {}).get(path)
+        try:
+            st = os.lstat(self.target / path)
+        except FileNotFoundError:
+            return False
+        return ((st.st_dev, st.st_ino) == (device, staged) and stat.S_ISREG(st.st_mode) and entry is not None
+                and st.st_size == entry.size and sha256_file(self.target / path) == entry.sha256)
 
     def _swapped(self, path: str, old: Entry | None) -> bool | None:
         """How far the put of `path` got: None if it never happened, True if a take's swap left the file it
         took out of production in the stage, False if the put is complete.
 
-        A take is told by inodes: the staged file (or one a before_commit hook put in its place, which the
-        commit never swaps) still in the stage: never happened; production's outgoing file there: swapped;
-        any other file there while production holds the staged one: swapped with a file that had replaced
-        production's; nothing there: taken, unless production holds its outgoing file again with its bytes
-        (swapped back by a rename: re-hashed, so no inode number read back from the plan decides alone)."""
+        A take is told by inodes, and bytes wherever an inode number alone could mislead (one freed and given
+        to a new file; a plan forged): production's outgoing file in the stage, its bytes intact: swapped;
+        any other file there while production holds the staged file: swapped with a file that had replaced
+        production's; nothing there: taken, unless production holds its outgoing file again (swapped back by
+        a rename); else the staged file (or one a before_commit hook put in its place, which the commit never
+        swaps) is still in the stage: never happened."""
         take = self.plan.takes.get(path)
         if take is not None and not in_real_dirs(self.release, path, {"": True}):
             raise CorruptState(f"{self.release / path}: a directory above it in the stage is a link or not a "
@@ -355,8 +368,10 @@ class Commit:
             if live == (device, outgoing) and old is not None and sha256_file(self.target / path) == old.sha256:
                 return None
             return False
-        if here == (device, outgoing) or (here != (device, staged) and live == (device, staged)):
+        if here == (device, outgoing) and old is not None and sha256_file(self.release / path) == old.sha256:
             return True
+        if here != (device, staged) and self._holds_staged(path):
+            return True  # (also the outgoing file written to since, by a process that held it open)
         return None
 
     def _check_inside(self) -> None:
