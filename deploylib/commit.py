@@ -40,7 +40,7 @@ from .errors import CorruptState, DeployError
 from .fsutil import (atomic_write, read_state, remove_tree, rename_exchange, rename_noreplace, sha256_file,
                      sync_filesystem)
 from .jsonfile import loads_state
-from .layout import VERSION_FILE, safe_relpath
+from .layout import VERSION_FILE, plain_name, safe_relpath
 from .manifest import Entry
 from .store import Store, takeable
 
@@ -78,7 +78,7 @@ class CommitPlan:
                    [(str(p), None if old is None else Entry.from_json(old)) for p, old in data["puts"]],
                    bool(data["version_kept"]), str(data.get("version_file", VERSION_FILE)),
                    _takes(data.get("takes", {})))
-        if not safe_relpath(plan.version_file) or "/" in plan.version_file:
+        if not plain_name(plan.version_file):
             raise ValueError("the version file is not a plain name")
         paths = [p for p, _ in plan.rmdirs + plan.puts] + [p for p, _ in plan.mkdirs if p != ""]
         if not all(map(safe_relpath, paths)):

@@ -75,6 +75,11 @@ def release_path(state_dir: Path, deploy_id: str) -> Path:
     return releases_dir(state_dir) / f"{deploy_id}.json"
 
 
+def plain_name(name: object) -> bool:
+    """A file name of the target itself (a version file): a safe relative path of one part."""
+    return safe_relpath(name) and "/" not in str(name)
+
+
 def safe_relpath(path: object) -> bool:
     """A relative, normalised POSIX path inside its tree: no '', '.', '..', '//', leading '/', NUL."""
     if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):

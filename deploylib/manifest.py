@@ -25,7 +25,7 @@ from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
 from .ignore import VENV_MARKER
 from .jsonfile import loads_state, why
-from .layout import VERSION_FILE, safe_relpath
+from .layout import VERSION_FILE, plain_name, safe_relpath
 
 
 class Entry(NamedTuple):
@@ -693,7 +693,7 @@ class Release:
         """Why its directories or version file name something other than a path inside the target, if so."""
         if not all(map(safe_relpath, self.dirs)):
             return "a path does not match its entry"
-        if not (safe_relpath(self.version_file) and "/" not in self.version_file):
+        if not plain_name(self.version_file):
             return "the version file is not a plain name"
         return None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..globs import PatternSet, SyncRules
-from ..layout import safe_relpath
+from ..layout import plain_name
 from ..manifest import Entry
 from ..profile import CheckSpec, Hook, Profile, Retention
 
@@ -118,7 +118,7 @@ def profile_from_json(data: dict[str, Any]) -> Profile:
     """The host's Profile; its `source` is where pushed objects wait (the agent never reads a dev tree).
     ValueError for what the controller's config check never lets through (a version file that is a path)."""
     name = data["version_file"]
-    if not (safe_relpath(name) and "/" not in name):
+    if not plain_name(name):
         raise ValueError(f"version_file {str(name)[:80]!r} is not a plain file name")
     state_dir = host_path(data["state_dir"])
     return Profile(
