@@ -212,33 +212,32 @@ class Hashes:
 
     def slices(self, runs: Iterable[tuple[int, int]]) -> "Hashes":
         """The entries in these (start, end) runs, still sorted: copied a run at a time, no object per entry."""
-        out = Hashes((), (), (), (), "")
-        shas = []
+        out, shas = Hashes((), (), (), (), ""), list[str]()
         for start, end in runs:
-            for mine, theirs in zip(out.columns(), self.columns()):
-                mine.extend(theirs[start:end])
-            shas.append(self.shas[64 * start:64 * end])
+            self._copy_range(out, shas, start, end)
         out.shas = "".join(shas)
         return out
 
     def merged(self, rows: list[tuple[int, int, int, int, str]]) -> "Hashes":
         """These entries with `rows` (inode, device, size, mtime, sha256; sorted) put in inode order among
         them; each row goes after the entries of its inode (`find` walks all of them)."""
-        out = Hashes((), (), (), (), "")
-        shas, at = [], 0
-        for row in [*rows, None]:
-            upto = len(self) if row is None else bisect_right(self.inos, row[0], lo=at)
-            for mine, theirs in zip(out.columns(), self.columns()):
-                mine.extend(theirs[at:upto])
-            shas.append(self.shas[64 * at:64 * upto])
-            if row is not None:
-                ino, dev, size, mtime, sha = row
-                for column, value in zip(out.columns(), (ino, dev, size, mtime)):
-                    column.append(value)
-                shas.append(sha)
+        out, shas, at = Hashes((), (), (), (), ""), list[str](), 0
+        for ino, dev, size, mtime, sha in rows:
+            upto = bisect_right(self.inos, ino, lo=at)
+            self._copy_range(out, shas, at, upto)
+            for column, value in zip(out.columns(), (ino, dev, size, mtime)):
+                column.append(value)
+            shas.append(sha)
             at = upto
+        self._copy_range(out, shas, at, len(self))
         out.shas = "".join(shas)
         return out
+
+    def _copy_range(self, out: "Hashes", shas: list[str], start: int, end: int) -> None:
+        """Append entries start..end to `out`'s arrays (copied in C) and their sha256s to `shas`."""
+        for mine, theirs in zip(out.columns(), self.columns()):
+            mine.extend(theirs[start:end])
+        shas.append(self.shas[64 * start:64 * end])
 
     def columns(self) -> tuple["array[int]", ...]:
         return self.inos, self.devs, self.sizes, self.mtimes
@@ -246,11 +245,7 @@ class Hashes:
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[int, int, int, int, str]]) -> "Hashes":
         """From (inode, device, size, mtime, sha256 hex) rows, in any order."""
-        ordered = sorted(rows)
-        if not ordered:
-            return cls((), (), (), (), "")
-        inos, devs, sizes, mtimes, shas = zip(*ordered)
-        return cls(inos, devs, sizes, mtimes, "".join(shas))
+        return _NONE.merged(sorted(rows))
 
     def json_chunks(self) -> Iterator[bytes]:
         """The JSON object `from_json` reads, written a piece at a time: at 100,000 files the whole cache as one
