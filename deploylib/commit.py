@@ -22,7 +22,8 @@ to put it back; its caller is `try: apply() except: rollback(); raise`.
 Applied in that order; undone in reverse. A take swaps the staged file with
 production's in one atomic step (renameat2 RENAME_EXCHANGE), then the store
 moves the outgoing file, now in the stage, into its objects: the undo tells
-"not swapped", "swapped" and "taken" apart by the inode at the staged path.
+"not swapped", "swapped" and "taken" apart by the inodes journaled, checked
+against bytes wherever an inode number alone could mislead (`Commit._swapped`).
 """
 
 from __future__ import annotations
@@ -259,8 +260,7 @@ class Commit:
             before = None
         if before is None or (before.st_dev, before.st_ino) != (device, inode) or \
                 self.known(before) != old.sha256 or not stat.S_ISREG(before.st_mode):
-            raise DeployError(f"{live}: changed in production during the deploy, after its backup; it is left "
-                              "as it is now and the deploy is undone: look at the change, then deploy again")
+            raise _changed_since_backup(live)
         # only the journaled staged file is ever swapped (the undo tells "never swapped" by its inode): one a
         # before_commit hook wrote in its place is put the plain way, as is a file hard-linked since
         if _identity(staged) != (device, staged_inode) or not takeable(before, old, self.known) or \
@@ -277,11 +277,8 @@ class Commit:
 
     def _copy_then_rename(self, path: str, old: Entry) -> None:
         """A take that cannot be made: production's file is copied into the store, then replaced as any put."""
-        live = self.target / path
-        if self.store.put(live, old, self.known) != old:
-            raise DeployError(f"{live}: changed in production during the deploy, after its backup; the "
-                              "deploy is undone: look at the change, then deploy again")
-        os.rename(self.release / path, live)
+        store_outgoing(self.store, self.target / path, old, self.known)
+        os.rename(self.release / path, self.target / path)
 
     def rollback(self) -> None:
         """Put production back as it was before `apply` (all of it, or however far it got). Idempotent.
@@ -435,6 +432,18 @@ class Commit:
         temp = self.undo_dir / f"{os.urandom(6).hex()}"
         shutil.copy2(kept, temp)
         os.rename(temp, self.target / path)
+
+
+def store_outgoing(store: Store, live: Path, old: Entry, known: Callable[[os.stat_result], str | None]) -> None:
+    """Copy production's file into the store as the backup of `old` (a take that cannot be made); refused if
+    it no longer holds those bytes."""
+    if store.put(live, old, known) != old:
+        raise _changed_since_backup(live)
+
+
+def _changed_since_backup(live: Path) -> DeployError:
+    return DeployError(f"{live}: changed in production during the deploy, after its backup; it is left as it is "
+                       "now and the deploy is undone: look at the change, then deploy again")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import faults
-from ..commit import RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version
+from ..commit import (RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version,
+                      store_outgoing)
 from ..context import Operation, Survey
-from ..errors import DeployError
 from ..fsutil import remove_tree, sync_filesystem
 from ..journal import State
 from ..layout import release_path
@@ -129,9 +129,7 @@ def _takes(op: Operation, backup: Backup, release_dir: Path) -> dict[str, list[i
             continue
         old = backup.old(path)
         assert old is not None
-        if op.store.put(op.target / path, old, op.cache.tree(op.target).get) != old:
-            raise DeployError(f"{op.target / path}: changed in production during the deploy; nothing was "
-                              "replaced: look at the change, then deploy again")
+        store_outgoing(op.store, op.target / path, old, op.cache.tree(op.target).get)
         copied = True
     if copied:
         sync_filesystem(op.store.object_dir)
