@@ -6,7 +6,9 @@ each; what it replaces is already in the backup store. The plan below is
 journaled before the first change, so a process killed at any instant leaves
 enough behind for `rollback` to put production back exactly, or for the run to
 be finished. Only managed paths appear in a plan: a user's file, or a
-directory the tool did not create, is never moved, linked or removed.
+directory the tool did not create, is never moved, linked or removed; and a
+managed file is replaced or removed only while it holds what the backup
+stored (`Commit._as_backed_up`): an edit made since would be in no backup.
 
 Like pip's StashedUninstallPathSet, one object knows what it replaced and how
 to put it back; its caller is `try: apply() except: rollback(); raise`.
@@ -208,7 +210,7 @@ class Commit:
                  added: dict[str, Entry] | None = None,
                  known: Callable[[os.stat_result], str | None] = lambda st: None) -> None:
         self.plan = plan
-        self.known = known  # production's hash cache: whether a file to take is the one the backup vouched for
+        self.known = known  # production's hash cache: whether a file it replaces is the one the backup stored
         self.target = target
         self.release = stage / RELEASE_DIR
         self.undo_dir = stage / UNDO_DIR
@@ -221,6 +223,7 @@ class Commit:
         target, n = self.target, 0
         for entry in self.plan.removes:
             self._still_inside(entry.path)
+            self._as_backed_up(entry, removing=True)
             _unlink_file(target / entry.path)
             n += 1
             on_change(entry.path)
@@ -241,11 +244,34 @@ class Commit:
             elif path in self.plan.takes and old is not None:
                 self._swap_and_take(path, old, n + 1)
             else:
+                if old is not None:
+                    self._as_backed_up(old)
                 os.rename(self.release / path, target / path)
             n += 1
             on_change(path)
             faults.point(faults.COMMIT, n)
         sync_filesystem(target)
+
+    def _as_backed_up(self, old: Entry, removing: bool = False) -> None:
+        """Right before a managed file is replaced or removed: it still holds what the backup stored. A change
+        made in production after the backup (a hand edit, a running server writing its file while validators
+        ran) would be in no backup: refused, the file left as it is now (the undo puts back the rest). The hash
+        cache vouches for a file this run saw that kept its inode, size and mtime; any other is hashed again.
+        A file the release drops may be gone already, or be a directory (which the remove leaves alone)."""
+        live = self.target / old.path
+        try:
+            st = os.lstat(live)
+        except FileNotFoundError:
+            if removing:
+                return
+            raise _changed_since_backup(live) from None
+        if old.link is not None:
+            same = stat.S_ISLNK(st.st_mode) and os.readlink(live) == old.link
+        else:
+            same = stat.S_ISREG(st.st_mode) and st.st_size == old.size and \
+                (self.known(st) == old.sha256 or sha256_file(live) == old.sha256)
+        if not same and not (removing and stat.S_ISDIR(st.st_mode)):
+            raise _changed_since_backup(live)
 
     def _swap_and_take(self, path: str, old: Entry, n: int) -> None:
         """Publish a staged file by swapping it with production's, whose outgoing version the store then

@@ -51,12 +51,13 @@ def wait_for(path: Path, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
-def deploy_paused_at(project: Project, tmp_path: Path, point: str, meanwhile: Callable[[], object]) -> tuple[int, str]:
-    """A deploy held at fault point `point` while `meanwhile` changes production, then let go: its exit code
-    and stderr (never a traceback)."""
+def deploy_paused_at(project: Project, tmp_path: Path, point: str, meanwhile: Callable[[], object],
+                     *args: str) -> tuple[int, str]:
+    """A deploy (or the command `args` name) held at fault point `point` while `meanwhile` changes production,
+    then let go: its exit code and stderr (never a traceback)."""
     pause = tmp_path / "pause"
     pause.mkdir()
-    proc = start(project, "deploy", env={"MCP_DEPLOY_PAUSE_AT": f"{point}:{pause}"})
+    proc = start(project, *(args or ("deploy",)), env={"MCP_DEPLOY_PAUSE_AT": f"{point}:{pause}"})
     wait_for(pause / "reached")
     meanwhile()
     (pause / "go").touch()
@@ -320,6 +321,98 @@ def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_re
     assert mine.read_text() == '{"the user": "own"}\n'
     mine.unlink()
     check(project, base, expect="old")
+
+
+def edit_in_place(path: Path) -> None:
+    """Same size, new bytes: only a hash tells (the mtime is now, within the racy window)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + (b"!" if data[-1:] != b"!" else b"?"))
+
+
+def save_like_an_editor(path: Path) -> None:
+    """Written beside, renamed over: a new inode."""
+    (path.parent / (path.name + ".tmp")).write_text("# the user's rewrite\n")
+    (path.parent / (path.name + ".tmp")).rename(path)
+
+
+EDITS: dict[str, Callable[[Path], None]] = {
+    "appended": lambda path: path.write_text(path.read_text() + "# the user's line\n"),
+    "edited in place, same size": edit_in_place,
+    "saved by an editor": save_like_an_editor,
+    "deleted": lambda path: path.unlink(),
+    "replaced by a symlink": lambda path: (path.unlink(), path.symlink_to("server.py")),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_managed_file_changed_after_the_backup_is_never_overwritten(
+        project: Project, tmp_path: Path, edit: str) -> None:
+    """A managed file edited in production before a deploy is drift: refused unless --overwrite-drift, and then
+    the backup keeps the edit. One edited after the backup (a running server writing it while validators ran,
+    a hand edit during a long deploy) was overwritten by the commit's rename, the edit in no backup. The
+    commit now looks again right before each file it replaces: exit 1, undone, the file as the user left it;
+    the next deploy sees the drift, and with --overwrite-drift its backup holds the user's bytes."""
+    ok(project.run("deploy"))
+    bump(project, "server.py")
+    bump(project)
+    plan = project.target / "workflow" / "plan.py"
+    before = tree(project.target)
+    users: dict[str, bytes | str] = {}
+
+    def change() -> None:
+        EDITS[edit](plan)
+        users.update({p: b for p, b in tree(project.target).items() if p == "workflow/plan.py"})
+
+    code, err = deploy_paused_at(project, tmp_path, "COMMITTING", change)
+    assert code == 1, err
+    assert (f"deploy failed at commit: {plan}: changed in production during the deploy, after its backup; it is "
+            "left as it is now and the deploy is undone: look at the change, then deploy again") in err
+    expected = {**{p: b for p, b in before.items() if p != "workflow/plan.py"}, **users}
+    assert tree(project.target) == expected  # the user's file as they left it, every other file as before
+    ok(project.run("status"))
+    assert project.leftovers() == []
+    assert tree(project.target) == expected
+    refused = project.run("deploy")
+    assert refused.returncode == 4 and "edited in production since they were deployed: workflow/plan.py" in \
+        refused.stderr, refused.stderr
+    ok(project.run("deploy", "--overwrite-drift"))
+    if isinstance(users.get("workflow/plan.py"), bytes):
+        kept = [p for p in (project.backups / "objects").rglob("*")
+                if p.is_file() and p.read_bytes() == users["workflow/plan.py"]]
+        assert kept, "the backup of the --overwrite-drift deploy holds the user's edit"
+
+
+def test_a_file_the_release_drops_edited_after_the_backup_is_kept(project: Project, tmp_path: Path) -> None:
+    """The commit removed a file the new release drops whatever it held by then: an edit made after the
+    backup was lost with it. Now refused like a replaced file: exit 1, the file kept as the user left it."""
+    extra = project.source / "workflow" / "extra.py"
+    extra.write_text("X = 1\n")
+    ok(project.run("deploy"))
+    extra.unlink()
+    live = project.target / "workflow" / "extra.py"
+    code, err = deploy_paused_at(project, tmp_path, "COMMITTING", lambda: live.write_text("X = 2  # the user's\n"))
+    assert code == 1, err
+    assert f"{live}: changed in production during the deploy, after its backup" in err
+    assert live.read_text() == "X = 2  # the user's\n"
+    ok(project.run("status"))
+    assert project.leftovers() == []
+
+
+def test_a_file_changed_during_a_rollback_is_never_overwritten(project: Project, tmp_path: Path) -> None:
+    """A rollback replaces production's files with a snapshot's; one the user edited after the rollback's own
+    backup was overwritten, the edit in no backup. Refused the same way: exit 1, undone, the edit kept."""
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    plan = project.target / "workflow" / "plan.py"
+    new = tree(project.target)
+    code, err = deploy_paused_at(project, tmp_path, "COMMITTING",
+                                 lambda: plan.write_text(plan.read_text() + "# the user's line\n"), "rollback")
+    assert code == 1, err
+    assert f"rollback failed at commit: {plan}: changed in production during the deploy, after its backup" in err
+    assert tree(project.target) == {**new, "workflow/plan.py": new["workflow/plan.py"] + b"# the user's line\n"}
+    ok(project.run("status"))
+    assert project.leftovers() == []
 
 
 def test_a_directory_swapped_for_a_link_during_the_undo_is_never_written_through(
