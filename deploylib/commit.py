@@ -41,7 +41,7 @@ from typing import Any, Callable
 from . import faults
 from .errors import CorruptState, DeployError
 from .fsutil import (atomic_write, read_state, remove_tree, rename_exchange, rename_noreplace, sha256_file,
-                     sync_filesystem)
+                     sha256_regular, sync_filesystem)
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, plain_name, safe_relpath
 from .manifest import Entry
@@ -269,7 +269,7 @@ class Commit:
             same = stat.S_ISLNK(st.st_mode) and os.readlink(live) == old.link
         else:
             same = stat.S_ISREG(st.st_mode) and st.st_size == old.size and \
-                (self.known(st) == old.sha256 or sha256_file(live) == old.sha256)
+                (self.known(st) == old.sha256 or sha256_regular(live) == old.sha256)
         if not same and not (removing and stat.S_ISDIR(st.st_mode)):
             raise _changed_since_backup(live)
 

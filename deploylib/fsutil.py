@@ -68,6 +68,22 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def sha256_regular(path: str | Path) -> str | None:
+    """The sha256 of the regular file at `path`, None if something else stands there: opened without
+    following a link and without blocking on a FIFO, so a file swapped after its `lstat` misleads nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None,
                    stamp_if: Callable[[int, int], bool] | None = None) -> str:
     """Copy `src` to a new file `dst` (which must not exist) and return the sha256 of what was written.

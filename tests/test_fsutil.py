@@ -1,7 +1,9 @@
-"""The one filesystem primitive the commit's first-law promise rests on when it adds a file."""
+"""The filesystem primitives the commit's first-law promise rests on: adding, swapping and checking a file."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -46,3 +48,12 @@ def test_rename_exchange_swaps_two_files_keeping_their_inodes(tmp_path: Path) ->
     with pytest.raises(FileNotFoundError):  # nothing to swap with: an error, never a plain rename
         fsutil.rename_exchange(a, tmp_path / "absent")
     assert a.read_bytes() == b"old\n" and not (tmp_path / "absent").exists()
+
+
+def test_sha256_regular_hashes_only_a_regular_file_and_never_blocks(tmp_path: Path) -> None:
+    """The commit's last look at a file it replaces: a link is not followed, a FIFO not waited on."""
+    (tmp_path / "file").write_bytes(b"bytes")
+    os.symlink("file", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading without O_NONBLOCK waits for a writer forever
+    assert fsutil.sha256_regular(tmp_path / "file") == hashlib.sha256(b"bytes").hexdigest()
+    assert [fsutil.sha256_regular(tmp_path / name) for name in ("link", "fifo", "missing")] == [None, None, None]
