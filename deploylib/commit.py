@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 from . import faults
 from .errors import CorruptState, DeployError
-from .fsutil import (atomic_write, read_state, remove_tree, rename_exchange, rename_noreplace, sha256_file,
-                     sha256_regular, sync_filesystem)
+from .fsutil import (atomic_write, copy_with_hash, read_state, remove_tree, rename_exchange, rename_noreplace,
+                     sha256_file, sha256_regular, sync_filesystem)
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, plain_name, safe_relpath
 from .manifest import Entry
@@ -134,11 +134,12 @@ def load_plan(stage: Path) -> CommitPlan | None:
 def save_previous_version(target: Path, stage: Path, name: str) -> bool:
     """Keep production's VERSION (damaged or not) in the stage, so an undo puts back exactly its bytes."""
     try:
-        if not stat.S_ISREG(os.lstat(target / name).st_mode):
-            return False
+        st = os.lstat(target / name)
     except FileNotFoundError:
         return False
-    shutil.copy2(target / name, stage / PREVIOUS_VERSION)
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    copy_with_hash(target / name, stage / PREVIOUS_VERSION, mtime_ns=st.st_mtime_ns)  # never through a link
     return True
 
 

@@ -59,29 +59,38 @@ def read_state(path: Path) -> bytes:
         return f.read()
 
 
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of the regular file at `path`, opened without following a link and without
+    waiting on a FIFO; OSError for anything else. Every file the tool reads by a path someone else may
+    write (production, the source) is opened so: a file swapped for a link after its `lstat` must not
+    have the deployer read (and store, world-readable) what the link points to, nor hang on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise OSError(errno.ELOOP, "a symlink stands where a regular file was (not followed)", str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device stands there)", str(path))
+    return fd
+
+
 def sha256_file(path: str | Path) -> str:
-    """Hash a file in chunks, never holding it whole in memory."""
+    """Hash a regular file in chunks, never holding it whole in memory (see `open_regular`)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
 def sha256_regular(path: str | Path) -> str | None:
-    """The sha256 of the regular file at `path`, None if something else stands there: opened without
-    following a link and without blocking on a FIFO, so a file swapped after its `lstat` misleads nothing."""
+    """The sha256 of the regular file at `path`, None if something else (or nothing) stands there."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return sha256_file(path)
     except OSError:
         return None
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        h = hashlib.sha256()
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mtime_ns: int | None = None,
@@ -94,19 +103,20 @@ def copy_with_hash(src: str | Path, dst: str | Path, mode: int | None = None, mt
     if `stamp_if(mtime_ns, now)` holds at that moment (the copy of a large file takes a while).
     """
     h = hashlib.sha256()
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-            if mtime_ns is not None and (stamp_if is None or stamp_if(mtime_ns, time.time_ns())):
-                fout.flush()
-                os.utime(fout.fileno(), ns=(time.time_ns(), mtime_ns))
-    except BaseException:
-        Path(dst).unlink(missing_ok=True)
-        raise
-    os.chmod(dst, stat.S_IMODE(os.stat(src).st_mode) if mode is None else mode)
+    with open(open_regular(src), "rb") as fin:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    h.update(chunk)
+                    fout.write(chunk)
+                if mtime_ns is not None and (stamp_if is None or stamp_if(mtime_ns, time.time_ns())):
+                    fout.flush()
+                    os.utime(fout.fileno(), ns=(time.time_ns(), mtime_ns))
+        except BaseException:
+            Path(dst).unlink(missing_ok=True)
+            raise
+        os.chmod(dst, stat.S_IMODE(os.fstat(fin.fileno()).st_mode) if mode is None else mode)
     return h.hexdigest()
 
 

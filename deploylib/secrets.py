@@ -14,7 +14,9 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import BinaryIO, Callable
+from typing import IO, Callable
+
+from .fsutil import open_regular
 
 # Credential files by name: lowercase, each under `**/` (a test holds both). Anything here stays
 # out of the sync set unless the profile lifts it with `unsafe_allow_secrets`. Code files
@@ -179,7 +181,7 @@ def scan_file(path: str | os.PathLike[str], relpath: str) -> list[Finding]:
     """
     found: list[tuple[int, str]] = []  # (file offset, kind)
     detectors = _compiled()
-    with open(path, "rb") as f:
+    with open(open_regular(path), "rb") as f:  # a link swapped in after the scan is not followed
         buf = f.read(CHUNK)
         if b"\0" in buf[:BINARY_SNIFF]:
             return []
@@ -205,7 +207,7 @@ def scan_file(path: str | os.PathLike[str], relpath: str) -> list[Finding]:
     return sorted(findings, key=lambda x: x.line)[:MAX_FINDINGS]
 
 
-def _lines(f: BinaryIO, offsets: list[int]) -> dict[int, int]:
+def _lines(f: IO[bytes], offsets: list[int]) -> dict[int, int]:
     """The line of each file offset, counting newlines from the start: a second read, made only when
     something was found (counting them in every chunk cost ~0.5 s per GB of a file without secrets). A
     file rewritten in place meanwhile may put a finding on the wrong line; the finding itself stands."""

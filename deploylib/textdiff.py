@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from .fsutil import open_regular
+
 from .report import shown
 
 MAX_DIFF_BYTES = 1024 * 1024  # larger files are listed, not diffed: a diff nobody reads costs memory
@@ -27,8 +29,11 @@ def _lines(side: Side) -> list[str] | None:
         return []
     if side.path.is_symlink():
         return [f"-> {os.readlink(side.path)}\n"]
-    with open(side.path, "rb") as f:
-        data = f.read(MAX_DIFF_BYTES + 1)
+    try:
+        with open(open_regular(side.path), "rb") as f:  # never read through a link swapped in since
+            data = f.read(MAX_DIFF_BYTES + 1)
+    except OSError:
+        return None
     if len(data) > MAX_DIFF_BYTES or b"\0" in data[:8192]:  # git's test for binary
         return None
     try:

@@ -419,21 +419,16 @@ def test_a_file_of_exactly_prefilter_min_bytes_uses_the_prefilter(tmp_path: Path
     assert scan_file(str(exact), "exact.txt") == [] and calls
 
 
-def test_a_fifo_swapped_in_after_the_walk_is_still_scanned(tmp_path: Path) -> None:
-    """The walk skips FIFOs, but one may replace a file before its scan: its bytes are scanned as they come,
-    and a finding stands though its line cannot be counted again (0)."""
-    import threading
-
+def test_a_fifo_swapped_in_after_the_walk_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """The walk skips FIFOs, but one may replace a file before its scan. Its bytes used to be scanned as they
+    came: with no writer the scan waited forever (under the deploy's lock), and with one, the stage's copy
+    would read other bytes than the scan had. Now the scan opens only a regular file: an OSError (the deploy
+    stops at preflight naming the file), at once."""
     fifo = tmp_path / "pipe.txt"
     os.mkfifo(fifo)
-
-    def feed() -> None:
-        with open(fifo, "w") as f:
-            f.write("a\n" + "t = 'ghp_" + "x" * 36 + "'\n")
-
-    writer = threading.Thread(target=feed)
-    writer.start()
-    try:
-        assert scan_file(str(fifo), "pipe.txt") == [Finding("pipe.txt", 0, "GitHub token")]
-    finally:
-        writer.join()
+    with pytest.raises(OSError, match="not a regular file"):
+        scan_file(str(fifo), "pipe.txt")
+    (tmp_path / "real.txt").write_text("t = 'ghp_" + "x" * 36 + "'\n")
+    os.symlink("real.txt", tmp_path / "link.txt")  # a link swapped in is not followed either
+    with pytest.raises(OSError):
+        scan_file(str(tmp_path / "link.txt"), "link.txt")

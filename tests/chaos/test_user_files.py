@@ -420,6 +420,33 @@ def test_a_file_changed_during_a_rollback_is_never_overwritten(project: Project,
     assert project.leftovers() == []
 
 
+def test_a_file_swapped_for_a_link_before_the_backup_copies_is_never_read_through(
+        project: Project, tmp_path: Path) -> None:
+    """Preflight saw a regular file; a user who can write production swapped it for a link to a file only the
+    deployer may read (after preflight, before the backup copied it). The backup's copy opened the path and
+    followed the link: that file's bytes became a world-readable object in the store. Now every copy and hash
+    opens without following links (nor waiting on a FIFO): the deploy stops, nothing of the file is stored."""
+    ok(project.run("deploy"))
+    bump(project)
+    secret = tmp_path / "only-root-reads-this"
+    secret.write_bytes(b"the deployer's secret\n")
+    secret.chmod(0o600)
+    plan = project.target / "workflow" / "plan.py"
+
+    def swap() -> None:
+        plan.unlink()
+        plan.symlink_to(secret)
+
+    code, err = deploy_paused_at(project, tmp_path, "BACKING_UP", swap)
+    assert code == 1, err
+    stored = [p for p in project.backups.rglob("*") if p.is_file() and b"the deployer's secret" in p.read_bytes()]
+    assert stored == []
+    assert (f"deploy failed at backup: a symlink stands where a regular file was (not followed): {plan} "
+            "(undone; production is as before)") in err
+    assert os.readlink(plan) == str(secret)  # the user's link stays as they made it
+    ok(project.run("status"))
+
+
 def test_a_directory_swapped_for_a_link_during_the_undo_is_never_written_through(
         project: Project, tmp_path: Path) -> None:
     """The undo checked every path before it began; a directory swapped for a link after that (between two
