@@ -129,8 +129,8 @@ def kernel_copy(src: str | Path, dst: str | Path, sha: str, known: Callable[[os.
     A write during the copy stamps `src` with a newer mtime, so the second fstat catches it; `known`
     refuses a file modified within the racy window, where a same-tick write would leave the mtime as is.
     """
-    try:
-        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # never through a link, and never waiting on a FIFO swapped in since the scan (see `open_regular`)
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
     try:
