@@ -76,6 +76,20 @@ def open_regular(path: str | os.PathLike[str]) -> int:
     return fd
 
 
+def read_regular(path: str | os.PathLike[str], follow: bool = False) -> bytes:
+    """The bytes of the regular file at `path` (see `open_regular`); with `follow`, a link is followed (a
+    managed link in a tree the tool owns), but a FIFO or device is still refused, never waited on."""
+    if not follow:
+        fd = open_regular(path)
+    else:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device stands there)", str(path))
+    with open(fd, "rb") as f:
+        return f.read()
+
+
 def sha256_file(path: str | Path) -> str:
     """Hash a regular file in chunks, never holding it whole in memory (see `open_regular`)."""
     h = hashlib.sha256()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from . import checks, shell
+from .fsutil import read_regular
 from .profile import CheckSpec
 from .errors import ValidationFailed
 from .globs import PatternSet
@@ -22,6 +23,8 @@ class Tree(Protocol):
     """A release as validators see it: every file readable, a whole directory on demand."""
 
     def path(self, rel: str) -> Path: ...
+
+    def read(self, rel: str) -> bytes: ...
 
     def directory(self) -> Path: ...
 
@@ -35,6 +38,9 @@ class Directory:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
+    def read(self, rel: str) -> bytes:
+        return read_regular(self.root / rel, follow=True)  # a FIFO there must not hang the validator
+
     def directory(self) -> Path:
         return self.root
 
@@ -46,7 +52,7 @@ def check_json(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, 
     problems = []
     for rel in files:
         try:
-            json.loads(release.path(rel).read_bytes())
+            json.loads(release.read(rel))
         except json.JSONDecodeError as exc:
             problems.append(f"{rel}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
         except UnicodeDecodeError:
@@ -60,7 +66,7 @@ def check_yaml(spec: CheckSpec, release: Tree, files: list[str], env: dict[str, 
     problems = []
     for rel in files:
         try:
-            list(yaml.safe_load_all(release.path(rel).read_bytes()))
+            list(yaml.safe_load_all(release.read(rel)))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{rel}:{mark.line + 1}" if mark else rel
@@ -73,7 +79,7 @@ def check_python_syntax(spec: CheckSpec, release: Tree, files: list[str], env: d
     problems = []
     for rel in files:
         try:
-            compile(release.path(rel).read_bytes(), rel, "exec", dont_inherit=True)
+            compile(release.read(rel), rel, "exec", dont_inherit=True)
         except SyntaxError as exc:
             problems.append(f"{rel}:{exc.lineno}: syntax error: {exc.msg}")
         except ValueError as exc:  # e.g. null bytes
@@ -97,7 +103,7 @@ def check_json_schema(spec: CheckSpec, release: Tree, files: list[str], env: dic
     problems = []
     for rel in files:
         try:
-            doc = json.loads(release.path(rel).read_bytes())
+            doc = json.loads(release.read(rel))
         except ValueError as exc:
             problems.append(f"{rel}: invalid JSON: {exc}")
             continue

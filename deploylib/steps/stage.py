@@ -19,7 +19,7 @@ from .. import faults
 from ..commit import (RELEASE_DIR, CommitPlan, drop_stage, plan_commit, save_plan, save_previous_version,
                       store_outgoing)
 from ..context import Operation, Survey
-from ..fsutil import remove_tree, sync_filesystem
+from ..fsutil import read_regular, remove_tree, sync_filesystem
 from ..journal import State
 from ..layout import release_path
 from ..manifest import Entry, Release, save_release
@@ -42,9 +42,18 @@ class ReleaseView:
         self.staged = staged
         self.unchanged = unchanged
         self._whole = False
+        self._links = {e.path for e in unchanged if e.link is not None}  # managed links: read through, as ever
 
     def path(self, rel: str) -> Path:
         return (self.release_dir if rel in self.staged else self.target) / rel
+
+    def read(self, rel: str) -> bytes:
+        """A release file's bytes for a validator: a staged one (the stage is the tool's own) as any file; an
+        unchanged one where it is in production, never through a link swapped in for it since preflight
+        (what it points to is not the release), nor waiting on a FIFO."""
+        if rel in self.staged:
+            return read_regular(self.release_dir / rel, follow=True)
+        return read_regular(self.target / rel, follow=rel in self._links)
 
     def directory(self) -> Path:
         """The whole release in one directory (copies, never links: a command must not reach production)."""

@@ -51,3 +51,26 @@ def test_a_file_swapped_for_a_fifo_before_the_backup_copies_never_hangs_the_depl
     assert plan.is_fifo()
     ok(project.run("status"))
     assert project.leftovers() == []
+
+
+def test_an_unchanged_file_swapped_for_a_fifo_before_the_validators_read_it_never_hangs_the_deploy(
+        project: Project, tmp_path: Path) -> None:
+    """Validators read the release's unchanged files where they are, in production, by `read_bytes`: a
+    managed file swapped for a FIFO after preflight (here agents.json, which the json validator reads) held
+    the deploy, and its lock, until someone wrote to the FIFO. Now the validator refuses it at once: the
+    deploy fails, undone, the FIFO as the user made it, nothing else changed."""
+    ok(project.run("deploy"))
+    bump(project)
+    agents = project.target / "agents.json"
+    before = {p: b for p, b in tree(project.target).items() if p != "agents.json"}
+
+    def swap() -> None:
+        agents.unlink()
+        os.mkfifo(agents)
+
+    code, err = paused(project, tmp_path, "VALIDATING", swap)
+    assert code != 0, err
+    assert "agents.json" in err and "not a regular file" in err, err
+    assert agents.is_fifo()
+    assert {p: b for p, b in tree(project.target).items() if p != "agents.json"} == before
+    assert project.leftovers() == []
