@@ -313,7 +313,8 @@ class Commit:
         A put whose staged file is still in the stage never happened. One that did is
         reversed: its backup entry is restored (via the stage, then one rename), or
         the added file is removed; a take still swapped is swapped back (`_swapped`
-        tells). Removed files come back only where nothing stands.
+        tells). A put file that no longer holds what the release put (changed since,
+        in no backup) stays as it is. Removed files come back only where nothing stands.
         """
         target, n = self.target, 0
         self._check_inside()
@@ -329,8 +330,9 @@ class Commit:
             elif old is None:
                 if self._is_ours(path):
                     _unlink_file(target / path)
-            else:
-                self._restore(old)
+            else:  # a file changed since the commit put it (a server writing it while verify ran) is in no
+                # backup: it stays as it is now, like an added file; where nothing stands, the old comes back
+                self._restore(old, replace=self._is_ours(path))
             n += 1
             faults.point(faults.UNDO, n)
         for d, _ in reversed(self.plan.mkdirs):

@@ -74,3 +74,53 @@ def test_an_unchanged_file_swapped_for_a_fifo_before_the_validators_read_it_neve
     assert agents.is_fifo()
     assert {p: b for p, b in tree(project.target).items() if p != "agents.json"} == before
     assert project.leftovers() == []
+
+
+def test_a_committed_file_edited_before_a_failed_verify_is_undone_is_never_lost(
+        project: Project, tmp_path: Path) -> None:
+    """The commit put the new plan.py; a running server (or a hand) wrote to it while verify ran; verify
+    failed, and the undo renamed the old plan.py over it: the edit was in no backup. (The undo already keeps
+    an *added* file that no longer holds what the release put.) Whatever the undo does, the user's bytes must
+    survive: in production, or in the store."""
+    ok(project.run("deploy"))
+    bump(project)
+    project.write_config(verify=[{"type": "command", "run": "exit 1"}])
+    plan = project.target / "workflow" / "plan.py"
+    users = b"# the user's edit, made after the commit\n"
+
+    def edit() -> None:
+        plan.write_bytes(plan.read_bytes() + users)
+
+    old = tree(project.target)
+    code, err = paused(project, tmp_path, "VERIFYING", edit)
+    assert code != 0, err
+    mine = plan.read_bytes()
+    kept = users in mine or any(users in p.read_bytes() for p in (project.backups / "objects").rglob("*")
+                                if p.is_file())
+    assert kept, f"the user's edit was lost (exit {code}): {err}"
+    # kept where the user made it, as the undo keeps an added file edited since; the rest is undone
+    assert mine.endswith(users)
+    assert {p: b for p, b in tree(project.target).items() if p != "workflow/plan.py"} == \
+        {p: b for p, b in old.items() if p != "workflow/plan.py"}
+    ok(project.run("status"))
+    assert project.leftovers() == []
+
+
+def test_a_committed_file_edited_after_a_kill_is_never_lost_by_the_recovery(project: Project) -> None:
+    """The deploy was killed (-9) right after the commit put the new plan.py; before the next command the
+    user edited that file. The next command's recovery undoes the commit: it renamed the old plan.py over
+    the edit, which no backup held. Now the file stays as the user left it; the rest is undone."""
+    ok(project.run("deploy"))
+    old = tree(project.target)
+    bump(project)
+    killed = project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "commit:1"})
+    assert killed.returncode == -9, killed.stderr
+    plan = project.target / "workflow" / "plan.py"
+    assert plan.read_bytes() != old["workflow/plan.py"]  # the new one is in production
+    users = plan.read_bytes() + b"# the user's edit, after the crash\n"
+    plan.write_bytes(users)
+    ok(project.run("status"))
+    assert plan.read_bytes() == users
+    assert {p: b for p, b in tree(project.target).items() if p != "workflow/plan.py"} == \
+        {p: b for p, b in old.items() if p != "workflow/plan.py"}
+    assert project.leftovers() == []
