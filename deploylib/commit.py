@@ -218,6 +218,7 @@ class Commit:
         self.stage = stage
         self.store = store
         self.added = added  # what the release put (its record): an undo removes only files that match
+        self.kept: list[str] = []  # paths the undo left as they are: changed since the commit put them
 
     def apply(self, on_change: Callable[[str], None] = lambda path: None) -> None:
         """Publish the stage. Every rename is atomic; the journal makes the sequence recoverable."""
@@ -327,12 +328,16 @@ class Commit:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
             elif swapped:  # production's own file is still in the stage: swapped back, the very inode
                 self._swap_back(path)
-            elif old is None:
-                if self._is_ours(path):
-                    _unlink_file(target / path)
             else:  # a file changed since the commit put it (a server writing it while verify ran) is in no
-                # backup: it stays as it is now, like an added file; where nothing stands, the old comes back
-                self._restore(old, replace=self._is_ours(path))
+                # backup: it stays as it is now (and is named); where nothing stands, the old one comes back
+                ours = self._is_ours(path)
+                if not ours and os.path.lexists(target / path) and not (old and self._holds(path, old)):
+                    self.kept.append(path)  # (holding the old bytes: restored by an undo that was cut short)
+                if old is None:
+                    if ours:
+                        _unlink_file(target / path)
+                else:
+                    self._restore(old, replace=ours)
             n += 1
             faults.point(faults.UNDO, n)
         for d, _ in reversed(self.plan.mkdirs):
@@ -431,8 +436,10 @@ class Commit:
         if self.added is None or path == self.plan.version_file:
             return True
         entry = self.added.get(path)
-        if entry is None:
-            return False
+        return entry is not None and self._holds(path, entry)
+
+    def _holds(self, path: str, entry: Entry) -> bool:
+        """Whether production's file at `path` has `entry`'s bytes (or, for a link, its target)."""
         full = self.target / path
         try:
             if entry.link is not None:

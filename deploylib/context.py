@@ -66,6 +66,7 @@ class Operation:
     # raising there undoes the operation like any failure. A fleet agent waits there for its controller.
     checkpoint: Callable[[str, dict[str, Any]], None] = _go_on
     notes: list[str] = field(default_factory=list)
+    kept_by_undo: list[str] = field(default_factory=list)  # files the undo left: changed since the commit
 
     @property
     def op_id(self) -> str:

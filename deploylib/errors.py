@@ -30,15 +30,26 @@ class DeployError(Exception):
                 "error_type": self.kind}
 
 
+def but_for(kept: list[str] | None) -> str:
+    """What an undo left as it found it: files changed in production after the commit put them, which no
+    backup holds (so the undo does not overwrite them)."""
+    if not kept:
+        return ""
+    more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
+    return (f", but for {len(kept)} file(s) changed there after the commit put them, left as they are (no backup "
+            f"holds those changes): {', '.join(kept[:3])}{more}")
+
+
 class StepFailed(DeployError):
     """A pipeline step failed and the steps already run were undone: production is as before.
 
     Wraps the cause (raised `from` it), keeping its exit code and its `kind`.
     """
 
-    def __init__(self, operation: str, step: str, cause: BaseException, *, undone: bool = True) -> None:
+    def __init__(self, operation: str, step: str, cause: BaseException, *, undone: bool = True,
+                 kept: list[str] | None = None) -> None:
         reason = cause.message if isinstance(cause, DeployError) else _describe(cause)
-        outcome = "undone; production is as before" if undone else "nothing was changed"
+        outcome = f"undone; production is as before{but_for(kept)}" if undone else "nothing was changed"
         super().__init__(f"{operation} failed at {step}: {reason} ({outcome})",
                          detail=getattr(cause, "detail", ""))
         self.step = step

@@ -217,7 +217,7 @@ def _undo(op: Operation, out: Outcome, step: str, exc: BaseException) -> DeployE
                 "command retries the recovery")
     op.journal.clear()
     out.timings["undo"] = round(time.monotonic() - started, 4)
-    return StepFailed(op.name, step, exc)
+    return StepFailed(op.name, step, exc, kept=op.kept_by_undo)
 
 
 def _notify_failure(op: Operation, out: Outcome, error: DeployError, record: dict[str, Any],

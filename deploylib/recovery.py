@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .commit import PLAN_FILE, CommitPlan, drop_stage, load_plan
 from .context import Operation
-from .errors import CorruptState, DeployError, UndoFailed
+from .errors import CorruptState, DeployError, UndoFailed, but_for
 from .history import append
 from .journal import KEPT, DamagedJournal, Record, State
 from .layout import DEPLOY_PREFIX, is_op_id, release_path, stage_path
@@ -124,7 +124,7 @@ def _recover(op: Operation, dead: Record, close: bool = True) -> None:
             action = "completed it (verify had passed)"
         else:
             undo(rop, reached(state))
-            action = "rolled it back; production is as before it started"
+            action = f"rolled it back; production is as before it started{but_for(rop.kept_by_undo)}"
         if close:
             op.journal.clear()
     except (OSError, DeployError) as exc:

@@ -31,7 +31,9 @@ def undo(op: Operation) -> None:
     if problem:
         raise CorruptState(f"{op.journal.path}: the journaled commit plan {problem}; it is kept and nothing "
                            "was touched; inspect the target")
-    Commit(plan, op.target, op.stage, op.store, release.files if release else None).rollback()
+    undo = Commit(plan, op.target, op.stage, op.store, release.files if release else None)
+    undo.rollback()
+    op.kept_by_undo = undo.kept
 
 
 def _disagreement(plan: CommitPlan, release: Release | None, op: Operation) -> str | None:

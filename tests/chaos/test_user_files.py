@@ -52,17 +52,22 @@ def wait_for(path: Path, timeout: float = 30) -> None:
 
 
 def deploy_paused_at(project: Project, tmp_path: Path, point: str, meanwhile: Callable[[], object],
-                     *args: str) -> tuple[int, str]:
+                     *args: str, timeout: float = 60) -> tuple[int, str]:
     """A deploy (or the command `args` name) held at fault point `point` while `meanwhile` changes production,
-    then let go: its exit code and stderr (never a traceback)."""
+    then let go: its exit code and stderr (never a traceback). One that hangs is killed and fails the test."""
     pause = tmp_path / "pause"
     pause.mkdir()
     proc = start(project, *(args or ("deploy",)), env={"MCP_DEPLOY_PAUSE_AT": f"{point}:{pause}"})
     wait_for(pause / "reached")
     meanwhile()
     (pause / "go").touch()
-    _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(f"{args or 'deploy'} hung after production changed at {point}") from None
+    assert "Traceback" not in err, err
     return proc.returncode, err
 
 
