@@ -17,28 +17,6 @@ def paused(project: Project, tmp_path: Path, point: str, meanwhile: Callable[[],
     return deploy_paused_at(project, tmp_path, point, meanwhile, *args, timeout=30)
 
 
-def test_a_file_swapped_for_a_fifo_before_the_backup_copies_never_hangs_the_deploy(
-        project: Project, tmp_path: Path) -> None:
-    """The backup copies a file whose hash the cache vouches for with the kernel (`kernel_copy`), which
-    opened it without O_NONBLOCK: a FIFO swapped in after preflight held the deploy (and its lock) until
-    someone wrote to it. Now refused at once like a link: exit 1, undone, the FIFO left as it is."""
-    ok(project.run("deploy"))
-    bump(project)
-    plan = project.target / "workflow" / "plan.py"
-
-    def swap() -> None:
-        plan.unlink()
-        os.mkfifo(plan)
-
-    code, err = paused(project, tmp_path, "BACKING_UP", swap)
-    assert code == 1, err
-    assert (f"deploy failed at backup: not a regular file (a FIFO, socket or device stands there): {plan} "
-            "(undone; production is as before)") in err
-    assert plan.is_fifo()
-    ok(project.run("status"))
-    assert project.leftovers() == []
-
-
 def test_an_unchanged_file_swapped_for_a_fifo_before_the_validators_read_it_never_hangs_the_deploy(
         project: Project, tmp_path: Path) -> None:
     """Validators read the release's unchanged files where they are, in production, by `read_bytes`: a

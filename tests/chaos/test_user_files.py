@@ -425,12 +425,15 @@ def test_a_file_changed_during_a_rollback_is_never_overwritten(project: Project,
     assert project.leftovers() == []
 
 
-def test_a_file_swapped_for_a_link_before_the_backup_copies_is_never_read_through(
-        project: Project, tmp_path: Path) -> None:
-    """Preflight saw a regular file; a user who can write production swapped it for a link to a file only the
-    deployer may read (after preflight, before the backup copied it). The backup's copy opened the path and
-    followed the link: that file's bytes became a world-readable object in the store. Now every copy and hash
-    opens without following links (nor waiting on a FIFO): the deploy stops, nothing of the file is stored."""
+@pytest.mark.parametrize("swapped_for", ["a link", "a FIFO"])
+def test_a_file_swapped_before_the_backup_copies_is_never_read_through_nor_waited_on(
+        project: Project, tmp_path: Path, swapped_for: str) -> None:
+    """Preflight saw a regular file; a user who can write production swapped it (after preflight, before the
+    backup copied it) for a link to a file only the deployer may read: the backup's copy followed the link,
+    and that file's bytes became a world-readable object in the store. Or for a FIFO: the backup's kernel
+    copy waited on it, holding the lock, until someone wrote to it. Now every read by path opens without
+    following a link or waiting: the deploy stops at once, undone, nothing of the file is stored, and what
+    the user put there stays."""
     ok(project.run("deploy"))
     bump(project)
     secret = tmp_path / "only-root-reads-this"
@@ -440,16 +443,18 @@ def test_a_file_swapped_for_a_link_before_the_backup_copies_is_never_read_throug
 
     def swap() -> None:
         plan.unlink()
-        plan.symlink_to(secret)
+        plan.symlink_to(secret) if swapped_for == "a link" else os.mkfifo(plan)
 
-    code, err = deploy_paused_at(project, tmp_path, "BACKING_UP", swap)
+    code, err = deploy_paused_at(project, tmp_path, "BACKING_UP", swap, timeout=30)
     assert code == 1, err
     stored = [p for p in project.backups.rglob("*") if p.is_file() and b"the deployer's secret" in p.read_bytes()]
     assert stored == []
-    assert (f"deploy failed at backup: a symlink stands where a regular file was (not followed): {plan} "
-            "(undone; production is as before)") in err
-    assert os.readlink(plan) == str(secret)  # the user's link stays as they made it
+    why = ("a symlink stands where a regular file was (not followed)" if swapped_for == "a link"
+           else "not a regular file (a FIFO, socket or device stands there)")
+    assert f"deploy failed at backup: {why}: {plan} (undone; production is as before)" in err
+    assert os.readlink(plan) == str(secret) if swapped_for == "a link" else plan.is_fifo()  # as the user made it
     ok(project.run("status"))
+    assert project.leftovers() == []
 
 
 def test_a_directory_swapped_for_a_link_during_the_undo_is_never_written_through(
