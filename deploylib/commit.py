@@ -267,12 +267,8 @@ class Commit:
             if removing:
                 return
             raise _changed_since_backup(live) from None
-        if old.link is not None:
-            same = stat.S_ISLNK(st.st_mode) and os.readlink(live) == old.link
-        else:
-            same = stat.S_ISREG(st.st_mode) and st.st_size == old.size and \
-                (self.known(st) == old.sha256 or sha256_regular(live) == old.sha256)
-        if not same and not (removing and stat.S_ISDIR(st.st_mode)):
+        vouched = old.link is None and stat.S_ISREG(st.st_mode) and self.known(st) == old.sha256
+        if not (vouched or self._holds(old.path, old)) and not (removing and stat.S_ISDIR(st.st_mode)):
             raise _changed_since_backup(live)
 
     def _swap_and_take(self, path: str, old: Entry, n: int) -> None:
@@ -441,10 +437,10 @@ class Commit:
     def _holds(self, path: str, entry: Entry) -> bool:
         """Whether production's file at `path` has `entry`'s bytes (or, for a link, its target)."""
         full = self.target / path
+        if entry.link is None:
+            return sha256_regular(full) == entry.sha256  # never through a link, never waiting on a FIFO
         try:
-            if entry.link is not None:
-                return os.readlink(full) == entry.link
-            return sha256_file(full) == entry.sha256
+            return os.readlink(full) == entry.link
         except OSError:
             return False
 

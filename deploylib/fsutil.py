@@ -59,15 +59,16 @@ def read_state(path: Path) -> bytes:
         return f.read()
 
 
-def open_regular(path: str | os.PathLike[str]) -> int:
+def open_regular(path: str | os.PathLike[str], follow: bool = False) -> int:
     """A read-only descriptor of the regular file at `path`, opened without following a link and without
     waiting on a FIFO; OSError for anything else. Every file the tool reads by a path someone else may
     write (production, the source) is opened so: a file swapped for a link after its `lstat` must not
-    have the deployer read (and store, world-readable) what the link points to, nor hang on a FIFO."""
+    have the deployer read (and store, world-readable) what the link points to, nor hang on a FIFO.
+    With `follow`, a link is followed (a managed link in a tree the tool owns); a FIFO is still refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | (0 if follow else os.O_NOFOLLOW) | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno == errno.ELOOP and os.path.islink(path):
+        if exc.errno == errno.ELOOP and not follow and os.path.islink(path):
             raise OSError(errno.ELOOP, "a symlink stands where a regular file was (not followed)", str(path)) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -79,14 +80,7 @@ def open_regular(path: str | os.PathLike[str]) -> int:
 def read_regular(path: str | os.PathLike[str], follow: bool = False) -> bytes:
     """The bytes of the regular file at `path` (see `open_regular`); with `follow`, a link is followed (a
     managed link in a tree the tool owns), but a FIFO or device is still refused, never waited on."""
-    if not follow:
-        fd = open_regular(path)
-    else:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device stands there)", str(path))
-    with open(fd, "rb") as f:
+    with open(open_regular(path, follow), "rb") as f:
         return f.read()
 
 
@@ -143,13 +137,13 @@ def kernel_copy(src: str | Path, dst: str | Path, sha: str, known: Callable[[os.
     A write during the copy stamps `src` with a newer mtime, so the second fstat catches it; `known`
     refuses a file modified within the racy window, where a same-tick write would leave the mtime as is.
     """
-    try:  # never through a link, and never waiting on a FIFO swapped in since the scan (see `open_regular`)
-        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fin = open_regular(src)
     except OSError:
         return False
     try:
         before = os.fstat(fin)
-        if not stat.S_ISREG(before.st_mode) or known(before) != sha:
+        if known(before) != sha:
             return False
         fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
