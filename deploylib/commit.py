@@ -446,7 +446,8 @@ class Commit:
 
     def _restore(self, entry: Entry, replace: bool = True) -> None:
         """Put a stored file back: a verified copy from the store, then one rename over the path (or, for
-        a removed file coming back, only where nothing stands: a file made there since is someone's)."""
+        a removed file coming back or a put file changed since, only where nothing stands: a file made or
+        changed there since is someone's)."""
         self.undo_dir.mkdir(parents=True, exist_ok=True)
         temp = self.undo_dir / f"{os.urandom(6).hex()}"
         self.store.restore(entry, temp)
