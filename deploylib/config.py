@@ -11,31 +11,27 @@ import itertools
 import json
 import os
 import re
-from functools import lru_cache
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import yaml
-
+from . import configmark
 from .errors import ConfigError
-from .fsutil import atomic_write
 from .globs import PatternSet, SyncRules, normalize, pattern_problem
 from .ids import new_id
 from .layout import (HASH_CACHE_FILE, JOURNAL_FILE, LOCK_FILE, RELEASES_DIR, STORE_MARKER, VERSION_FILE,
                      stage_path, target_lock_path)
-from .fleet.model import Fleet, Rollout
-from .fleet.model import Host as FleetHost
 from .profile import (DEFAULT_NOTIFY_TIMEOUT, DEFAULT_TIMEOUT, HOOK_POINTS, MAX_ECHO, NOTIFY_EVENTS,  # noqa: F401
                       CheckSpec, Hook, Notifier, Profile, Retention, clip)
 
 if TYPE_CHECKING:
     import jsonschema
 
+    from .fleet.model import Fleet
+
 CONFIG_ENV = "MCP_DEPLOY_CONFIG"
 DEFAULT_CONFIG = "deploy.yaml"
 MAX_CONFIG_BYTES = 1 << 20  # characters; a deploy.yaml is a few KiB, anything near this is the wrong file
-MAX_VALUES = 100_000  # YAML values once aliases are expanded: bounds a "billion laughs" alias bomb
 MAX_REPORTED = 10  # lines of problems reported at once
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
 # MCP Deploy creates `.<target>.deploy-<operation id>` beside the target: its name must fit too
@@ -84,8 +80,7 @@ def load_profile(config: str | os.PathLike[str] | None = None, profile: str | No
 def load_any(config: str | os.PathLike[str] | None = None, profile: str | None = None) -> Profile | Fleet:
     """Read, validate and resolve one profile: a Profile, or a Fleet when it has `hosts:`."""
     path = find_config(config)
-    text, data = _read_yaml(path)
-    _check_schema(path, text, data)
+    text, data = _read_valid(path)
     name = _pick_profile(path, data, profile)
     raw = data["profiles"][name]
     if "hosts" in raw:
@@ -105,6 +100,9 @@ HOST_PATHS = ("target", "backup_dir", "state_dir", "log")
 def _resolve_fleet(path: Path, text: str, name: str, raw: dict[str, Any]) -> Fleet:
     """A fleet profile: the source side resolves here like any profile (under the controller's own state
     dir); target, backup_dir, state_dir and log are paths on each host, `~` expanded there."""
+    from .fleet.model import Fleet, Rollout  # only a profile with hosts: needs them
+    from .fleet.model import Host as FleetHost
+
     at = ["profiles", name]
     problems = _Problems(path, text)
     ctl = raw.get("controller_state_dir")
@@ -245,7 +243,7 @@ def profile_names(config: str | os.PathLike[str] | None = None) -> list[str]:
         return []
 
 
-def _read_yaml(path: Path) -> tuple[str, Any]:
+def _read_text(path: Path) -> str:
     try:
         with path.open(encoding="utf-8") as f:
             text = f.read(MAX_CONFIG_BYTES + 1)  # no further: a config pointed at a huge file costs nothing
@@ -254,83 +252,36 @@ def _read_yaml(path: Path) -> tuple[str, Any]:
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: config is larger than {MAX_CONFIG_BYTES >> 20} MiB; a deploy.yaml is a few KiB: "
                           f"check that --config or ${CONFIG_ENV} names the right file")
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except _Refused as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: YAML syntax error: {clip(problem)}; fix the YAML and rerun") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: YAML is nested too deeply to read; a deploy.yaml needs a few levels") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"{path}: YAML value error: {clip(str(exc))}; fix the value and rerun") from None
-    if data is None:
-        raise ConfigError(f"{path}: config is empty; it needs a 'profiles:' mapping")
+    return text
+
+
+def _read_yaml(path: Path) -> tuple[str, Any]:
+    """The config's text and data, not validated (shell completion, a broken config's tool names)."""
+    from . import yamlconfig
+
+    text = _read_text(path)
+    return text, yamlconfig.parse(path, text)
+
+
+def _read_valid(path: Path) -> tuple[str, Any]:
+    """The config's text and data, valid against the schema; taken from its validated mark when these exact
+    bytes passed this exact schema before (see configmark), else parsed, validated and marked."""
+    text = _read_text(path)
+    schema_text = _schema_text()
+    key = configmark.key_of(schema_text, text)
+    where = configmark.location(path)
+    mark = configmark.recall(where) if where is not None else None
+    passed = mark is not None and mark.key == key
+    if mark is not None and passed and mark.data is not None:
+        return text, mark.data
+    from . import yamlconfig
+
+    data = yamlconfig.parse(path, text)
+    if not passed:
+        _check_schema(path, text, data, schema_text)
+    if where is not None:
+        configmark.remember(where, key, data)
     return text, data
-
-
-class _Refused(Exception):
-    """A YAML document refused before it is built (too large once its aliases are expanded)."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (YAML keeps the last one silently, hiding a typo)
-    and documents whose aliases expand beyond MAX_VALUES values (an alias bomb)."""
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        _check_expansion(node)
-        return super().construct_document(node)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[str] = set()
-        for key_node, _ in node.value:  # explicit keys only: a `<<` merge may be overridden on purpose
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None,
-                        f"duplicate key '{clip(key_node.value)}' (YAML would silently keep only the last one)",
-                        key_node.start_mark)
-                seen.add(key_node.value)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document that refers to itself or expands beyond MAX_VALUES values.
-
-    The composer shares one node per anchor, so nine lines of nested aliases build a
-    billion-element structure that every later step (schema check, messages) walks.
-    Sizes are counted per node, once, so this check costs one pass over the file.
-    """
-    sizes: dict[int, int] = {}
-    busy: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
-        if id(node) in busy:
-            raise _Refused(f"YAML alias at line {node.start_mark.line + 1} refers to itself; "
-                           "a deploy.yaml cannot be recursive")
-        busy.add(id(node))
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = node.value
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        total = 1
-        for child in children:
-            total += size(child)
-            if total > MAX_VALUES:
-                raise _Refused(f"YAML expands to more than {MAX_VALUES} values once its aliases are "
-                               "resolved (an alias bomb?); write shared settings out once instead of "
-                               "nesting aliases")
-        busy.discard(id(node))
-        sizes[id(node)] = total
-        return total
-
-    size(root)
 
 
 class _Problems:
@@ -341,7 +292,9 @@ class _Problems:
         self.found: list[tuple[int, str]] = []
 
     def add(self, keys: list[Any], what: str) -> None:
-        line = _line(self.text, keys)
+        from .yamlconfig import line_of  # only a problem needs the YAML parser
+
+        line = line_of(self.text, keys)
         found = (line, f"{self.path}:{line}: {yaml_path(keys)}: {what}")
         if found not in self.found:  # a profile-wide value wrong on every host is said once
             self.found.append(found)
@@ -357,31 +310,14 @@ class _Problems:
         raise ConfigError("\n".join(lines))
 
 
-def _check_schema(path: Path, text: str, data: Any) -> None:
-    """Validate against the schema, unless these exact bytes already passed this exact schema.
-
-    Importing jsonschema is a third of the CLI's start-up; a config is edited far less often than
-    it is read, and validation is a pure function of (schema, text), so a pass is remembered.
-    """
-    schema_text = _schema_text()
-    passed = _validated_mark(path)
-    key = hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
-    if passed is not None and _read_quietly(passed) == key:
-        return
+def _check_schema(path: Path, text: str, data: Any, schema_text: str) -> None:
+    """Every schema problem of the config, raised as one ConfigError (see _Problems)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(json.loads(schema_text))
     problems = _Problems(path, text)
     for error in validator.iter_errors(data):
         _schema_problem(jsonschema.exceptions.best_match([error]), problems)
-    if not problems.found:
-        if passed is not None:
-            try:
-                passed.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(passed, key.encode())
-            except OSError:
-                pass  # an unwritable cache only costs validating again next time
-        return
     problems.raise_any()
 
 
@@ -410,23 +346,6 @@ def _unknown_key(unknown: Any, allowed: list[str]) -> str:
     hint = difflib.get_close_matches(str(unknown), allowed, n=1) if allowed else []
     also = f"; did you mean '{hint[0]}'?" if hint else (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
     return f"unknown key '{clip(str(unknown))}'{also}"
-
-
-def _read_quietly(path: Path) -> str | None:
-    """The text of a cache file, or None when it is missing or unreadable (e.g. another user's cache)."""
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _validated_mark(config: Path) -> Path | None:
-    """Where the hash of the last version of `config` that passed validation is kept (per config path)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    if not os.path.isabs(base):
-        return None
-    name = hashlib.sha256(str(config).encode()).hexdigest()[:32]
-    return Path(base) / "mcp-deploy" / "validated" / name
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
@@ -479,35 +398,6 @@ def yaml_path(keys: list[Any]) -> str:
     for key in keys:
         out += f"[{key}]" if isinstance(key, int) else (f".{clip(str(key))}" if out else clip(str(key)))
     return out or "(top level)"
-
-
-def _line(text: str, keys: list[Any]) -> int:
-    """The 1-based line of the YAML node at `keys` (or of its closest existing parent)."""
-    node = _compose(text)
-    line = node.start_mark.line if node is not None else 0
-    for key in keys:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(key):
-                    child, line = v, k.start_mark.line
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            child = node.value[key]
-            line = child.start_mark.line
-        if child is None:
-            break
-        node = child
-    return line + 1
-
-
-@lru_cache(maxsize=1)
-def _compose(text: str) -> yaml.Node | None:
-    """The node tree of the config (composed once for all the problems of one run)."""
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
 
 
 def _pick_profile(path: Path, data: dict[str, Any], requested: str | None) -> str:

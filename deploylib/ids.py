@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
 from datetime import datetime, timezone
 
@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 def new_id(prefix: str) -> str:
     """e.g. d-20261124T061443.123456Z-3fa9c1 (microseconds plus 24 random bits)."""
     now = datetime.fromtimestamp(time.time(), timezone.utc)
-    return f"{prefix}-{now:%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
+    return f"{prefix}-{now:%Y%m%dT%H%M%S.%fZ}-{os.urandom(3).hex()}"
 
 
 def utc_now() -> str:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from . import report
 from .config import Profile, load_any, load_profile
-from .fleet.model import Fleet
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, DeployError, LockHeld, PreflightFailed
 from .globs import PatternSet, normalize, pattern_problem
@@ -110,7 +109,7 @@ def deploy(config: PathLike = None, profile: str | None = None, *, dry_run: bool
     `ref` deploys the committed tree of that git ref instead of the working tree.
     """
     found = load_any(config, profile)
-    if isinstance(found, Fleet):
+    if not isinstance(found, Profile):  # a Fleet
         from .fleet import controller as fleet_controller
 
         _fleet_flags("deploy", ref=ref, wait=wait)
@@ -169,7 +168,7 @@ def rollback(config: PathLike = None, profile: str | None = None, *, to: str | N
 
     With `plan_digest`, only if the plan is still the one a dry run previewed (else PlanMismatch)."""
     found = load_any(config, profile)
-    if isinstance(found, Fleet):
+    if not isinstance(found, Profile):  # a Fleet
         from .fleet import controller as fleet_controller
 
         _fleet_flags("rollback", plan=plan_digest, wait=wait, dry_run=dry_run)
@@ -184,7 +183,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     from . import recovery
 
     loaded = load_any(config, profile)
-    if isinstance(loaded, Fleet):
+    if not isinstance(loaded, Profile):  # a Fleet
         from .fleet import controller as fleet_controller
 
         return fleet_controller.status(loaded)  # type: ignore[return-value]
@@ -281,7 +280,7 @@ def release_diff(config: PathLike = None, profile: str | None = None, *, release
 def _history_log(config: PathLike, profile: str | None) -> Path:
     """The history log of a profile; a fleet's is its controller's (one record per fleet operation)."""
     found = load_any(config, profile)
-    return found.local.log if isinstance(found, Fleet) else found.log
+    return found.log if isinstance(found, Profile) else found.local.log
 
 
 def history(config: PathLike = None, profile: str | None = None, limit: int = 20) -> HistoryResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import traceback
 from typing import Any, Callable, NamedTuple
 
 from . import operations, report, terminal
@@ -49,6 +48,12 @@ def task(help: dict[str, str], iterable: tuple[str, ...] = ()) -> Callable[[Call
     return register
 
 
+def _print_traceback() -> None:
+    import traceback  # only --verbose after a failure prints one
+
+    traceback.print_exc()
+
+
 def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str], live: bool = False) -> None:
     """Run one operation; turn every expected failure into one line on stderr and its exit code."""
     terminal.tolerant_output()
@@ -67,7 +72,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         if verbose:
             if exc.detail:
                 print(terminal.printable(exc.detail), file=sys.stderr)
-            traceback.print_exc()
+            _print_traceback()
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:  # only outside an operation's steps (they undo and raise Interrupted)
         print("interrupted before anything changed", file=sys.stderr)
@@ -78,7 +83,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
         print(terminal.printable(f"internal error: {exc.__class__.__name__}: {exc} (a bug in mcp-deploy; "
                                  "rerun with --verbose and report it)"), file=sys.stderr)
         if verbose:
-            traceback.print_exc()
+            _print_traceback()
         raise SystemExit(EXIT_INTERNAL) from None
     try:
         text = json.dumps(result.to_json(), indent=2, default=str) if as_json else render(result)
@@ -87,7 +92,7 @@ def _run(call: Call, as_json: bool, verbose: bool, render: Callable[[Any], str],
                                  "operation itself finished; see `status`; rerun with --verbose and report "
                                  "it)"), file=sys.stderr)
         if verbose:
-            traceback.print_exc()
+            _print_traceback()
         raise SystemExit(EXIT_INTERNAL) from None
     if as_json:
         print(text)

@@ -110,14 +110,15 @@ def imported(argv: list[str], project: Project) -> set[str]:
 
 def test_each_command_imports_only_what_it_uses(project: Project) -> None:
     """`status` never pays for a deploy's imports (the pipeline and its steps, the fleet controller, the HTTP
-    stack that webhooks use, tar for git exports, subprocess for git and hooks outside git), and `--version`
+    stack that webhooks use, tar for git exports, subprocess for git and hooks outside git), nor for
+    reading a config whose exact bytes passed before (the YAML parser, jsonschema), and `--version`
     for nothing but the package itself."""
     ok(project.run("deploy"))
     status = imported(["status", "--config", str(project.config)], project)
     assert "deploylib.operations" in status  # the measurement itself works
     assert not {"invoke", "deploylib.pipeline", "deploylib.fleet.controller", "urllib.request", "tarfile",
                 "tomllib", "deploylib.steps.backup", "deploylib.steps.stage", "deploylib.steps.commit", "subprocess",
-                "socket", "difflib", "importlib.resources"} & status
+                "socket", "difflib", "importlib.resources", "yaml", "jsonschema"} & status  # the config's mark: parsed
     version = imported(["--version"], project)
     assert {m for m in version if m.startswith("deploylib")} == {"deploylib", "deploylib.cli", "deploylib.naming"}
     assert not {"typing", "inspect"} & version

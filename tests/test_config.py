@@ -42,6 +42,65 @@ def test_a_config_edited_after_a_good_run_is_validated_again(project: Project, p
     ok(project.run("status"))
 
 
+def _mark(cache: Path) -> Path:
+    [mark] = (cache / "mcp-deploy" / "validated").iterdir()
+    return mark
+
+
+def test_a_validated_mark_is_trusted_only_when_no_one_else_could_have_written_it(
+        project: Project, private_cache: Path) -> None:
+    """The mark holds the parsed config (a status then imports no YAML parser): a mark anyone but this user
+    could have written or pointed elsewhere (group- or world-writable, a symlink, another owner's file)
+    is ignored, the config is read from its file, and a mark of the user's own is written again."""
+    real = load_profile(project.config).target
+    mark = _mark(private_cache)
+    key, _, data = mark.read_bytes().partition(b"\n")
+    assert json.loads(data)["profiles"]["default"]["target"] == "prod/server"
+    forged_data = json.loads(data)
+    forged_data["profiles"]["default"]["target"] = "elsewhere"
+    forged = key + b"\n" + json.dumps(forged_data).encode()
+    mark.write_bytes(forged)
+    mark.chmod(0o600)
+    assert load_profile(project.config).target == project.root / "elsewhere"  # the user's own: trusted
+    harms = ["group-writable", "world-writable", "symlink"] + (["other owner"] if os.geteuid() == 0 else [])
+    for harm in harms:
+        mark.write_bytes(forged)
+        mark.chmod(0o600)
+        if harm == "group-writable":
+            mark.chmod(0o620)
+        elif harm == "world-writable":
+            mark.chmod(0o602)
+        elif harm == "symlink":
+            planted = private_cache / "planted"
+            planted.write_bytes(forged)
+            planted.chmod(0o600)
+            mark.unlink()
+            mark.symlink_to(planted)
+        else:
+            os.chown(mark, 65534, 65534)
+        assert load_profile(project.config).target == real, harm
+        assert not mark.is_symlink() and mark.stat().st_uid == os.geteuid() and mark.stat().st_mode & 0o777 == 0o600
+        assert json.loads(mark.read_bytes().partition(b"\n")[2])["profiles"]["default"]["target"] == "prod/server"
+
+
+def test_a_config_json_cannot_hold_exactly_is_parsed_each_time_and_an_old_mark_is_upgraded(
+        project: Project, private_cache: Path) -> None:
+    """A YAML date (in an x- key) would come back from JSON as a string: such a config's mark keeps only
+    its schema pass. A mark written by an earlier version (the hash alone) gains the parsed data."""
+    good = project.config.read_text()
+    project.config.write_text(good + "x-since: 2024-01-01\n")
+    assert load_profile(project.config).target == project.root / "prod" / "server"
+    mark = _mark(private_cache)
+    assert len(mark.read_bytes()) == 64  # the hash only
+    assert load_profile(project.config).target == project.root / "prod" / "server"
+    project.config.write_text(good)
+    load_profile(project.config)
+    key = mark.read_bytes().partition(b"\n")[0]
+    mark.write_bytes(key)
+    assert load_profile(project.config).target == project.root / "prod" / "server"
+    assert json.loads(mark.read_bytes().partition(b"\n")[2])["profiles"]["default"]["source"] == "dev"
+
+
 def test_bad_json_mode_error_is_still_one_json_object(project: Project) -> None:
     project.config.write_text("profiles: {}\n")
     proc = project.run("status", "--json")
