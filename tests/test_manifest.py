@@ -315,6 +315,26 @@ def test_checking_many_paths_at_once_agrees_with_checking_each() -> None:
     assert all_plain([]) and not all_plain([7])  # type: ignore[list-item]
 
 
+def test_selecting_a_whole_tree_at_once_agrees_with_asking_of_each_path() -> None:
+    """`SyncRules.select` (the scan's bulk match: regexes run from C over the list, the secret names over the
+    paths lowercased in one piece) against `is_managed` and the withheld test one path at a time, with
+    upper case, characters whose lowercase is longer ('İ'), newlines and a lifted secret."""
+    import random
+
+    parts = ["a", "B", "İd_RSA", "k.PEM", "server.py", ".ENV", ".envrc", "x\ny", "İ", "logs", "c.key",
+             "__pycache__", "t~", "ok.md", "Secret.yaml", ".ssh", "sec_key", "é.json"]
+    rng = random.Random(5)
+    paths = ["/".join(rng.choice(parts) for _ in range(rng.randint(1, 4))) for _ in range(5000)]
+    for sync in (rules(["**"]), rules(["**/*.py", "**/*.PEM", "logs/"], ["a/**"], ["**/c.key", "İd_rsa"]),
+                 rules([]), rules(["**"], allow=["**"])):
+        managed, withheld = sync.select(paths)
+        assert managed == [p for p in paths if sync.is_managed(p)]
+        assert withheld == [p for p in paths if not sync.is_managed(p) and sync.is_secret(p)
+                            and sync.include.matches(p) and not sync.excluded(p)]
+    assert rules(["**"]).select([]) == ([], [])
+    assert rules(["**"]).select(["k.PEM", "a.py"]) == (["a.py"], ["k.PEM"])  # the test can fail
+
+
 def test_a_file_hashed_again_this_run_is_never_answered_from_the_old_entry() -> None:
     """Read once this run (it had changed), then put back to its old size and mtime (`touch -r`, a restore):
     only reading it again can say what it holds now, as before format 3."""
