@@ -46,11 +46,15 @@ def recall(path: Path) -> Mark | None:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return None
-        raw = f.read(MAX_MARK_BYTES + 1)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)  # a directory, a FIFO, another's file or one others may write: not a mark of ours
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_MARK_BYTES + 1)
+    except OSError:
+        return None
     key, _, rest = raw.partition(b"\n")
     if len(key) != 64 or len(raw) > MAX_MARK_BYTES:
         return None

@@ -81,6 +81,12 @@ def test_a_validated_mark_is_trusted_only_when_no_one_else_could_have_written_it
         assert load_profile(project.config).target == real, harm
         assert not mark.is_symlink() and mark.stat().st_uid == os.geteuid() and mark.stat().st_mode & 0o777 == 0o600
         assert json.loads(mark.read_bytes().partition(b"\n")[2])["profiles"]["default"]["target"] == "prod/server"
+    mark.unlink()
+    os.mkfifo(mark)  # opened without waiting for a writer, and replaced
+    assert load_profile(project.config).target == real and mark.is_file()
+    mark.unlink()
+    mark.mkdir()  # cannot be replaced: each run reads the config from its file
+    assert load_profile(project.config).target == real and mark.is_dir()
 
 
 def test_a_config_json_cannot_hold_exactly_is_parsed_each_time_and_an_old_mark_is_upgraded(
