@@ -268,19 +268,20 @@ def _read_valid(path: Path) -> tuple[str, Any]:
     bytes passed this exact schema before (see configmark), else parsed, validated and marked."""
     text = _read_text(path)
     schema_text = _schema_text()
-    key = configmark.key_of(schema_text, text)
     where = configmark.location(path)
     mark = configmark.recall(where) if where is not None else None
-    passed = mark is not None and mark.key == key
-    if mark is not None and passed and mark.data is not None:
-        return text, mark.data
+    if mark is not None and configmark.passed(mark, schema_text, text) and mark.data:
+        try:
+            return text, json.loads(mark.data)
+        except (ValueError, RecursionError):  # the hash held but the JSON does not parse: as if unmarked
+            mark = None
     from . import yamlconfig
 
     data = yamlconfig.parse(path, text)
-    if not passed:
+    if not configmark.passed(mark, schema_text, text):
         _check_schema(path, text, data, schema_text)
-    if where is not None:
-        configmark.remember(where, key, data)
+        if where is not None:
+            configmark.remember(where, schema_text, text, data)
     return text, data
 
 

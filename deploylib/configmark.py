@@ -1,11 +1,13 @@
 """The validated mark: a deploy.yaml whose exact bytes passed this exact schema, with what they parse to.
 
 A config is read by every command and edited far less often. Validation and parsing are pure
-functions of (schema, text), so a pass is remembered in the user's cache by the hash of both:
-the next run with the same bytes imports neither jsonschema nor PyYAML (together half of a
-status's start-up). The mark is trusted only as far as its owner: a file of this user's,
-writable by nobody else, read without following links. Anything else is ignored, and the
-config is parsed and validated as if no mark existed.
+functions of (schema, text), so a pass is remembered in the user's cache: the next run with the
+same bytes imports neither jsonschema nor PyYAML (together half of a status's start-up). The
+mark's first line is a hash of the schema, the config text and the parsed data stored after it,
+so any edit to either file, or to the stored data, makes it a mark of something else. It is
+trusted only as far as its owner: a file of this user's, writable by nobody else, read without
+following links. Anything else is ignored, and the config is parsed and validated as if no mark
+existed.
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from typing import Any, NamedTuple
 
 from .fsutil import atomic_write
 
+FORMAT = "2"  # in every key: a mark of another format (or parser) never passes; change it when parsing does
 MAX_MARK_BYTES = 4 << 20  # a mark holds a config of at most 1 MiB, parsed; anything larger is not one
 
 
 class Mark(NamedTuple):
-    key: str  # sha256 of the schema and the config text that passed
-    data: Any  # what that text parses to; None: a mark of an older version, or data JSON cannot hold
+    key: str  # key_of(schema, text, data) of what passed
+    data: str  # the parsed config as JSON; "" when JSON could not hold it exactly (it is parsed each time)
 
 
-def key_of(schema_text: str, text: str) -> str:
-    return hashlib.sha256(f"{schema_text}\0{text}".encode()).hexdigest()
+def key_of(schema_text: str, text: str, data: str) -> str:
+    return hashlib.sha256(f"{FORMAT}\0{schema_text}\0{text}\0{data}".encode()).hexdigest()
 
 
 def location(config: Path) -> Path | None:
@@ -36,47 +39,62 @@ def location(config: Path) -> Path | None:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None
-    name = hashlib.sha256(str(config).encode()).hexdigest()[:32]
+    name = hashlib.sha256(os.fsencode(config)).hexdigest()[:32]  # the path's bytes: it may not be UTF-8
     return Path(base) / "mcp-deploy" / "validated" / name
 
 
 def recall(path: Path) -> Mark | None:
-    """The mark at `path`, if it is this user's own, writable by no one else, and well formed."""
+    """The mark at `path`, if it is a regular file of this user's own that no one else may write."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    st = os.fstat(fd)
+    st = os.fstat(fd)  # before fdopen, which raises on a directory
     if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
         os.close(fd)  # a directory, a FIFO, another's file or one others may write: not a mark of ours
         return None
     try:
         with os.fdopen(fd, "rb") as f:
             raw = f.read(MAX_MARK_BYTES + 1)
-    except OSError:
+        key, _, data = raw.decode().partition("\n")
+    except (OSError, UnicodeDecodeError):
         return None
-    key, _, rest = raw.partition(b"\n")
     if len(key) != 64 or len(raw) > MAX_MARK_BYTES:
         return None
-    try:
-        data = json.loads(rest) if rest else None
-        return Mark(key.decode("ascii"), data)
-    except (ValueError, RecursionError):  # damaged: as if there were none
-        return None
+    return Mark(key, data)
 
 
-def remember(path: Path, key: str, data: Any) -> None:
-    """Write the mark; the data only where JSON gives it back exactly (a YAML date or a number as a key
-    would come back changed: such a config keeps its schema pass and is parsed each time)."""
-    text = key
+def passed(mark: Mark | None, schema_text: str, text: str) -> bool:
+    """Whether `mark` is the mark of these exact config bytes, checked against this exact schema."""
+    return mark is not None and mark.key == key_of(schema_text, text, mark.data)
+
+
+def remember(path: Path, schema_text: str, text: str, data: Any) -> None:
+    """Mark `text` as valid, with its data where JSON gives it back exactly (a YAML date or a number as a
+    key would come back changed: such a config keeps its schema pass and is parsed each time)."""
+    dumped = ""
     try:
-        dumped = json.dumps(data, allow_nan=False)
-        if json.loads(dumped) == data:
-            text += "\n" + dumped
+        candidate = _dumped(data, MAX_MARK_BYTES - 65)
+        if candidate is not None and json.loads(candidate) == data:
+            dumped = candidate
     except (TypeError, ValueError, RecursionError):
         pass
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text.encode(), mode=0o600)
+        atomic_write(path, f"{key_of(schema_text, text, dumped)}\n{dumped}".encode(), mode=0o600)
     except OSError:
         pass  # an unwritable cache only costs validating again next time
+
+
+def _dumped(data: Any, limit: int) -> str | None:
+    """`data` as JSON, or None when that is longer than `limit` characters: YAML aliases (anchors in x- keys)
+    expand a small config into as many copies as it names, and a mark is never read beyond MAX_MARK_BYTES;
+    encoded a piece at a time so that a huge expansion is given up early, never held whole."""
+    pieces: list[str] = []
+    size = 0
+    for piece in json.JSONEncoder(allow_nan=False).iterencode(data):
+        size += len(piece)
+        if size > limit:
+            return None
+        pieces.append(piece)
+    return "".join(pieces)

@@ -50,19 +50,23 @@ def _mark(cache: Path) -> Path:
 def test_a_validated_mark_is_trusted_only_when_no_one_else_could_have_written_it(
         project: Project, private_cache: Path) -> None:
     """The mark holds the parsed config (a status then imports no YAML parser): a mark anyone but this user
-    could have written or pointed elsewhere (group- or world-writable, a symlink, another owner's file)
-    is ignored, the config is read from its file, and a mark of the user's own is written again."""
+    could have written or pointed elsewhere (group- or world-writable, a symlink, another owner's file),
+    or whose data was changed after its hash was taken, is ignored, the config is read from its file, and
+    a mark of the user's own is written again."""
+    from deploylib import configmark
+    from deploylib.config import _schema_text
+
     real = load_profile(project.config).target
     mark = _mark(private_cache)
-    key, _, data = mark.read_bytes().partition(b"\n")
-    assert json.loads(data)["profiles"]["default"]["target"] == "prod/server"
-    forged_data = json.loads(data)
-    forged_data["profiles"]["default"]["target"] = "elsewhere"
-    forged = key + b"\n" + json.dumps(forged_data).encode()
+    data = json.loads(mark.read_bytes().partition(b"\n")[2])
+    assert data["profiles"]["default"]["target"] == "prod/server"
+    data["profiles"]["default"]["target"] = "elsewhere"
+    dumped = json.dumps(data)
+    forged = f"{configmark.key_of(_schema_text(), project.config.read_text(), dumped)}\n{dumped}".encode()
     mark.write_bytes(forged)
     mark.chmod(0o600)
     assert load_profile(project.config).target == project.root / "elsewhere"  # the user's own: trusted
-    harms = ["group-writable", "world-writable", "symlink"] + (["other owner"] if os.geteuid() == 0 else [])
+    harms = ["group-writable", "world-writable", "symlink", "data edited"] + (["other owner"] if os.geteuid() == 0 else [])
     for harm in harms:
         mark.write_bytes(forged)
         mark.chmod(0o600)
@@ -76,6 +80,8 @@ def test_a_validated_mark_is_trusted_only_when_no_one_else_could_have_written_it
             planted.chmod(0o600)
             mark.unlink()
             mark.symlink_to(planted)
+        elif harm == "data edited":
+            mark.write_bytes(forged.replace(b'"elsewhere"', b'"elsewhere2"'))
         else:
             os.chown(mark, 65534, 65534)
         assert load_profile(project.config).target == real, harm
@@ -89,20 +95,26 @@ def test_a_validated_mark_is_trusted_only_when_no_one_else_could_have_written_it
     assert load_profile(project.config).target == real and mark.is_dir()
 
 
-def test_a_config_json_cannot_hold_exactly_is_parsed_each_time_and_an_old_mark_is_upgraded(
+def test_a_config_json_cannot_hold_exactly_is_parsed_each_time_and_an_older_mark_is_replaced(
         project: Project, private_cache: Path) -> None:
     """A YAML date (in an x- key) would come back from JSON as a string: such a config's mark keeps only
-    its schema pass. A mark written by an earlier version (the hash alone) gains the parsed data."""
+    its schema pass (and is not rewritten by each run). A mark of an earlier version (a hash of schema
+    and text alone) passes nothing: the config is validated and marked anew, with its data."""
+    import hashlib
+
+    from deploylib.config import _schema_text
+
     good = project.config.read_text()
     project.config.write_text(good + "x-since: 2024-01-01\n")
     assert load_profile(project.config).target == project.root / "prod" / "server"
     mark = _mark(private_cache)
-    assert len(mark.read_bytes()) == 64  # the hash only
+    assert mark.read_bytes().endswith(b"\n") and len(mark.read_bytes()) == 65  # the hash only
+    before = mark.stat()
     assert load_profile(project.config).target == project.root / "prod" / "server"
+    assert (mark.stat().st_ino, mark.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     project.config.write_text(good)
-    load_profile(project.config)
-    key = mark.read_bytes().partition(b"\n")[0]
-    mark.write_bytes(key)
+    mark.write_bytes(hashlib.sha256(f"{_schema_text()}\0{good}".encode()).hexdigest().encode())  # an earlier version's
+    mark.chmod(0o600)
     assert load_profile(project.config).target == project.root / "prod" / "server"
     assert json.loads(mark.read_bytes().partition(b"\n")[2])["profiles"]["default"]["source"] == "dev"
 
