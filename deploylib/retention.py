@@ -50,18 +50,21 @@ def prune(profile: Profile, store: Store, current: dict[str, Any] | None, dry_ru
     kept = [s for s in every if s.id not in gone]  # every target's: GC keeps what any snapshot references
     if not gone and not collect_always:
         return PruneReport([], [s.id for s in snapshots], 0, 0)  # nothing expired: nothing became garbage
+    candidates = None if collect_always else _expired_objects(store, expired)
     try:  # GC must see every object the kept snapshots reference
-        wanted = store.objects_of((s.id for s in kept), cache=not dry_run)
+        if candidates is None:
+            wanted = store.objects_of((s.id for s in kept), cache=not dry_run)
+        else:
+            doomed = store.unreferenced(candidates, (s.id for s in kept), cache=not dry_run)
     except CorruptState as exc:
         raise CorruptState(f"{exc.message}; prune refuses to collect objects until it is repaired") from None
-    candidates = None if collect_always else _expired_objects(store, expired)
     if not dry_run:
         for snap in expired:
             store.delete(snap.id)
     if candidates is None:
         objects, size = store.collect_garbage(wanted, dry_run=dry_run)
     else:
-        objects, size = store.remove_objects(candidates - wanted, dry_run=dry_run)
+        objects, size = store.remove_objects(doomed, dry_run=dry_run)
     return PruneReport(sorted(gone), [s.id for s in snapshots if s.id not in gone], objects, size)
 
 

@@ -310,19 +310,35 @@ class Store:
         sha256 matches): one read and one hash of the manifest instead of parsing its 10,000 entries. Any
         other case parses the manifest as before, and (with `cache`, under the lock) writes the refs anew."""
         found: set[str] = set()
+        for shas in self._references(snapshot_ids, cache):
+            found.update(shas)
+        return found
+
+    def unreferenced(self, candidates: set[str], snapshot_ids: Iterable[str], cache: bool = True) -> set[str]:
+        """Those of `candidates` that none of these snapshots references: `candidates - objects_of(ids)`,
+        taken away one snapshot's list at a time instead of building the union (at 100,000 files each kept
+        snapshot is 100,000 names; their union beside the candidates was the peak of a deploy's memory)."""
+        left = set(candidates)
+        for shas in self._references(snapshot_ids, cache):
+            left.difference_update(shas)
+        return left
+
+    def _references(self, snapshot_ids: Iterable[str], cache: bool) -> Iterator[list[str]]:
+        """Each snapshot's object names in turn (see `objects_of`); CorruptState for one that cannot be read."""
         for snapshot_id in snapshot_ids:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                manifest = path.read_bytes()
-                shas = self._read_refs(snapshot_id, manifest)
+                with path.open("rb") as f:  # hashed a piece at a time: the manifest is 20 MB at 100,000 files
+                    digest = hashlib.file_digest(f, "sha256").hexdigest()
+                shas = self._read_refs(snapshot_id, digest)
                 if shas is None:
+                    manifest = path.read_bytes()
                     shas = [e["sha256"] for e in loads_state(manifest).values() if "link" not in e]
                     if not all_sha256(shas):
                         raise ValueError("bad object name")
                     if cache:
                         self._write_refs(snapshot_id, manifest, set(shas))
-                found.update(shas)
-        return found
+            yield shas
 
     def _write_refs(self, snapshot_id: str, manifest: bytes, shas: set[str]) -> None:
         """Record which objects a manifest references. A cache: no fsync (a torn or lost file fails the
@@ -340,27 +356,32 @@ class Store:
         except OSError:
             tmp.unlink(missing_ok=True)
 
-    def _read_refs(self, snapshot_id: str, manifest: bytes) -> list[str] | None:
-        """The objects `<id>.refs` lists, if it is whole and was made from these manifest bytes; else None.
+    def _read_refs(self, snapshot_id: str, manifest_sha256: str) -> list[str] | None:
+        """The objects `<id>.refs` lists, if it is whole and was made from the manifest bytes of that sha256;
+        else None.
 
         Checked: the format line, the manifest's sha256, the count and the sha256 of the list itself (so a
-        torn write or an edit is caught), and that every name is a sha256 (never a path)."""
+        torn write or an edit is caught), and that every name is a sha256 (never a path): in the list's
+        bytes, which are decoded once at the end (6.5 MB at 100,000 objects)."""
         try:
-            text = read_state(self.snapshot_dir / f"{snapshot_id}.refs").decode("ascii")
-        except (OSError, UnicodeDecodeError):
+            raw = read_state(self.snapshot_dir / f"{snapshot_id}.refs")
+        except OSError:
             return None
-        head = text.split("\n", 3)
-        if len(head) != 4 or head[0] != _REFS_MAGIC:
+        ends = [raw.find(b"\n")]
+        for _ in range(2):
+            ends.append(raw.find(b"\n", ends[-1] + 1) if ends[-1] >= 0 else -1)
+        if min(ends) < 0 or raw[:ends[0]] != _REFS_MAGIC.encode():
             return None
-        _, digest_line, count_line, body = head
-        counted = count_line.split(" ")
-        if (digest_line != f"manifest {hashlib.sha256(manifest).hexdigest()}" or len(counted) != 3
-                or counted[0] != "objects" or counted[2] != hashlib.sha256(body.encode()).hexdigest()):
+        digest_line, counted = raw[ends[0] + 1:ends[1]], raw[ends[1] + 1:ends[2]].split(b" ")
+        body = raw[ends[2] + 1:]
+        del raw
+        n = len(body) // 65  # each name: 64 lowercase hex digits and a newline
+        if (digest_line != f"manifest {manifest_sha256}".encode() or len(counted) != 3 or counted[0] != b"objects"
+                or counted[1] != str(n).encode() or counted[2] != hashlib.sha256(body).hexdigest().encode()
+                or len(body) != 65 * n or body.count(b"\n") != n or body[64::65] != b"\n" * n
+                or body.translate(None, b"0123456789abcdef\n")):
             return None
-        shas = body.split("\n")
-        if shas.pop() != "" or str(len(shas)) != counted[1] or not all_sha256(shas):
-            return None
-        return shas
+        return body.decode("ascii").split("\n")[:-1]
 
     def all_snapshots(self, with_files: bool = False) -> tuple[list[Snapshot], list[str]]:
         """Snapshots oldest first (headers only unless `with_files`), and the problems of unreadable ones."""

@@ -145,7 +145,8 @@ def test_retention_reads_a_snapshots_objects_from_its_refs_not_its_manifest(
     assert not _refs(store, snap).exists()
 
 
-@pytest.mark.parametrize("damage", ["omit an object", "torn", "garbage", "a path for a name", "a directory"])
+@pytest.mark.parametrize("damage", ["omit an object", "torn", "garbage", "a path for a name", "a name split in two",
+                                    "a directory"])
 def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, damage: str) -> None:
     """Any damage to the refs makes retention parse the manifest: no object it names is ever collected."""
     store = Store(tmp_path / "bk")
@@ -165,11 +166,39 @@ def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, dam
 
         head[2] = f"objects 1 {hashlib.sha256(body.encode()).hexdigest()}"
         refs.write_text("\n".join(head) + "\n" + body)
+    elif damage == "a name split in two":  # 65 bytes a line still, counted and hashed anew: two short names
+        import hashlib
+
+        head, body = text.split("\n", 3)[:3], text.split("\n", 3)[3]
+        body = body[:32] + "\n" + body[33:]
+        head[2] = f"objects 2 {hashlib.sha256(body.encode()).hexdigest()}"
+        refs.write_text("\n".join(head) + "\n" + body)
     else:
         refs.mkdir()
     wanted = store.objects_of([snap.id], cache=False)
     assert wanted == {e.sha256 for e in snap.files.values()}
     assert store.collect_garbage(wanted) == (0, 0)
+
+
+def test_what_no_kept_snapshot_references_is_what_their_union_leaves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a deploy retention takes the kept snapshots' objects away from the expired one's a snapshot at a
+    time (`unreferenced`) instead of building their union: the same set, from the refs or (a store from
+    before them) the manifests, and a kept snapshot that cannot be read still stops it."""
+    store = Store(tmp_path / "bk")
+    old = snapshot(store, tmp_path, {"a": b"1", "b": b"2", "c": b"3"})
+    mid = snapshot(store, tmp_path, {"a": b"1", "b": b"22"})
+    new = snapshot(store, tmp_path, {"a": b"1", "c": b"33", "d": b"3"})
+    candidates = store.objects_of([old.id])
+    expected = candidates - store.objects_of([mid.id, new.id])
+    assert expected == {old.files["b"].sha256}  # "c" of old holds b"3", which new's "d" still references
+    assert store.unreferenced(candidates, [mid.id, new.id]) == expected
+    parses = _parses(monkeypatch)
+    _refs(store, mid).unlink()
+    assert store.unreferenced(candidates, iter([mid.id, new.id]), cache=False) == expected and len(parses) == 1
+    (store.snapshot_dir / f"{new.id}.files.json").write_text("{torn")
+    with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
+        store.unreferenced(candidates, [mid.id, new.id])
 
 
 def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> None:
