@@ -15,9 +15,9 @@ from pathlib import Path
 
 # The controller's side: PyYAML, jsonschema, rich, invoke, the MCP SDK. Never shipped, so an import of
 # one of them from the agent's code fails loudly in the tests instead of on someone's host.
-CONTROLLER_ONLY = {"cli.py", "program.py", "tasks.py", "config.py", "operations.py", "mcp_server.py",
-                   "mcp_check.py", "terminal.py", "metrics.py", "__main__.py", "fleet/controller.py",
-                   "fleet/transport.py", "fleet/payload.py"}
+CONTROLLER_ONLY = {"cli.py", "program.py", "tasks.py", "config.py", "configmark.py", "yamlconfig.py",
+                   "operations.py", "mcp_server.py", "mcp_check.py", "terminal.py", "metrics.py", "__main__.py",
+                   "fleet/controller.py", "fleet/transport.py", "fleet/payload.py"}
 MAIN = "from deploylib.fleet.agent import main\nraise SystemExit(main())\n"
 MIN_PYTHON = (3, 11)
 
