@@ -270,15 +270,16 @@ def _read_valid(path: Path) -> tuple[str, Any]:
     schema_text = _schema_text()
     where = configmark.location(path)
     mark = configmark.recall(where) if where is not None else None
-    if mark is not None and configmark.passed(mark, schema_text, text) and mark.data:
+    passed = configmark.passed(mark, schema_text, text)
+    if passed and mark is not None and mark.data:
         try:
             return text, json.loads(mark.data)
         except (ValueError, RecursionError):  # the hash held but the JSON does not parse: as if unmarked
-            mark = None
+            passed = False
     from . import yamlconfig
 
     data = yamlconfig.parse(path, text)
-    if not configmark.passed(mark, schema_text, text):
+    if not passed:
         _check_schema(path, text, data, schema_text)
         if where is not None:
             configmark.remember(where, schema_text, text, data)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .fsutil import atomic_write
+from .fsutil import atomic_write, open_regular
 
 FORMAT = "2"  # in every key: a mark of another format (or parser) never passes; change it when parsing does
 MAX_MARK_BYTES = 4 << 20  # a mark holds a config of at most 1 MiB, parsed; anything larger is not one
@@ -46,12 +45,12 @@ def location(config: Path) -> Path | None:
 def recall(path: Path) -> Mark | None:
     """The mark at `path`, if it is a regular file of this user's own that no one else may write."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(path)  # a link, a directory or a FIFO there is not a mark of ours
     except OSError:
         return None
-    st = os.fstat(fd)  # before fdopen, which raises on a directory
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        os.close(fd)  # a directory, a FIFO, another's file or one others may write: not a mark of ours
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)  # another's file, or one others may write
         return None
     try:
         with os.fdopen(fd, "rb") as f:

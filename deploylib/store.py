@@ -43,7 +43,7 @@ from .fsutil import (atomic_write, copy_with_hash, has_renameat2, kernel_copy, r
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json, manifest_json
+from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json, manifest_json, sha256_lines
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -375,11 +375,10 @@ class Store:
         digest_line, counted = raw[ends[0] + 1:ends[1]], raw[ends[1] + 1:ends[2]].split(b" ")
         body = raw[ends[2] + 1:]
         del raw
-        n = len(body) // 65  # each name: 64 lowercase hex digits and a newline
-        if (digest_line != f"manifest {manifest_sha256}".encode() or len(counted) != 3 or counted[0] != b"objects"
-                or counted[1] != str(n).encode() or counted[2] != hashlib.sha256(body).hexdigest().encode()
-                or len(body) != 65 * n or body.count(b"\n") != n or body[64::65] != b"\n" * n
-                or body.translate(None, b"0123456789abcdef\n")):
+        n = sha256_lines(body)
+        if (n is None or digest_line != f"manifest {manifest_sha256}".encode() or len(counted) != 3
+                or counted[0] != b"objects" or counted[1] != str(n).encode()
+                or counted[2] != hashlib.sha256(body).hexdigest().encode()):
             return None
         return body.decode("ascii").split("\n")[:-1]
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .fsutil import open_regular
-
 from .report import shown
 
 MAX_DIFF_BYTES = 1024 * 1024  # larger files are listed, not diffed: a diff nobody reads costs memory
