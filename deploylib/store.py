@@ -43,7 +43,7 @@ from .fsutil import (atomic_write, copy_with_hash, has_renameat2, kernel_copy, r
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, all_sha256, is_sha256, manifest_from_json, manifest_json, sha256_lines
+from .manifest import Entry, Manifest, is_sha256, manifest_from_state, manifest_text, sha256_lines
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class Store:
     def save(self, snapshot: Snapshot) -> None:
         """Publish a snapshot; its objects are flushed to disk first so it never names a missing one."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        manifest = manifest_json(snapshot.files).encode()
+        manifest = manifest_text(snapshot.files).encode()
         atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", manifest)
         self._write_refs(snapshot.id, manifest, {e.sha256 for e in snapshot.files.values() if e.link is None})
         if self.object_dir.exists():
@@ -300,7 +300,7 @@ class Store:
         if with_files:
             path = self.snapshot_dir / f"{snapshot_id}.files.json"
             with _reading(path, snapshot_id):
-                snap.files = _manifest(loads_state(path.read_bytes()))
+                snap.files = manifest_from_state(loads_state(path.read_bytes()))
         return snap
 
     def objects_of(self, snapshot_ids: Iterable[str], cache: bool = True) -> set[str]:
@@ -333,9 +333,7 @@ class Store:
                 shas = self._read_refs(snapshot_id, digest)
                 if shas is None:
                     manifest = path.read_bytes()
-                    shas = [e["sha256"] for e in loads_state(manifest).values() if "link" not in e]
-                    if not all_sha256(shas):
-                        raise ValueError("bad object name")
+                    shas = [e.sha256 for e in manifest_from_state(loads_state(manifest)).values() if e.link is None]
                     if cache:
                         self._write_refs(snapshot_id, manifest, set(shas))
             yield shas
@@ -492,10 +490,6 @@ class Store:
                     if not dry_run:
                         os.unlink(obj.path)
         return count, size
-
-
-def _manifest(data: Any) -> Manifest:
-    return manifest_from_json(data)
 
 
 def _real_dir(directory: Path) -> None:

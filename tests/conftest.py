@@ -129,6 +129,37 @@ def project(tmp_path: Path) -> Project:
     return proj
 
 
+FIELDS = {"paths": "path", "sizes": "size", "modes": "mode", "sha256": "sha256"}  # column: entry's field
+
+
+def manifest_entries(columns: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A state file's manifest (format 3 holds it as columns) as an object per file, the form a test forging
+    an entry edits; `manifest_columns` turns it back. Written by hand, not by deploylib: a forgery must not
+    depend on the code it attacks."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, size, mode, sha in zip(*(columns[c] for c in FIELDS)):
+        out[path] = {"path": path, "size": size, "mode": mode, "sha256": sha}
+        if path in columns["links"]:
+            out[path]["link"] = columns["links"][path]
+    return out
+
+
+def manifest_columns(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    entries = list(files.values())
+    columns: dict[str, Any] = {column: [e[field] for e in entries] for column, field in FIELDS.items()}
+    columns["links"] = {e["path"]: e["link"] for e in entries if "link" in e}
+    return columns
+
+
+def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
+    """A snapshot's `<id>.files.json`, an object per file."""
+    return manifest_entries(json.loads(path.read_text())["files"])
+
+
+def write_manifest(path: Path, files: dict[str, dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"format": 3, "files": manifest_columns(files)}))
+
+
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
     return proc

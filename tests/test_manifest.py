@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,8 +173,8 @@ def test_a_warm_process_keeps_a_release_record_by_its_bytes(tmp_path: Path, monk
     monkeypatch.setattr(warm, "ENABLED", True)
     monkeypatch.setattr(warm, "_records", warm.OrderedDict())
     parses: list[int] = []
-    real = manifest.manifest_from_json
-    monkeypatch.setattr(manifest, "manifest_from_json", lambda data: parses.append(1) or real(data))
+    real = manifest.manifest_from_columns
+    monkeypatch.setattr(manifest, "manifest_from_columns", lambda data: parses.append(1) or real(data))
     path = tmp_path / "d-1.json"
     save_release(path, Release({"a.py": Entry("a.py", 1, 0o644, "a" * 64)}, ["lib"]))
 
@@ -262,20 +264,110 @@ def test_a_damaged_or_old_hash_cache_only_costs_reading_the_files_again(tmp_path
     assert scan(tmp_path / "t", rules(["*.py"]), again).entries["a.py"] == entry and len(read) == 1
 
 
-def test_manifests_and_release_records_are_written_exactly_as_json_dumps_writes_them() -> None:
-    """They are formatted by hand (for speed): the bytes must be json.dumps's, for every name a tree can hold."""
+ODD_NAMES = ["a.py", "dir/ünïcödé.txt", 'quote"and\\back', "new\nline\ttab", "\udcff\udcfe-not-utf8", "emoji-😀",
+             "ctl-\x01\x1f", "sp ace", "</script>", "x/.hidden", "..x", "x..", "-", "paths", "format"]
+
+
+def _odd_manifest() -> dict[str, Any]:
+    from deploylib.manifest import Entry
+
+    files = {n: Entry(n, i * 1000, 0o644 if i % 2 else 0o4755, f"{i:064x}") for i, n in enumerate(ODD_NAMES)}
+    files["link"] = Entry("link", 5, 0o777, "f" * 64, link="../a\"b\udcff")
+    return files
+
+
+def test_manifests_and_release_records_read_back_as_written_for_every_name_a_tree_can_hold(tmp_path: Path) -> None:
+    """Format 3 holds a manifest as columns: every name a tree can hold (not UTF-8, newlines, quotes, a
+    file named like a column), a link and set-id modes come back as the same entries, in the same order."""
     import json
 
-    from deploylib.manifest import Entry, Release, manifest_json
+    from deploylib.jsonfile import loads_state
+    from deploylib.manifest import Release, load_release, manifest_from_state, manifest_text, save_release
 
-    names = ["a.py", "dir/ünïcödé.txt", 'quote"and\\back', "new\nline\ttab", "\udcff\udcfe-not-utf8", "emoji-😀",
-             "ctl-\x01\x1f", "sp ace", "</script>"]
-    files = {n: Entry(n, i * 1000, 0o644 if i % 2 else 0o755, f"{i:064x}") for i, n in enumerate(names)}
-    files["link"] = Entry("link", 5, 0o777, "f" * 64, link="../a\"b\udcff")
-    assert manifest_json(files) == json.dumps({p: e.to_json() for p, e in files.items()})
-    assert manifest_json({}) == json.dumps({})
-    release = Release(files, ["dir", "ü"], "VERSION-ä")
-    assert release.json_text() == json.dumps(release.to_json())
+    files = _odd_manifest()
+    again = manifest_from_state(loads_state(manifest_text(files)))
+    assert again == files and list(again) == list(files)
+    assert manifest_from_state(loads_state(manifest_text({}))) == {}
+    save_release(tmp_path / "d.json", Release(files, ["dir", "ü"], "VERSION-ä"))
+    back = load_release(tmp_path / "d.json")
+    assert back is not None and back.files == files and back.dirs == ["dir", "ü"] and back.version_file == "VERSION-ä"
+    assert json.loads((tmp_path / "d.json").read_text())["format"] == 3
+
+
+def test_records_and_manifests_an_earlier_version_wrote_are_still_read(tmp_path: Path) -> None:
+    """A store keeps its snapshots, and production its release record, across an upgrade: format 2 (an
+    object per file) and the first format (a bare manifest) read as they always did."""
+    import json
+
+    from deploylib.jsonfile import loads_state
+    from deploylib.manifest import load_release, manifest_from_state
+
+    files = _odd_manifest()
+    old = {p: e.to_json() for p, e in files.items()}  # what format 2 wrote, json.dumps's exact text
+    assert manifest_from_state(loads_state(json.dumps(old))) == files
+    (tmp_path / "two.json").write_text(json.dumps({"format": 2, "files": old, "dirs": ["dir"], "version_file": "V"}))
+    two = load_release(tmp_path / "two.json")
+    assert two is not None and two.files == files and two.dirs == ["dir"] and two.version_file == "V"
+    (tmp_path / "one.json").write_text(json.dumps(old))
+    one = load_release(tmp_path / "one.json")
+    assert one is not None and one.files == files and one.dirs == []
+
+
+def _columns(**change: Any) -> str:
+    import json
+
+    columns: dict[str, Any] = {"paths": ["a", "b"], "sizes": [1, 2], "modes": [0o644, 0o755],
+                               "sha256": ["a" * 64, "b" * 64], "links": {}}
+    columns.update(change)
+    return json.dumps({"format": 3, "files": {k: v for k, v in columns.items() if v is not None}})
+
+
+@pytest.mark.parametrize("text, why", [
+    (_columns(paths=["a", "a"]), "a path appears twice"),
+    (_columns(paths=["a", "../b"]), "'../b'"),
+    (_columns(paths=["a", "/etc/passwd"]), "'/etc/passwd'"),
+    (_columns(paths=["a", "b/"]), "'b/'"),
+    (_columns(paths=["a", "b\u0000c"]), "bad manifest entry"),
+    (_columns(paths=["a", 7]), "bad manifest entry"),
+    (_columns(paths=["a"]), "differ in kind or length"),
+    (_columns(sizes=[1, -1]), "size or mode"),
+    (_columns(sizes=[1, True]), "size or mode"),
+    (_columns(sizes=[1, 2.0]), "size or mode"),
+    (_columns(sizes=[1, "2"]), "size or mode"),
+    (_columns(modes=[0o644, 0o10000]), "size or mode"),
+    (_columns(modes=[0o644, -1]), "size or mode"),
+    (_columns(sha256=["a" * 64, "../../victim"]), "sha256"),
+    (_columns(sha256=["a" * 64, "B" * 64]), "sha256"),
+    (_columns(sha256="a" * 128), "differ in kind or length"),
+    (_columns(links={"c": "x"}), "'c' (link)"),
+    (_columns(links={"a": ""}), "'a' (link)"),
+    (_columns(links={"a": "x\u0000y"}), "'a' (link)"),
+    (_columns(links={"a": 5}), "'a' (link)"),
+    (_columns(links=["a"]), "differ in kind or length"),
+    (_columns(links=None), "not a manifest's columns"),
+    (_columns(extra=[]), "not a manifest's columns"),
+    ('{"format": 3, "files": {"paths": [], "sizes": [], "modes": [], "sha256": [], "links": {}}, "more": 1}',
+     "unexpected keys"),
+    ('{"format": 3, "files": {"sizes": [], "paths": [], "modes": [], "sha256": [], "links": {}}}',
+     "not a manifest's columns"),
+    ('{"format": 3, "files": {"paths": [], "paths": [], "sizes": [], "modes": [], "sha256": [], "links": {}}}',
+     "duplicate key"),
+])
+def test_a_forged_manifest_in_columns_is_refused_naming_what_is_wrong(tmp_path: Path, text: str, why: str) -> None:
+    """Each column is checked at once, in C: these are the forgeries each check stands for (a path out of
+    the tree, a name that is no object, a bool or float where an int belongs, a link to nothing, a path
+    twice: the last would win in a dict and hide the first). In a snapshot and in a release record alike."""
+    from deploylib.errors import CorruptState
+    from deploylib.jsonfile import loads_state
+    from deploylib.manifest import load_release, manifest_from_state
+
+    with pytest.raises(ValueError, match=re.escape(why)):
+        manifest_from_state(loads_state(text))
+    record = json.loads(text) if "duplicate" not in why and "unexpected" not in why else None
+    if record is not None:
+        (tmp_path / "d.json").write_text(json.dumps({**record, "dirs": [], "version_file": "VERSION"}))
+        with pytest.raises(CorruptState, match="release record is damaged"):
+            load_release(tmp_path / "d.json")
 
 
 def test_checking_many_object_names_at_once_agrees_with_checking_each() -> None:
@@ -362,11 +454,14 @@ def test_a_warm_process_never_keeps_a_written_record_that_parsing_would_refuse(
     monkeypatch.setattr(warm, "ENABLED", True)
     monkeypatch.setattr(warm, "_records", warm.OrderedDict())
     entry = Entry("a", 1, 0o644, "a" * 64)
-    for i, bad in enumerate([Release({"a": entry}, [".."]), Release({"b": entry}), Release({"a": entry}, [], "x/V")]):
+    for i, bad in enumerate([Release({"a": entry}, [".."]), Release({"a": entry}, [], "x/V")]):
         path = tmp_path / f"d-{i}.json"
         save_release(path, bad)
         with pytest.raises(CorruptState):
             load_release(path)
+    save_release(tmp_path / "d-key.json", Release({"b": entry}))  # a key naming another entry's path
+    read = load_release(tmp_path / "d-key.json")
+    assert read is not None and read.files == {"a": entry}  # what the file says (it holds paths only)
 
 
 def test_the_saved_cache_holds_exactly_the_entries_seen_and_hashed_this_run_in_inode_order() -> None:

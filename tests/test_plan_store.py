@@ -209,9 +209,11 @@ def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> 
     manifest = store.snapshot_dir / f"{snap.id}.files.json"
     import json
 
-    files = json.loads(manifest.read_text())
-    files["b"] = other.files["b"].to_json()  # now also references other's object
-    manifest.write_text(json.dumps(files))
+    data = json.loads(manifest.read_text())
+    b = other.files["b"]
+    for column, value in zip(("paths", "sizes", "modes", "sha256"), b[:4]):
+        data["files"][column].append(value)  # now also references other's object
+    manifest.write_text(json.dumps(data))
     store.delete(other.id)
     wanted = store.objects_of([snap.id], cache=False)
     assert other.files["b"].sha256 in wanted

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Project, ok
+from conftest import Project, manifest_entries, ok
 
 from deploylib.layout import release_path
 
@@ -48,7 +48,8 @@ class Baseline:
 def release_manifest(project: Project) -> dict[str, str]:
     version = json.loads((project.target / "VERSION").read_text())
     data = json.loads(release_path(project.state, version["deploy_id"]).read_text())
-    return {p: e["sha256"] if "link" not in e else "link:" + e["link"] for p, e in data["files"].items()}
+    files = manifest_entries(data["files"])
+    return {p: e["sha256"] if "link" not in e else "link:" + e["link"] for p, e in files.items()}
 
 
 def xattrs(path: Path) -> dict[str, bytes]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Project, bump, ok, tree
+from conftest import REPO, Project, bump, ok, read_manifest, tree, write_manifest
 from deploylib.layout import lock_path, store_lock_path, store_marker_path, target_lock_path
 from invariants import baseline, check
 
@@ -69,7 +69,8 @@ FORGE = """
 import json, os, sys, hashlib
 state, rid, name, data = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
 rec = json.load(open(f"{state}/releases/{rid}.json"))
-rec["files"][name] = {"path": name, "size": len(data), "mode": 0o644, "sha256": hashlib.sha256(data).hexdigest()}
+for column, value in zip(("paths", "sizes", "modes", "sha256"), (name, len(data), 0o644, hashlib.sha256(data).hexdigest())):
+    rec["files"][column].append(value)  # the record's manifest is held as columns (format 3)
 os.rename(f"{state}/releases", f"{state}/releases.old")  # root's directory, but in a directory we can write
 os.mkdir(f"{state}/releases")
 with open(f"{state}/releases/{rid}.json", "w") as f:
@@ -187,10 +188,10 @@ def test_prune_never_builds_a_path_from_a_hostile_object_name(project: Project, 
     victim = project.backups / "victim"
     victim.write_bytes(VICTIM)
     for manifest in (project.backups / "snapshots").glob("*.files.json"):
-        files = json.loads(manifest.read_text())
+        files = read_manifest(manifest)
         for entry in files.values():
             entry["sha256"] = "../../victim"
-        manifest.write_text(json.dumps(files))
+        write_manifest(manifest, files)
     proc = project.run("prune")
     assert "Traceback" not in proc.stderr
     assert victim.read_bytes() == VICTIM

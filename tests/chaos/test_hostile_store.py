@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import Project, bump, ok, tree
+from conftest import Project, bump, ok, read_manifest, tree, write_manifest
 from deploylib.layout import target_lock_path
 
 
@@ -48,7 +48,7 @@ def snapshots_of(project: Project, profile: str) -> dict[str, dict[str, Any]]:
 def objects_of(project: Project, snapshot_ids: list[str]) -> dict[str, bytes]:
     out = {}
     for sid in snapshot_ids:
-        for entry in json.loads((project.backups / "snapshots" / f"{sid}.files.json").read_text()).values():
+        for entry in read_manifest(project.backups / "snapshots" / f"{sid}.files.json").values():
             if "link" not in entry:
                 obj = project.backups / "objects" / entry["sha256"][:2] / entry["sha256"]
                 out[entry["sha256"]] = obj.read_bytes()
@@ -149,9 +149,9 @@ def test_a_rollback_restores_set_id_bits_only_where_allowed(project: Project) ->
     bump(project)
     ok(project.run("deploy"))
     manifest = rollback_target(project)
-    files = json.loads(manifest.read_text())
+    files = read_manifest(manifest)
     files["server.py"]["mode"] = 0o6755
-    manifest.write_text(json.dumps(files))
+    write_manifest(manifest, files)
     proc = ok(project.run("rollback"))
     assert stat.S_IMODE(os.stat(project.target / "server.py").st_mode) == 0o755
     assert "restored 1 file(s) without their setuid/setgid bits: server.py" in proc.stdout
@@ -159,9 +159,9 @@ def test_a_rollback_restores_set_id_bits_only_where_allowed(project: Project) ->
     ok(project.run("deploy"))
     project.write_config(allow_setid=["server.py"])
     manifest = rollback_target(project)
-    files = json.loads(manifest.read_text())
+    files = read_manifest(manifest)
     files["server.py"]["mode"] = 0o6755
-    manifest.write_text(json.dumps(files))
+    write_manifest(manifest, files)
     ok(project.run("rollback"))
     assert stat.S_IMODE(os.stat(project.target / "server.py").st_mode) == 0o6755
 
@@ -175,11 +175,11 @@ def test_a_snapshot_describing_a_link_out_of_the_target_is_refused_and_nothing_i
     bump(project)
     ok(project.run("deploy"))
     manifest = rollback_target(project)
-    files = json.loads(manifest.read_text())
+    files = read_manifest(manifest)
     data = os.fsencode(link)
     files[path] = {"path": path, "size": len(data), "mode": 0o777, "sha256": hashlib.sha256(data).hexdigest(),
                    "link": link}
-    manifest.write_text(json.dumps(files))
+    write_manifest(manifest, files)
     before = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
     for args in (("rollback",), ("rollback", "--dry-run"), ("rollback", "--to", manifest.name[:-len(".files.json")])):
         proc = project.run(*args)
@@ -206,14 +206,14 @@ def test_a_snapshot_with_a_file_inside_another_entry_is_refused_and_nothing_is_t
     ok(project.run("deploy"))
     manifest = rollback_target(project)
     sid = manifest.name[:-len(".files.json")]
-    files = json.loads(manifest.read_text())
+    files = read_manifest(manifest)
     holder = "nd" if inside == "templates" else "server.py"
     if holder == "nd":
         data = inside.encode()
         files["nd"] = {"path": "nd", "size": len(data), "mode": 0o777, "sha256": hashlib.sha256(data).hexdigest(),
                        "link": inside}
     files[f"{holder}/evil.json"] = {**files["templates/plan.json"], "path": f"{holder}/evil.json"}
-    manifest.write_text(json.dumps(files))
+    write_manifest(manifest, files)
     before = {"prod": tree(project.target.parent), "store": tree(project.backups), "state": tree(project.state)}
     proc = project.run("rollback")
     assert proc.returncode == 5, (proc.stdout, proc.stderr)
