@@ -64,7 +64,7 @@ class DeployLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = read_holder(self.path)
+                    holder = _holder_soon(self.path)
                     os.close(fd)
                     who = holder.describe() if holder else "an unknown process"
                     waited = f" after waiting {self.wait:g}s" if self.wait else ""
@@ -131,6 +131,17 @@ def _not_private(directory: Path) -> str | None:
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
     return None
+
+
+def _holder_soon(path: Path, patience: float = 0.5) -> Holder | None:
+    """The holder's info for a refusal: a process that has just taken the lock writes it a moment later
+    (on a busy machine, long enough for a loser to read an empty file and blame "an unknown process")."""
+    deadline = time.monotonic() + patience
+    while True:
+        holder = read_holder(path)
+        if holder is not None or time.monotonic() >= deadline:
+            return holder
+        time.sleep(0.02)
 
 
 def read_holder(path: Path) -> Holder | None:

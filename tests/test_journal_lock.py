@@ -86,3 +86,24 @@ def test_lock_is_exclusive_and_reports_its_holder(tmp_path: Path) -> None:
     assert read_holder(path) is None
     with DeployLock(path, "prune"):  # a garbage lock file blocks nothing
         assert _holder_of(path).operation == "prune"  # type: ignore[union-attr]
+
+
+def test_a_refusal_names_a_holder_that_writes_its_info_a_moment_after_taking_the_lock(tmp_path: Path) -> None:
+    """The holder takes the flock, then writes who it is: a loser reading in between used to blame "an unknown
+    process" (seen under load with ten deploys at once). It now gives the holder a moment to write."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    info = {"pid": 4242, "host": "h", "operation": "deploy", "started": "2026-11-25T00:00:00.000Z"}
+    late = threading.Timer(0.2, lambda: os.pwrite(fd, json.dumps(info).encode(), 0))
+    late.start()
+    with pytest.raises(LockHeld, match="held by pid 4242 on h, running deploy since"):
+        DeployLock(path, "deploy").acquire()
+    late.join()
+    os.ftruncate(fd, 0)  # a holder that never says who it is: named as unknown, after a short wait
+    with pytest.raises(LockHeld, match="held by an unknown process"):
+        DeployLock(path, "deploy").acquire()
+    os.close(fd)
