@@ -282,16 +282,29 @@ def test_manifests_and_release_records_read_back_as_written_for_every_name_a_tre
     import json
 
     from deploylib.jsonfile import loads_state
-    from deploylib.manifest import Release, load_release, manifest_from_state, manifest_text, save_release
+    from deploylib.manifest import Release, load_release, manifest_file_chunks, manifest_from_state, save_release
 
     files = _odd_manifest()
-    again = manifest_from_state(loads_state(manifest_text(files)))
+    again = manifest_from_state(loads_state(b"".join(manifest_file_chunks(files))))
     assert again == files and list(again) == list(files)
-    assert manifest_from_state(loads_state(manifest_text({}))) == {}
+    assert manifest_from_state(loads_state(b"".join(manifest_file_chunks({})))) == {}
     save_release(tmp_path / "d.json", Release(files, ["dir", "ü"], "VERSION-ä"))
     back = load_release(tmp_path / "d.json")
     assert back is not None and back.files == files and back.dirs == ["dir", "ü"] and back.version_file == "VERSION-ä"
     assert json.loads((tmp_path / "d.json").read_text())["format"] == 3
+
+
+@pytest.mark.parametrize("count", [0, 1, 2047, 2048, 2049, 5000])
+def test_manifests_are_written_in_pieces_exactly_as_json_dumps_writes_them(count: int) -> None:
+    """Written a slice of entries at a time (memory), the bytes must still be json.dumps's: at each slice's
+    edge, and for every name a tree can hold."""
+    from deploylib.manifest import Entry, Release, manifest_chunks, manifest_columns
+
+    files = dict(list(_odd_manifest().items())[:count])
+    files.update({f"d/{i}": Entry(f"d/{i}", i, 0o644, f"{i:064x}") for i in range(len(files), count)})
+    assert b"".join(manifest_chunks(files)) == json.dumps(manifest_columns(files)).encode()
+    release = Release(files, ["dir", "ü"], "VERSION-ä")
+    assert b"".join(release.json_chunks()) == json.dumps(release.to_json()).encode()
 
 
 def test_records_and_manifests_an_earlier_version_wrote_are_still_read(tmp_path: Path) -> None:

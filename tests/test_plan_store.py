@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -283,3 +284,21 @@ def test_a_kernel_copy_that_cannot_be_trusted_falls_back_to_hashing_what_is_copi
     assert store.object_path(entry.sha256).read_bytes() == now
     assert not [p for p in store.object_dir.iterdir() if p.name.startswith("tmp-")]
     assert store.check([entry]) == []
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 8, 100])
+def test_a_refs_file_read_a_slice_at_a_time_names_what_its_manifest_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """Retention decodes a refs file a slice of names at a time (memory): at every slice size, edges
+    included, the names are the manifest's own objects, none lost or cut in two."""
+    from deploylib import store as store_module
+
+    monkeypatch.setattr(store_module, "_REFS_SLICE", piece)
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {f"f{i}": str(i).encode() for i in range(7)})
+    parses = _parses(monkeypatch)
+    from_refs = store.objects_of([snap.id])
+    assert parses == []  # the refs answered
+    assert from_refs == {e.sha256 for e in snap.files.values()} and len(from_refs) == 7
+    others = {hashlib.sha256(b"x%d" % i).hexdigest() for i in range(3)}
+    assert store.unreferenced(from_refs | others, [snap.id]) == others
