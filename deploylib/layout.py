@@ -17,6 +17,7 @@ Anything read back from these places is validated before use (`safe_relpath`,
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -80,8 +81,17 @@ def plain_name(name: object) -> bool:
     return safe_relpath(name) and "/" not in str(name)
 
 
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs): a longer one names no file
+
+
 def safe_relpath(path: object) -> bool:
-    """A relative, normalised POSIX path inside its tree: no '', '.', '..', '//', leading '/', NUL."""
+    """A relative, normalised POSIX path inside its tree: no '', '.', '..', '//', leading '/', NUL, and a name
+    a file can have (os.fsencode can write it: a lone surrogate no file name decodes to cannot; each part
+    NAME_MAX bytes at most). Read back from a state file, anything else was forged."""
     if not isinstance(path, str) or not path or "\0" in path or path.startswith("/"):
         return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+    try:
+        parts = os.fsencode(path).split(b"/")
+    except UnicodeError:
+        return False
+    return all(part not in (b"", b".", b"..") and len(part) <= NAME_MAX for part in parts)

@@ -26,7 +26,7 @@ from .fsutil import atomic_write, read_state, sha256_file
 from .globs import SyncRules
 from .ignore import VENV_MARKER
 from .jsonfile import loads_state, why
-from .layout import VERSION_FILE, plain_name, safe_relpath
+from .layout import NAME_MAX, VERSION_FILE, plain_name, safe_relpath
 
 
 class Entry(NamedTuple):
@@ -51,15 +51,26 @@ class Entry(NamedTuple):
     def from_json(cls, data: dict[str, Any]) -> "Entry":
         """An entry read back from a state file; ValueError unless every field is what we write."""
         entry = cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
-        if not (safe_relpath(entry.path) and _whole(entry.size) and _whole(entry.mode) and entry.mode <= 0o7777
-                and is_sha256(entry.sha256)
-                and (entry.link is None or (isinstance(entry.link, str) and entry.link and "\0" not in entry.link))):
+        if not (safe_relpath(entry.path) and _whole(entry.size) and entry.size <= MAX_SIZE and _whole(entry.mode)
+                and entry.mode <= 0o7777 and is_sha256(entry.sha256) and (entry.link is None or link_text(entry.link))):
             raise ValueError(f"bad manifest entry {str(entry.path)[:80]!r}")
         return entry
 
 
 Manifest = dict[str, Entry]
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+MAX_SIZE = 2**63 - 1  # a file's size is an off_t: a larger one (or 10**4000) describes no file
+
+
+def link_text(link: object) -> bool:
+    """A symlink's target as a state file may hold it: text a link can hold (no NUL, os.fsencode can write it)."""
+    if type(link) is not str or not link or "\0" in link:
+        return False
+    try:
+        os.fsencode(link)
+    except UnicodeError:
+        return False
+    return True
 
 
 def manifest_from_json(files: dict[str, Any]) -> Manifest:
@@ -74,8 +85,8 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
     shas: list[str] = []
     for path, data in files.items():
         size, mode, sha, link = data["size"], data["mode"], data["sha256"], data.get("link")
-        if (type(size) is int and type(mode) is int and size >= 0 and 0 <= mode <= 0o7777 and type(sha) is str
-                and len(sha) == 64 and link is None and data["path"] == path and type(path) is str):
+        if (type(size) is int and type(mode) is int and 0 <= size <= MAX_SIZE and 0 <= mode <= 0o7777
+                and type(sha) is str and len(sha) == 64 and link is None and data["path"] == path and type(path) is str):
             out[path] = Entry(path, size, mode, sha)
             shas.append(sha)
         else:
@@ -87,25 +98,33 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
         raise ValueError("bad manifest entry (sha256)")
     if not all_plain(list(out)):  # some path is unusual: judged one by one (raises when it is unsafe)
         for path in out:
-            if not _plain_path(path):
+            if not safe_relpath(path):
                 out[path] = Entry.from_json(files[path])
     return out
 
 
-# With a NUL (which no path holds) before, between and after the paths, each unsafe spelling `_plain_path`
+# With a NUL (which no path holds) before, between and after the paths, each unsafe spelling `safe_relpath`
 # refuses is one of these substrings: "" is NUL NUL, a leading "/" is NUL "/", "." is NUL "." NUL, ...
 _NOT_PLAIN = ("\0\0", "\0/", "/\0", "//", "\0.\0", "\0..\0", "\0./", "\0../", "/.\0", "/..\0", "/./", "/../")
+# names of at most NAME_MAX bytes between the separators; possessive, so a long run fails without backtracking
+_SHORT_NAMES = re.compile(rb"(?:[^/\0]{0,%d}+[/\0])*+[^/\0]{0,%d}+" % (NAME_MAX, NAME_MAX))
 
 
 def all_plain(paths: list[str]) -> bool:
-    """`_plain_path` of every one, by a dozen substring searches in C over all of them at once."""
+    """`safe_relpath` of every one, by a dozen substring searches and a regex in C over all of them at once."""
     if not paths:
         return True
     try:
         text = "\0" + "\0".join(paths) + "\0"
-    except TypeError:  # not all str
+        text.encode("utf-8", "surrogateescape")  # what os.fsencode does to each
+    except (TypeError, UnicodeError):  # not all str, or a name no file can have
         return False
-    return text.count("\0") == len(paths) + 1 and not any(bad in text for bad in _NOT_PLAIN)
+    if text.count("\0") != len(paths) + 1 or any(bad in text for bad in _NOT_PLAIN):
+        return False
+    if max(map(len, paths)) <= NAME_MAX // 4:  # UTF-8 spends at most 4 bytes a character: no name is too long
+        return True
+    longer = "\0".join(p for p in paths if len(p) > NAME_MAX // 4).encode("utf-8", "surrogateescape")
+    return _SHORT_NAMES.fullmatch(longer) is not None
 
 
 MANIFEST_FORMAT = 3  # manifests held as columns; 2 (and 1, a bare manifest) was a JSON object per file
@@ -133,7 +152,7 @@ def manifest_from_columns(columns: Any) -> Manifest:
         raise ValueError("the manifest's columns differ in kind or length")
     if set(map(type, sizes)) - {int} or set(map(type, modes)) - {int}:  # a bool's type is bool: refused
         raise ValueError("bad manifest entry (size or mode)")
-    if paths and (min(sizes) < 0 or min(modes) < 0 or max(modes) > 0o7777):
+    if paths and (min(sizes) < 0 or max(sizes) > MAX_SIZE or min(modes) < 0 or max(modes) > 0o7777):
         raise ValueError("bad manifest entry (size or mode)")
     if not all_sha256(shas):
         raise ValueError("bad manifest entry (sha256)")
@@ -146,7 +165,7 @@ def manifest_from_columns(columns: Any) -> Manifest:
     if len(out) != len(paths):
         raise ValueError("a path appears twice in the manifest")
     for path, link in links.items():
-        if path not in out or not (type(link) is str and link and "\0" not in link):
+        if path not in out or not link_text(link):
             raise ValueError(f"bad manifest entry {str(path)[:80]!r} (link)")
         out[path] = out[path]._replace(link=link)
     return out
@@ -159,7 +178,17 @@ def manifest_from_state(data: Any) -> Manifest:
         if tuple(data) != ("format", "files"):
             raise ValueError("unexpected keys beside the manifest")
         return manifest_from_columns(data["files"])
+    newer_format(data)
     return manifest_from_json(data)
+
+
+class NewerFormat(ValueError):
+    """A state file in a later version's format (a downgrade): not damage, to move aside and redeploy."""
+
+
+def newer_format(data: Any) -> None:
+    if type(data) is dict and type(data.get("format")) is int and data["format"] > MANIFEST_FORMAT:
+        raise NewerFormat(f"written by a newer MCP Deploy (format {data['format']}); upgrade to read it")
 
 
 def manifest_chunks(files: Manifest) -> Iterator[bytes]:
@@ -209,13 +238,6 @@ def sha256_lines(data: bytes) -> int | None:
             and not data.translate(None, b"0123456789abcdef\n")):
         return n
     return None
-
-
-def _plain_path(path: str) -> bool:
-    """The common case of `safe_relpath`, cheaply: a str with no NUL, no leading '/', no '' '.' '..' part."""
-    return (type(path) is str and path != "" and path[0] != "/" and "\0" not in path and "//" not in path
-            and path[-1] != "/" and not (path == "." or path == ".." or path.startswith(("./", "../"))
-                                         or path.endswith(("/.", "/..")) or "/./" in path or "/../" in path))
 
 
 def is_sha256(text: object) -> bool:
@@ -817,6 +839,7 @@ def load_release(path: Path) -> Release | None:
             files = manifest_from_json(data["files"])
             dirs, name = data["dirs"], data.get("version_file", VERSION_FILE)
         else:  # the first format: a bare manifest
+            newer_format(data)
             files, dirs, name = manifest_from_json(data), [], VERSION_FILE
         if type(dirs) is not list or type(name) is not str:
             raise ValueError("bad dirs or version file")
@@ -824,6 +847,8 @@ def load_release(path: Path) -> Release | None:
         problem = release.names_problem()
         if problem:
             raise ValueError(problem)
+    except NewerFormat as exc:
+        raise CorruptState(f"{path}: release record {exc} (production is untouched)") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: release record is damaged ({str(exc)[:120]}); move it aside and "
                            "redeploy (production is untouched)") from None

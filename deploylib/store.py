@@ -43,7 +43,7 @@ from .fsutil import (atomic_write, copy_with_hash, has_renameat2, kernel_copy, r
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, is_sha256, manifest_file_chunks, manifest_from_state, sha256_lines
+from .manifest import Entry, Manifest, NewerFormat, is_sha256, manifest_file_chunks, manifest_from_state, sha256_lines
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -530,6 +530,8 @@ def _reading(path: Path, snapshot_id: str) -> Iterator[None]:
         yield
     except FileNotFoundError:
         raise CorruptState(f"{path}: snapshot {snapshot_id} does not exist; see `{hint('backups')}`") from None
+    except NewerFormat as exc:
+        raise CorruptState(f"{path}: snapshot {snapshot_id} was {exc}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CorruptState(f"{path}: snapshot manifest is damaged ({why(exc)}); "
                            f"roll back to another snapshot (see `{hint('backups')}`)") from None

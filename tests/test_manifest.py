@@ -307,6 +307,32 @@ def test_manifests_are_written_in_pieces_exactly_as_json_dumps_writes_them(count
     assert b"".join(release.json_chunks()) == json.dumps(release.to_json()).encode()
 
 
+@pytest.mark.parametrize("change", [{"path": "b/\ud800.py"}, {"path": "b/" + "x" * 256}, {"size": 2**63},
+                                    {"link": "x\ud800"}, {"size": 10**4000}])
+def test_format_2_refuses_a_name_no_file_can_have_and_a_size_no_file_has(change: dict[str, Any]) -> None:
+    """What the columns refuse, an earlier version's object per file refuses too (these became internal
+    errors further on: an encoding error, ENAMETOOLONG, an OverflowError)."""
+    from deploylib.manifest import manifest_from_state
+
+    entry = {"path": "b", "size": 1, "mode": 0o644, "sha256": "b" * 64, **change}
+    with pytest.raises(ValueError, match="bad manifest entry"):
+        manifest_from_state({"a": {"path": "a", "size": 1, "mode": 0o644, "sha256": "a" * 64}, entry["path"]: entry})
+
+
+def test_a_record_or_manifest_of_a_newer_format_says_so(tmp_path: Path) -> None:
+    """A downgrade, or a newer version's state: named as such, not as damage to move aside."""
+    from deploylib.errors import CorruptState
+    from deploylib.manifest import load_release, manifest_from_state
+
+    with pytest.raises(ValueError, match="written by a newer MCP Deploy \\(format 4\\); upgrade"):
+        manifest_from_state({"format": 4, "files": {}})
+    (tmp_path / "d.json").write_text(json.dumps({"format": 4, "files": {}, "dirs": [], "version_file": "V"}))
+    with pytest.raises(CorruptState) as refused:
+        load_release(tmp_path / "d.json")
+    assert refused.value.message == (f"{tmp_path / 'd.json'}: release record written by a newer MCP Deploy "
+                                     "(format 4); upgrade to read it (production is untouched)")
+
+
 def test_records_and_manifests_an_earlier_version_wrote_are_still_read(tmp_path: Path) -> None:
     """A store keeps its snapshots, and production its release record, across an upgrade: format 2 (an
     object per file) and the first format (a bare manifest) read as they always did."""
@@ -342,6 +368,10 @@ def _columns(**change: Any) -> str:
     (_columns(paths=["a", "b/"]), "'b/'"),
     (_columns(paths=["a", "b\u0000c"]), "bad manifest entry"),
     (_columns(paths=["a", 7]), "bad manifest entry"),
+    (_columns(paths=["a", "b/\ud800.py"]), "bad manifest entry"),  # no file name decodes to a lone surrogate
+    (_columns(paths=["a", "b/" + "x" * 256]), "bad manifest entry"),  # over NAME_MAX: lstat said ENAMETOOLONG
+    (_columns(sizes=[1, 2**63]), "size or mode"),  # int(10**4000) became an OverflowError in a report
+    (_columns(links={"a": "x\ud800"}), "'a' (link)"),
     (_columns(paths=["a"]), "differ in kind or length"),
     (_columns(sizes=[1, -1]), "size or mode"),
     (_columns(sizes=[1, True]), "size or mode"),
@@ -403,20 +433,23 @@ def test_checking_many_object_names_at_once_agrees_with_checking_each() -> None:
 
 
 def test_checking_many_paths_at_once_agrees_with_checking_each() -> None:
-    """`all_plain` (substring searches over all of a manifest's paths joined by NUL) against `_plain_path`
-    one by one, on paths built from the parts a hostile state file would use."""
+    """`all_plain` (substring searches and a regex over all of a manifest's paths joined by NUL) against
+    `safe_relpath` one by one, on paths built from the parts a hostile state file would use: a name no
+    file can have (a lone surrogate; over NAME_MAX bytes, in ASCII or in two-byte characters) included."""
     import random
 
-    from deploylib.manifest import _plain_path, all_plain
+    from deploylib.layout import safe_relpath
+    from deploylib.manifest import all_plain
 
     rng = random.Random(3)
-    parts = ["a", "b.py", ".", "..", "", "x y", "\0", "é", "/", "\n"]
+    parts = ["a", "b.py", ".", "..", "", "x y", "\0", "é", "/", "\n", "\udcff", "\ud800", "a" * 255, "a" * 256,
+             "é" * 127 + "a", "é" * 128]
     for _ in range(20000):
         paths = []
         for _ in range(rng.randint(1, 3)):
             path = "/".join(rng.choice(parts) for _ in range(rng.randint(1, 4)))
             paths.append(rng.choice(["", "/"]) + path + rng.choice(["", "/"]))
-        assert all_plain(paths) == all(_plain_path(p) for p in paths), paths
+        assert all_plain(paths) == all(safe_relpath(p) for p in paths), paths
     assert all_plain([]) and not all_plain([7])  # type: ignore[list-item]
 
 

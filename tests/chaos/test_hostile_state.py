@@ -466,3 +466,32 @@ def test_sigterm_while_housekeeping_blocks_reports_the_live_release(project: Pro
     result = json.loads(out)
     assert result["changed"] and any("interrupted during housekeeping" in n for n in result["notes"])
     assert project.version()["deploy_id"] == result["deploy_id"]
+
+
+@pytest.mark.parametrize("forged, column", [("sub/\ud800.py", "paths"), ("sub/" + "a" * 5000, "paths"),
+                                            (10**4000, "sizes")],
+                         ids=["a lone surrogate", "a 5000-byte name", "a size of 10**4000"])
+def test_a_record_naming_a_file_no_filesystem_can_hold_is_damaged_state_not_an_internal_error(
+        project: Project, forged: object, column: str) -> None:
+    """A lone surrogate (no file name decodes to one), a 5,000-byte name, a size of 10**4000: `status`,
+    `diff` and `rollback --dry-run` used to stop with exit 70 (an encoding error, ENAMETOOLONG, an
+    OverflowError) and a deploy with the raw error; now the record is refused as damaged when read."""
+    ok(project.run("deploy"))
+    bump(project)
+    ok(project.run("deploy"))
+    record = project.state / "releases" / f"{project.version()['deploy_id']}.json"
+    data = json.loads(record.read_text())
+    files = data["files"]
+    entry = {"paths": "sub/x.py", "sizes": 1, "modes": 0o644, "sha256": "0" * 64, column: forged}
+    for name in ("paths", "sizes", "modes", "sha256"):
+        files[name].append(entry[name])
+    record.write_text(json.dumps(data))
+    before = tree(project.target.parent)
+    for args in (("status",), ("diff",), ("rollback", "--dry-run"), ("deploy",)):
+        proc = project.run(*args)
+        assert proc.returncode == 5, (args, proc.stdout, proc.stderr)
+        assert f"{record}: release record is damaged (bad manifest entry" in proc.stderr
+        assert "Traceback" not in proc.stderr and len(proc.stderr) < 1000
+    lock = target_lock_path(project.target).name
+    assert {k: v for k, v in tree(project.target.parent).items() if k != lock} == \
+        {k: v for k, v in before.items() if k != lock}
