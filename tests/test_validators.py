@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import Project, ok
 from deploylib.config import CheckSpec
 from deploylib.errors import ValidationFailed, VerifyFailed
 from deploylib.validators import validate
@@ -78,3 +80,36 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize("target", ["review.py", "../server.py", "nested/../registry.py"])
+def test_a_symlink_repointed_in_the_source_is_validated_as_the_file_it_now_names(project: Project, target: str) -> None:
+    """Only the link changed: the stage holds the new link alone, so the python_syntax validator followed it
+    into the stage, to nothing ("No such file"), and the deploy was undone. A staged link is read as the
+    release resolves it: here, an unchanged file in production. So is a rollback that restores the link."""
+    alias = project.source / "workflow" / "alias.py"
+    alias.symlink_to("plan.py")
+    (project.source / "workflow" / "nested").mkdir()
+    (project.source / "workflow" / "nested" / "keep.py").write_text("x = 1\n")
+    ok(project.run("deploy"))
+    alias.unlink()
+    alias.symlink_to(target)
+    proc = ok(project.run("deploy"))
+    assert os.readlink(project.target / "workflow" / "alias.py") == target
+    assert "1 changed" in proc.stdout or "Deployed" in proc.stdout
+    ok(project.run("rollback"))
+    assert os.readlink(project.target / "workflow" / "alias.py") == "plan.py"
+
+
+def test_a_staged_link_to_a_broken_file_still_fails_validation(project: Project) -> None:
+    """Read through the link, the file it names is validated: a link repointed at a file with a syntax error
+    fails the deploy, as the file itself would, and production keeps the old link."""
+    alias = project.source / "workflow" / "alias.py"
+    alias.symlink_to("plan.py")
+    ok(project.run("deploy"))
+    (project.source / "workflow" / "bad.py").write_text("def (:\n")
+    alias.unlink()
+    alias.symlink_to("bad.py")
+    proc = project.run("deploy")
+    assert proc.returncode == 1 and "workflow/alias.py:1: syntax error: invalid syntax;" in proc.stderr
+    assert os.readlink(project.target / "workflow" / "alias.py") == "plan.py"

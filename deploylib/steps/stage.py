@@ -8,7 +8,9 @@ Nothing in production is touched here.
 
 from __future__ import annotations
 
+import errno
 import os
+import posixpath
 import shutil
 import stat
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ class ReleaseView:
     """The new release as validators see it: staged files from the stage, the others from production."""
 
     def __init__(self, release_dir: Path, target: Path, staged: set[str], unchanged: list[Entry],
-                 files: list[str]) -> None:
+                 files: list[str], staged_links: dict[str, str] | None = None) -> None:
         self.files = files  # the release's managed files, what validators select from
         self.release_dir = release_dir
         self.target = target
@@ -43,6 +45,7 @@ class ReleaseView:
         self.unchanged = unchanged
         self._whole = False
         self._links = {e.path for e in unchanged if e.link is not None}  # managed links: read through, as ever
+        self._staged_links = staged_links or {}
 
     def path(self, rel: str) -> Path:
         return (self.release_dir if rel in self.staged else self.target) / rel
@@ -51,6 +54,10 @@ class ReleaseView:
         """A release file's bytes for a validator: a staged one (the stage is the tool's own) as any file; an
         unchanged one where it is in production, never through a link swapped in for it since preflight
         (what it points to is not the release), nor waiting on a FIFO."""
+        for _ in range(40):  # a chain of them, followed as the kernel would (ELOOP past 40)
+            if rel not in self._staged_links:
+                break
+            rel = _resolved(rel, self._staged_links[rel])  # the stage holds only what changes: in the release
         if rel in self.staged:
             return read_regular(self.release_dir / rel, follow=True)
         return read_regular(self.target / rel, follow=rel in self._links)
@@ -68,6 +75,14 @@ class ReleaseView:
                     os.chmod(dest, stat.S_IMODE(entry.mode))
             self._whole = True
         return self.release_dir
+
+
+def _resolved(rel: str, link: str) -> str:
+    """The release path a staged link at `rel` names (preflight refused any that leaves the tree)."""
+    where = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
+    if link.startswith("/") or where == ".." or where.startswith("../"):
+        raise FileNotFoundError(errno.ENOENT, "a link leaving the release", rel)
+    return where
 
 
 @dataclass
@@ -123,7 +138,9 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     op.journal.write(op.record)  # the plan is on disk before the commit starts
     staged = {e.path for e in incoming} | {name}
     unchanged = [e for p, e in survey.desired.items() if p not in staged]
-    return Staged(version_info, ReleaseView(release_dir, op.target, staged, unchanged, sorted(survey.desired)), commit)
+    links = {e.path: e.link for e in incoming if e.link is not None}
+    view = ReleaseView(release_dir, op.target, staged, unchanged, sorted(survey.desired), links)
+    return Staged(version_info, view, commit)
 
 
 def _takes(op: Operation, backup: Backup, release_dir: Path) -> dict[str, list[int]]:
