@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import MANAGED, REPO, Project, bump, ok, tree
+from conftest import MANAGED, REPO, Project, bump, ok, read_manifest, tree
 
 
 def test_first_deploy_creates_absent_target_with_exactly_the_managed_files(project: Project) -> None:
@@ -266,7 +266,7 @@ def test_prune_applies_keep_last_and_never_drops_the_rollback_target(project: Pr
     assert code == 0 and pruned["removed"] == []
     # the deploys' own garbage collection left exactly the objects the kept snapshot needs
     assert pruned["objects_removed"] == 0
-    kept = json.loads(next((project.backups / "snapshots").glob("*.files.json")).read_text())
+    kept = read_manifest(next((project.backups / "snapshots").glob("*.files.json")))
     stored = {p.name for p in (project.backups / "objects").rglob("*") if p.is_file()}
     assert stored == {e["sha256"] for e in kept.values()}
     ok(project.run("rollback"))
