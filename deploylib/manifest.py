@@ -58,6 +58,7 @@ class Entry(NamedTuple):
 
 
 Manifest = dict[str, Entry]
+new_entry = tuple.__new__  # new_entry(Entry, fields) builds one in C; Entry(...) is a Python-level __new__
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 MAX_SIZE = 2**63 - 1  # a file's size is an off_t: a larger one (or 10**4000) describes no file
 
@@ -160,8 +161,7 @@ def manifest_from_columns(columns: Any) -> Manifest:
         for path in paths:
             if not safe_relpath(path):
                 raise ValueError(f"bad manifest entry {str(path)[:80]!r}")
-    # Entry(...) per file is a Python call (its __new__); tuple.__new__ builds the same named tuple in C
-    out = dict(zip(paths, map(tuple.__new__, repeat(Entry), zip(paths, sizes, modes, shas, repeat(None)))))
+    out = dict(zip(paths, map(new_entry, repeat(Entry), zip(paths, sizes, modes, shas, repeat(None)))))
     if len(out) != len(paths):
         raise ValueError("a path appears twice in the manifest")
     for path, link in links.items():
@@ -660,7 +660,7 @@ def scan(root: Path, rules: SyncRules, cache: HashCache, *, source: bool = False
         st = lstat(path)
         sha = known(st)
         if sha is not None and S_ISREG(st.st_mode):  # the common case, in short: a file the cache vouches for
-            entries[relpath] = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+            entries[relpath] = new_entry(Entry, (relpath, st.st_size, S_IMODE(st.st_mode), sha, None))
         else:
             kind = special_kind(st.st_mode)
             if kind is not None:
@@ -695,8 +695,12 @@ def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
     base = str(root)
     real_dirs: dict[str, bool] = {"": True}
     known, lstat, S_ISREG, S_IMODE = hashes.get, os.lstat, stat.S_ISREG, stat.S_IMODE  # hoisted: once per path
+    last_parent, parent_real = None, True
     for relpath in sorted(paths):
-        if not _real_parent(base, relpath, real_dirs):
+        parent = relpath.rpartition("/")[0]
+        if parent != last_parent:  # sorted: a directory's files come together
+            last_parent, parent_real = parent, _real_parent(base, relpath, real_dirs)
+        if not parent_real:
             continue
         path = f"{base}/{relpath}"
         try:
@@ -707,7 +711,7 @@ def scan_paths(root: Path, paths: Iterable[str], cache: HashCache) -> Manifest:
             raise _unreadable(path) from None
         sha = known(st)
         if sha is not None and S_ISREG(st.st_mode):  # the common case, in short (see `scan`)
-            entries[relpath] = Entry(relpath, st.st_size, S_IMODE(st.st_mode), sha)
+            entries[relpath] = new_entry(Entry, (relpath, st.st_size, S_IMODE(st.st_mode), sha, None))
             continue
         entry = _entry(path, relpath, st, hashes, source=False)
         if entry is not None:

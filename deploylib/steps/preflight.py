@@ -45,7 +45,8 @@ def survey(op: Operation) -> Survey:
     op.cache.on_hash = lambda path, size: op.emit("file", {"step": "hash", "path": path, "bytes": size})
     wanted = op.source.desired(op, previous)
     release.files = shared(release.files, wanted.entries)  # before production's: one manifest in full at a time
-    production = shared(scan_paths(op.target, set(release.files) | set(wanted.entries), op.cache), wanted.entries)
+    managed = dict.fromkeys([*release.files, *wanted.entries])  # in their (sorted) order: quick to sort again
+    production = shared(scan_paths(op.target, managed, op.cache), wanted.entries)
     plan = diff(wanted.entries, production, set(release.files))
     plan.withheld = wanted.withheld
     plan.drift = drifted(release.files, production)
