@@ -87,7 +87,8 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
     for path, data in files.items():
         size, mode, sha, link = data["size"], data["mode"], data["sha256"], data.get("link")
         if (type(size) is int and type(mode) is int and 0 <= size <= MAX_SIZE and 0 <= mode <= 0o7777
-                and type(sha) is str and len(sha) == 64 and link is None and data["path"] == path and type(path) is str):
+                and type(sha) is str and len(sha) == 64 and link is None and data["path"] == path
+                and type(path) is str):
             out[path] = Entry(path, size, mode, sha)
             shas.append(sha)
         else:
@@ -191,6 +192,9 @@ def newer_format(data: Any) -> None:
         raise NewerFormat(f"written by a newer MCP Deploy (format {data['format']}); upgrade to read it")
 
 
+_SLICE = 2048  # entries per piece written: ~100 KB
+
+
 def manifest_chunks(files: Manifest) -> Iterator[bytes]:
     """`json.dumps(manifest_columns(files))`, the same bytes, a slice of entries at a time: at 100,000 files
     the whole text (10 MB, and json.dumps's pieces of it) left ~20 MB the process never gave back."""
@@ -206,9 +210,6 @@ def manifest_chunks(files: Manifest) -> Iterator[bytes]:
             yield ((", " if i else "") + ", ".join(map(encode, values[i:i + _SLICE]))).encode()
         yield b"]"
     yield f', "links": {json.dumps({e.path: e.link for e in entries if e.link is not None})}}}'.encode()
-
-
-_SLICE = 2048  # entries per piece written: ~100 KB
 
 
 def manifest_file_chunks(files: Manifest) -> Iterator[bytes]:

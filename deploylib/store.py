@@ -43,7 +43,8 @@ from .fsutil import (atomic_write, copy_with_hash, has_renameat2, kernel_copy, r
 from .ids import parse_time
 from .jsonfile import loads_state, why
 from .layout import LOCK_FILE, STORE_FORMAT, STORE_MARKER, is_op_id, store_marker_path
-from .manifest import Entry, Manifest, NewerFormat, is_sha256, manifest_file_chunks, manifest_from_state, sha256_lines
+from .manifest import (Entry, Manifest, NewerFormat, is_sha256, manifest_file_chunks, manifest_from_state,
+                       sha256_lines)
 from .naming import hint
 
 if TYPE_CHECKING:
@@ -288,7 +289,8 @@ class Store:
                 yield chunk
 
         atomic_write(self.snapshot_dir / f"{snapshot.id}.files.json", hashed(manifest_file_chunks(snapshot.files)))
-        self._write_refs(snapshot.id, digest.hexdigest(), {e.sha256 for e in snapshot.files.values() if e.link is None})
+        objects = {e.sha256 for e in snapshot.files.values() if e.link is None}
+        self._write_refs(snapshot.id, digest.hexdigest(), objects)
         if self.object_dir.exists():
             sync_filesystem(self.object_dir)
         atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.header()).encode())

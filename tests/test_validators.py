@@ -83,7 +83,8 @@ def running(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("target", ["review.py", "../server.py", "nested/../registry.py"])
-def test_a_symlink_repointed_in_the_source_is_validated_as_the_file_it_now_names(project: Project, target: str) -> None:
+def test_a_symlink_repointed_in_the_source_is_validated_as_the_file_it_now_names(
+        project: Project, target: str) -> None:
     """Only the link changed: the stage holds the new link alone, so the python_syntax validator followed it
     into the stage, to nothing ("No such file"), and the deploy was undone. A staged link is read as the
     release resolves it: here, an unchanged file in production. So is a rollback that restores the link."""

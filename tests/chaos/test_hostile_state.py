@@ -69,7 +69,8 @@ FORGE = """
 import json, os, sys, hashlib
 state, rid, name, data = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
 rec = json.load(open(f"{state}/releases/{rid}.json"))
-for column, value in zip(("paths", "sizes", "modes", "sha256"), (name, len(data), 0o644, hashlib.sha256(data).hexdigest())):
+entry = (name, len(data), 0o644, hashlib.sha256(data).hexdigest())
+for column, value in zip(("paths", "sizes", "modes", "sha256"), entry):
     rec["files"][column].append(value)  # the record's manifest is held as columns (format 3)
 os.rename(f"{state}/releases", f"{state}/releases.old")  # root's directory, but in a directory we can write
 os.mkdir(f"{state}/releases")
