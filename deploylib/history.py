@@ -6,7 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import CorruptState
 from .ids import parse_time
@@ -39,10 +39,53 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
     """All readable records (oldest first) and how many damaged lines were skipped."""
     records: list[dict[str, Any]] = []
     bad = 0
+    f = _open(log)
+    if f is None:
+        return records, 0
+    with f:
+        lines = f.read().splitlines()
+    for raw in lines:
+        if not raw.strip():
+            continue
+        rec = _record(raw)
+        if rec is None:
+            bad += 1
+        else:
+            records.append(rec)
+    return records, bad
+
+
+BLOCK = 64 * 1024  # read backwards this much at a time
+
+
+def last(log: Path) -> dict[str, Any] | None:
+    """The newest readable record, `read(log)[0][-1]`, reading the log backwards a block at a time: status
+    asks for it on every run, and a log of years of deploys (5 KB a line with its file lists) is megabytes."""
+    f = _open(log)
+    if f is None:
+        return None
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        carried = b""  # the start of a line whose beginning lies in the block before
+        while end > 0:
+            start = max(0, end - BLOCK)
+            f.seek(start)
+            lines = (f.read(end - start) + carried).splitlines()  # as `read` splits them
+            end = start
+            carried = lines.pop(0) if end > 0 else b""
+            for raw in reversed(lines):
+                rec = _record(raw) if raw.strip() else None
+                if rec is not None:
+                    return rec
+    return None
+
+
+def _open(log: Path) -> BinaryIO | None:
+    """The log opened for reading, None when there is none; CorruptState for one that cannot be read."""
     try:
         fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not hang a status
     except FileNotFoundError:
-        return records, 0
+        return None
     except OSError as exc:
         raise CorruptState(f"{log}: the history log cannot be read ({exc.strerror}); "
                            "fix it, or set log in deploy.yaml to another file") from None
@@ -50,21 +93,16 @@ def read(log: Path) -> tuple[list[dict[str, Any]], int]:
         os.close(fd)
         raise CorruptState(f"{log}: the history log is not a regular file; "
                            "move it away, or set log in deploy.yaml to another file")
-    with os.fdopen(fd, "rb") as f:
-        lines = f.read().splitlines()
-    for raw in lines:
-        if not raw.strip():
-            continue
-        try:
-            rec = loads_state(raw)
-        except ValueError:
-            bad += 1
-            continue
-        if _is_ours(rec):
-            records.append(rec)
-        else:
-            bad += 1
-    return records, bad
+    return os.fdopen(fd, "rb")
+
+
+def _record(raw: bytes) -> dict[str, Any] | None:
+    """The record a line holds, None unless it is one MCP Deploy wrote (see `_is_ours`)."""
+    try:
+        rec = loads_state(raw)
+    except ValueError:
+        return None
+    return rec if _is_ours(rec) else None
 
 
 EVENTS = ("deploy", "rollback", "failure", "refused", "recovery",  # "refused": a stale --plan, nothing ran

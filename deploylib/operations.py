@@ -20,6 +20,7 @@ from .config import Profile, load_any, load_profile
 from .context import EventSink, Operation, Source
 from .errors import ConfigError, CorruptState, DeployError, LockHeld, PreflightFailed
 from .globs import PatternSet, normalize, pattern_problem
+from .history import last as last_record
 from .history import read as read_history
 from .ids import new_id, parse_time
 from .journal import Journal, Record, State
@@ -200,9 +201,9 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
     plan, prev = found.plan, found.previous or {}
     drift = plan.drift
     try:
-        records, _ = read_history(prof.log)
+        last = last_record(prof.log)
     except CorruptState as exc:  # status still tells what is in production
-        records = []
+        last = None
         notes.append(exc.message)
     snapshots, _ = op.store.all_snapshots()
     target_snap = default_snapshot(op.store.ours(snapshots), found.previous)
@@ -215,7 +216,7 @@ def status(config: PathLike = None, profile: str | None = None) -> StatusResult:
         summary="", version=prev.get("version"), deploy_id=prev.get("deploy_id"),
         deployed_at=prev.get("deployed"), age_seconds=round(age, 1) if age is not None else None,
         operation=prev.get("operation"), pending=plan.summary(), drift=drift,
-        lock=holder.__dict__ if holder else None, last=records[-1] if records else None,
+        lock=holder.__dict__ if holder else None, last=last,
         rollback_target=target_snap.id if target_snap else None, notes=notes,
         release=prev.get("release"), git_commit=prev.get("git_commit"), git_dirty=prev.get("git_dirty"),
     )

@@ -3,6 +3,10 @@ failure), and rollback previews name their snapshot and can be applied exactly w
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from conftest import Project, bump, ok, tree
 
 
@@ -105,3 +109,38 @@ def test_rollback_with_an_empty_plan_is_a_usage_error(project: Project) -> None:
     assert proc.stderr.strip().splitlines() == [
         "error: --plan: expected the plan digest printed by `invoke rollback --dry-run`, got an empty value"]
     assert tree(project.target) == before and len(project.history()) == records
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 4096, 65536])
+def test_the_newest_record_read_backwards_is_the_one_reading_it_all_gives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """`status` reads the log from its end (a log of years is megabytes): the newest readable record at any
+    block size, past a torn last line, blank lines, another program's lines, CRs, a line longer than a block."""
+    import json
+
+    from deploylib import history
+
+    monkeypatch.setattr(history, "BLOCK", block)
+    log = tmp_path / "history.jsonl"
+
+    def ours(n: int, **extra: object) -> bytes:
+        rec = {"event": "deploy", "id": f"d-20261125T10000{n}.000000Z-abcdef", "ok": True, "operation": "deploy",
+               "started": "2026-11-25T10:00:00.000Z", "finished": "2026-11-25T10:00:01.000Z", **extra}
+        return json.dumps(rec).encode()
+
+    cases = [
+        b"",
+        b"\n\n",
+        ours(1) + b"\n",
+        ours(1) + b"\n" + ours(2, files_updated=["x" * 300] * 40) + b"\n",
+        ours(1) + b"\n" + ours(2) + b"\n" + b'{"event": "deploy", "id": "d-torn',
+        ours(1) + b"\n" + ours(2) + b"\n\n" + b'{"someone": "else"}\n' + b"not json\n",
+        ours(1) + b"\r\n" + ours(2) + b"\rgarbage\r\n",
+        b"garbage\r" + ours(3) + b"\n" + b'{"event": "deploy"}\n',
+        b"not json\n" * 3,
+    ]
+    for data in cases:
+        log.write_bytes(data)
+        records, _ = history.read(log)
+        assert history.last(log) == (records[-1] if records else None), data[-80:]
+    assert history.last(tmp_path / "missing.jsonl") is None
