@@ -98,10 +98,7 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
             out[path] = entry
     if not all_sha256(shas):
         raise ValueError("bad manifest entry (sha256)")
-    if not all_plain(list(out)):  # some path is unusual: judged one by one (raises when it is unsafe)
-        for path in out:
-            if not safe_relpath(path):
-                out[path] = Entry.from_json(files[path])
+    refuse_unsafe(list(out))
     return out
 
 
@@ -110,6 +107,13 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
 _NOT_PLAIN = ("\0\0", "\0/", "/\0", "//", "\0.\0", "\0..\0", "\0./", "\0../", "/.\0", "/..\0", "/./", "/../")
 # names of at most NAME_MAX bytes between the separators; possessive, so a long run fails without backtracking
 _SHORT_NAMES = re.compile(rb"(?:[^/\0]{0,%d}+[/\0])*+[^/\0]{0,%d}+" % (NAME_MAX, NAME_MAX))
+
+
+def refuse_unsafe(paths: list[str]) -> None:
+    """ValueError naming the first of `paths` that `safe_relpath` refuses, if any (`all_plain` asks in C)."""
+    if not all_plain(paths):
+        bad = next((path for path in paths if not safe_relpath(path)), "")  # the two agree (tested)
+        raise ValueError(f"bad manifest entry {str(bad)[:80]!r}")
 
 
 def all_plain(paths: list[str]) -> bool:
@@ -158,10 +162,7 @@ def manifest_from_columns(columns: Any) -> Manifest:
         raise ValueError("bad manifest entry (size or mode)")
     if not all_sha256(shas):
         raise ValueError("bad manifest entry (sha256)")
-    if not all_plain(paths):  # some path is unusual: judged one by one
-        for path in paths:
-            if not safe_relpath(path):
-                raise ValueError(f"bad manifest entry {str(path)[:80]!r}")
+    refuse_unsafe(paths)
     out = dict(zip(paths, map(new_entry, repeat(Entry), zip(paths, sizes, modes, shas, repeat(None)))))
     if len(out) != len(paths):
         raise ValueError("a path appears twice in the manifest")
