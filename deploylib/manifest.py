@@ -14,7 +14,8 @@ import stat
 import time
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import compress, repeat
+from operator import eq, is_not, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -595,7 +596,9 @@ def manifest_problem(files: dict[str, Entry]) -> str | None:
     """Why a manifest read from outside this process (a fleet controller's, a snapshot's) describes
     what no scan makes, else None: a key naming another entry's path, a link leaving the tree, or an entry
     inside another entry (a file or link of the same release: the stage would write through the link)."""
-    for key, entry in files.items():
+    if _plainly_sound(files):
+        return None
+    for key, entry in files.items():  # something is wrong: find the first problem, in order, to name it
         if key != entry.path:
             return f"the key {str(key)[:80]!r} holds the entry of {entry.path[:80]!r}"
         if entry.link is not None and link_leaves(files, entry.path, entry.link):
@@ -606,6 +609,24 @@ def manifest_problem(files: dict[str, Entry]) -> str | None:
             if above in files:
                 return f"{entry.path} lies inside {above}, which is a file or symlink of the same release"
     return None
+
+
+def _plainly_sound(files: dict[str, Entry]) -> bool:
+    """`manifest_problem` finds nothing, decided in bulk: every key its entry's path, no link leaving, and no
+    path's directory (nor any above it) an entry. A rollback asks it of 10,000 entries; a loop per entry took
+    4 ms."""
+    entries = files.values()
+    if not all(map(eq, files, map(itemgetter(0), entries))):
+        return False
+    for entry in compress(entries, map(is_not, map(itemgetter(4), entries), repeat(None))):  # the links alone
+        if entry.link is not None and link_leaves(files, entry.path, entry.link):
+            return False
+    above: set[str] = set()
+    for parent in {path.rpartition("/")[0] for path in files}:  # a few hundred directories, then their parents
+        while parent and parent not in above:
+            above.add(parent)
+            parent = parent.rpartition("/")[0]
+    return above.isdisjoint(files)
 
 
 def walk(root: Path, rules: SyncRules) -> Iterator[tuple[str, os.DirEntry[str]]]:

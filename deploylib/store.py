@@ -326,10 +326,13 @@ class Store:
     def unreferenced(self, candidates: set[str], snapshot_ids: Iterable[str], cache: bool = True) -> set[str]:
         """Those of `candidates` that none of these snapshots references: `candidates - objects_of(ids)`,
         taken away one snapshot's list at a time instead of building the union (at 100,000 files each kept
-        snapshot is 100,000 names; their union beside the candidates was the peak of a deploy's memory)."""
+        snapshot is 100,000 names; their union beside the candidates was the peak of a deploy's memory), and
+        no further once none is left (a rollback's expired snapshot mostly holds what the next one holds)."""
         left = set(candidates)
         for shas in self._references(snapshot_ids, cache):
             left.difference_update(shas)
+            if not left:  # every candidate is still referenced: the other snapshots cannot change that
+                break
         return left
 
     def _references(self, snapshot_ids: Iterable[str], cache: bool) -> Iterator[list[str]]:

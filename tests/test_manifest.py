@@ -453,6 +453,34 @@ def test_checking_many_paths_at_once_agrees_with_checking_each() -> None:
     assert all_plain([]) and not all_plain([7])  # type: ignore[list-item]
 
 
+def test_judging_a_manifest_in_bulk_agrees_with_judging_each_entry() -> None:
+    """`manifest_problem` decides a sound manifest in bulk and walks the entries only to name a problem:
+    on random manifests (entries inside others at any depth, keys naming another entry, links inside and
+    leaving the tree), the bulk verdict is exactly whether the walk finds anything."""
+    import random
+
+    from deploylib import manifest
+    from deploylib.manifest import Entry, manifest_problem
+
+    sha = "0" * 64
+    rng = random.Random(5)
+    names = ["a", "b", "c.py", "d"]
+    for _ in range(5000):
+        files: dict[str, Entry] = {}
+        for _ in range(rng.randint(1, 6)):
+            path = "/".join(rng.choice(names) for _ in range(rng.randint(1, 4)))
+            link = rng.choice([None, None, None, "c.py", "../c.py", "../../../x", "/etc/passwd", "b/../a"])
+            files[path] = Entry(path, 1, 0o644, sha, link)
+        if rng.random() < 0.1:
+            key = rng.choice(list(files))
+            files[key + "x"] = files.pop(key)
+        found = manifest_problem(files)
+        assert manifest._plainly_sound(files) == (found is None), (files, found)
+    deep = {p: Entry(p, 1, 0o644, sha) for p in ("a/b", "a/b/c/d/e.py", "z.py")}
+    assert manifest_problem(deep) == "a/b/c/d/e.py lies inside a/b, which is a file or symlink of the same release"
+    assert manifest_problem({p: Entry(p, 1, 0o644, sha) for p in ("a/b/c.py", "a/b/d.py", "e.py")}) is None
+
+
 def test_selecting_a_whole_tree_at_once_agrees_with_asking_of_each_path() -> None:
     """`SyncRules.select` (the scan's bulk match: regexes run from C over the list, the secret names over the
     paths lowercased in one piece) against `is_managed` and the withheld test one path at a time, with

@@ -202,6 +202,21 @@ def test_what_no_kept_snapshot_references_is_what_their_union_leaves(
         store.unreferenced(candidates, [mid.id, new.id])
 
 
+def test_once_every_candidate_is_referenced_no_further_snapshot_is_read(tmp_path: Path) -> None:
+    """A rollback's retention expires a snapshot whose files the next kept one mostly holds again: once no
+    candidate is left, the answer (delete nothing) is final and the other snapshots' lists are not read; while
+    one is left, every kept snapshot is still read, and one that cannot be read still stops it."""
+    store = Store(tmp_path / "bk")
+    old = snapshot(store, tmp_path, {"a": b"1", "b": b"2"})
+    same = snapshot(store, tmp_path, {"a": b"1", "b": b"2", "c": b"3"})
+    later = snapshot(store, tmp_path, {"a": b"1"})
+    (store.snapshot_dir / f"{later.id}.files.json").write_text("{torn")
+    candidates = store.objects_of([old.id])
+    assert store.unreferenced(candidates, [same.id, later.id]) == set()
+    with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
+        store.unreferenced(candidates | {"f" * 64}, [same.id, later.id])
+
+
 def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> None:
     """A whole, self-consistent refs file of a manifest that has since changed: the manifest wins."""
     store = Store(tmp_path / "bk")
