@@ -51,6 +51,8 @@ class Entry(NamedTuple):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Entry":
         """An entry read back from a state file; ValueError unless every field is what we write."""
+        if type(data) is not dict or not _ENTRY_KEYS <= data.keys():
+            raise ValueError("bad manifest entry (not an object with path, size, mode and sha256)")
         entry = cls(data["path"], data["size"], data["mode"], data["sha256"], data.get("link"))
         if not (safe_relpath(entry.path) and _whole(entry.size) and entry.size <= MAX_SIZE and _whole(entry.mode)
                 and entry.mode <= 0o7777 and is_sha256(entry.sha256) and (entry.link is None or link_text(entry.link))):
@@ -59,6 +61,7 @@ class Entry(NamedTuple):
 
 
 Manifest = dict[str, Entry]
+_ENTRY_KEYS = {"path", "size", "mode", "sha256"}
 new_entry = tuple.__new__  # new_entry(Entry, fields) builds one in C; Entry(...) is a Python-level __new__
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 MAX_SIZE = 2**63 - 1  # a file's size is an off_t: a larger one (or 10**4000) describes no file
@@ -83,9 +86,13 @@ def manifest_from_json(files: dict[str, Any]) -> Manifest:
     and the paths are checked over all of them at once, the plain ints by their type; anything the fast
     checks do not clear goes through `Entry.from_json` itself, which says what is wrong.
     """
+    if type(files) is not dict:
+        raise ValueError("not a manifest (neither columns nor an object of entries)")
     out: Manifest = {}
     shas: list[str] = []
     for path, data in files.items():
+        if type(data) is not dict or not _ENTRY_KEYS <= data.keys():  # "format": "3" is such a pair
+            raise ValueError(f"bad manifest entry {str(path)[:80]!r} (not an object with path, size, mode and sha256)")
         size, mode, sha, link = data["size"], data["mode"], data["sha256"], data.get("link")
         if (type(size) is int and type(mode) is int and 0 <= size <= MAX_SIZE and 0 <= mode <= 0o7777
                 and type(sha) is str and len(sha) == 64 and link is None and data["path"] == path

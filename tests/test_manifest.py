@@ -395,6 +395,11 @@ def _columns(**change: Any) -> str:
      "not a manifest's columns"),
     ('{"format": 3, "files": {"paths": [], "paths": [], "sizes": [], "modes": [], "sha256": [], "links": {}}}',
      "duplicate key"),
+    ('{"format": "3", "files": {}}', "bad manifest entry 'format' (not an object with path, size, mode and sha256)"),
+    ('{"a": 5}', "bad manifest entry 'a' (not an object"),
+    ('{"a": {"path": "a", "size": 1, "mode": 420}}', "bad manifest entry 'a' (not an object"),
+    ("[]", "not a manifest (neither columns nor an object of entries)"),
+    ('"x"', "not a manifest (neither columns nor an object of entries)"),
 ])
 def test_a_forged_manifest_in_columns_is_refused_naming_what_is_wrong(tmp_path: Path, text: str, why: str) -> None:
     """Each column is checked at once, in C: these are the forgeries each check stands for (a path out of
@@ -407,7 +412,7 @@ def test_a_forged_manifest_in_columns_is_refused_naming_what_is_wrong(tmp_path: 
     with pytest.raises(ValueError, match=re.escape(why)):
         manifest_from_state(loads_state(text))
     record = json.loads(text) if "duplicate" not in why and "unexpected" not in why else None
-    if record is not None:
+    if type(record) is dict:
         (tmp_path / "d.json").write_text(json.dumps({**record, "dirs": [], "version_file": "VERSION"}))
         with pytest.raises(CorruptState, match="release record is damaged"):
             load_release(tmp_path / "d.json")

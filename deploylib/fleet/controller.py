@@ -28,6 +28,7 @@ from typing import Any, Callable
 from .. import notify, report
 from ..context import EventSink, Operation
 from ..errors import DeployError, PreflightFailed, ValidationFailed
+from ..fsutil import read_regular
 from ..history import append
 from ..ids import new_id, utc_now
 from ..journal import Journal, Record, State
@@ -370,7 +371,10 @@ class Run:
         if hit is not None:
             return hit
         assert self.release is not None
-        raw = (self.fleet.source / entry.path).read_bytes()
+        try:  # never through a link swapped in since the scan, nor waiting on a FIFO: see `open_regular`
+            raw = read_regular(self.fleet.source / entry.path)
+        except OSError:
+            raw = b""
         if hashlib.sha256(raw).hexdigest() != entry.sha256:
             raise _Stop(f"{self.fleet.source / entry.path}: changed while being deployed; rerun once edits "
                         "have settled", 1, "SourceChanged")
