@@ -52,7 +52,15 @@ if TYPE_CHECKING:
 
 _OWN_NAMES = {STORE_MARKER, LOCK_FILE, "objects", "snapshots"}
 _REFS_MAGIC = "mcp-deploy-refs 1"
-_REFS_SLICE = 8192  # names decoded at a time
+_REFS_SLICE = 8192  # names decoded, or encoded, at a time
+
+
+def _lines(names: list[str]) -> Iterator[bytes]:
+    """A refs file's list, a name and a newline each, a slice of names at a time."""
+    for start in range(0, len(names), _REFS_SLICE):
+        yield ("\n".join(names[start:start + _REFS_SLICE]) + "\n").encode("ascii")
+
+
 TAKE_MIN = 16 * 1024 * 1024  # an outgoing file this large becomes its backup at the commit, not copied
 
 
@@ -357,16 +365,22 @@ class Store:
 
     def _write_refs(self, snapshot_id: str, manifest_sha256: str, shas: set[str]) -> None:
         """Record which objects a manifest references. A cache: no fsync (a torn or lost file fails the
-        checks in `_read_refs` and the manifest is parsed instead); never fatal."""
-        body = "".join(f"{sha}\n" for sha in sorted(shas))
-        text = (f"{_REFS_MAGIC}\nmanifest {manifest_sha256}\n"
-                f"objects {len(shas)} {hashlib.sha256(body.encode()).hexdigest()}\n{body}")
+        checks in `_read_refs` and the manifest is parsed instead); never fatal.
+
+        The list is hashed, then written, a slice at a time: at 100,000 objects the whole text as one string,
+        then as bytes, raised a deploy's memory by ~19 MB the process never gave back."""
+        names = sorted(shas)
+        digest = hashlib.sha256()
+        for piece in _lines(names):
+            digest.update(piece)
+        head = f"{_REFS_MAGIC}\nmanifest {manifest_sha256}\nobjects {len(names)} {digest.hexdigest()}\n"
         path = self.snapshot_dir / f"{snapshot_id}.refs"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444)
             with os.fdopen(fd, "wb") as f:
-                f.write(text.encode())
+                f.write(head.encode())
+                f.writelines(_lines(names))
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)

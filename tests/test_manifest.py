@@ -543,6 +543,28 @@ def test_a_warm_process_never_keeps_a_written_record_that_parsing_would_refuse(
     assert read is not None and read.files == {"a": entry}  # what the file says (it holds paths only)
 
 
+@pytest.mark.parametrize("piece", [3, 6, 33, 96, 32 * 3 * 1024])
+def test_a_hash_cache_section_is_written_a_slice_of_digests_at_a_time_as_one_base64_text(
+        monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """The digests are held as raw bytes and written in slices (memory at 100,000 files): at any slice of a
+    multiple of 3 bytes, the text is base64 of all of them at once, and reads back to the same entries."""
+    import base64
+
+    from deploylib import manifest
+    from deploylib.manifest import Hashes
+
+    monkeypatch.setattr(manifest, "_B64_SLICE", piece)
+    for n in (0, 1, 2, 3, 5, 97):
+        rows = [(i, 1, i * 10, i * 100, hashlib.sha256(b"%d" % i).hexdigest()) for i in range(n)]
+        hashes = Hashes.from_rows(rows)
+        section = json.loads(b"".join(hashes.json_chunks()))
+        digests = b"".join(bytes.fromhex(r[4]) for r in rows)
+        assert section["sha256"] == base64.b64encode(digests).decode()
+        again = Hashes.from_json(section)
+        assert [again.sha(i) for i in range(n)] == [r[4] for r in rows]
+        assert list(again.inos) == [r[0] for r in rows]
+
+
 def test_the_saved_cache_holds_exactly_the_entries_seen_and_hashed_this_run_in_inode_order() -> None:
     """`TreeHashes.kept` copies runs of the old arrays and merges the fresh rows in (no object per entry):
     compared, on random trees, with the rows a plain filter and sort would keep."""

@@ -304,13 +304,17 @@ def test_a_kernel_copy_that_cannot_be_trusted_falls_back_to_hashing_what_is_copi
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 8, 100])
 def test_a_refs_file_read_a_slice_at_a_time_names_what_its_manifest_does(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
-    """Retention decodes a refs file a slice of names at a time (memory): at every slice size, edges
-    included, the names are the manifest's own objects, none lost or cut in two."""
+    """Retention decodes a refs file a slice of names at a time, and a backup writes it so (memory): at every
+    slice size, edges included, the file is the sorted names a line each under their count and hash, and
+    the names read back are the manifest's own objects, none lost or cut in two."""
     from deploylib import store as store_module
 
     monkeypatch.setattr(store_module, "_REFS_SLICE", piece)
     store = Store(tmp_path / "bk")
     snap = snapshot(store, tmp_path, {f"f{i}": str(i).encode() for i in range(7)})
+    body = "".join(f"{sha}\n" for sha in sorted(e.sha256 for e in snap.files.values()))
+    head, _, rest = _refs(store, snap).read_text().partition("\nobjects ")
+    assert rest == f"7 {hashlib.sha256(body.encode()).hexdigest()}\n{body}" and head.count("\n") == 1
     parses = _parses(monkeypatch)
     from_refs = store.objects_of([snap.id])
     assert parses == []  # the refs answered
