@@ -147,7 +147,7 @@ def test_retention_reads_a_snapshots_objects_from_its_refs_not_its_manifest(
 
 
 @pytest.mark.parametrize("damage", ["omit an object", "torn", "garbage", "a path for a name", "a name split in two",
-                                    "a directory"])
+                                    "a directory", "a head cut short", "no list", "a fifo"])
 def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, damage: str) -> None:
     """Any damage to the refs makes retention parse the manifest: no object it names is ever collected."""
     store = Store(tmp_path / "bk")
@@ -174,6 +174,12 @@ def test_a_refs_file_that_does_not_match_its_list_is_ignored(tmp_path: Path, dam
         body = body[:32] + "\n" + body[33:]
         head[2] = f"objects 2 {hashlib.sha256(body.encode()).hexdigest()}"
         refs.write_text("\n".join(head) + "\n" + body)
+    elif damage == "a head cut short":  # the count line without its newline, the list gone
+        refs.write_text(text[:text.index("\nobjects ") + 20])
+    elif damage == "no list":  # the head alone: the count says 2, the (empty) list is hashed as nothing
+        refs.write_text(text[:text.index("\n", text.index("\nobjects ") + 1) + 1])
+    elif damage == "a fifo":  # never waited on
+        os.mkfifo(refs)
     else:
         refs.mkdir()
     wanted = store.objects_of([snap.id], cache=False)
@@ -193,10 +199,10 @@ def test_what_no_kept_snapshot_references_is_what_their_union_leaves(
     candidates = store.objects_of([old.id])
     expected = candidates - store.objects_of([mid.id, new.id])
     assert expected == {old.files["b"].sha256}  # "c" of old holds b"3", which new's "d" still references
-    assert store.unreferenced(candidates, [mid.id, new.id]) == expected
+    assert store.unreferenced(set(candidates), [mid.id, new.id]) == expected
     parses = _parses(monkeypatch)
     _refs(store, mid).unlink()
-    assert store.unreferenced(candidates, iter([mid.id, new.id]), cache=False) == expected and len(parses) == 1
+    assert store.unreferenced(set(candidates), iter([mid.id, new.id]), cache=False) == expected and len(parses) == 1
     (store.snapshot_dir / f"{new.id}.files.json").write_text("{torn")
     with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
         store.unreferenced(candidates, [mid.id, new.id])
@@ -212,7 +218,7 @@ def test_once_every_candidate_is_referenced_no_further_snapshot_is_read(tmp_path
     later = snapshot(store, tmp_path, {"a": b"1"})
     (store.snapshot_dir / f"{later.id}.files.json").write_text("{torn")
     candidates = store.objects_of([old.id])
-    assert store.unreferenced(candidates, [same.id, later.id]) == set()
+    assert store.unreferenced(set(candidates), [same.id, later.id]) == set()
     with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
         store.unreferenced(candidates | {"f" * 64}, [same.id, later.id])
 
@@ -311,8 +317,8 @@ def test_a_refs_file_read_a_slice_at_a_time_names_what_its_manifest_does(
 
     monkeypatch.setattr(store_module, "_REFS_SLICE", piece)
     store = Store(tmp_path / "bk")
-    snap = snapshot(store, tmp_path, {f"f{i}": str(i).encode() for i in range(7)})
-    body = "".join(f"{sha}\n" for sha in sorted(e.sha256 for e in snap.files.values()))
+    snap = snapshot(store, tmp_path, {**{f"f{i}": str(i).encode() for i in range(7)}, "same": b"3", "also": b"6"})
+    body = "".join(f"{sha}\n" for sha in sorted({e.sha256 for e in snap.files.values()}))  # each object once
     head, _, rest = _refs(store, snap).read_text().partition("\nobjects ")
     assert rest == f"7 {hashlib.sha256(body.encode()).hexdigest()}\n{body}" and head.count("\n") == 1
     parses = _parses(monkeypatch)
