@@ -36,7 +36,7 @@ import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import faults
 from .errors import CorruptState, DeployError
@@ -144,7 +144,7 @@ def save_previous_version(target: Path, stage: Path, name: str) -> bool:
 
 
 def plan_commit(target: Path, puts: list[tuple[str, Entry | None]], removes: list[Entry],
-                old_dirs: list[str], new_paths: set[str], version_kept: bool,
+                old_dirs: list[str], new_paths: Iterable[str], version_kept: bool,
                 version_file: str, takes: dict[str, list[int]] | None = None) -> tuple[CommitPlan, list[str]]:
     """The commit for these puts and removes, and the directories the new release owns.
 

@@ -140,6 +140,7 @@ def _record(op: Operation, out: Outcome) -> None:
     if held:
         op.note(f"{', '.join(held)} arrived after verify passed: the release was finished, never undone")
     out.timings[finish.NAME] = round(time.monotonic() - started, 4)
+    _let_go(op, out)
     env = hooks.environment(op, out.survey, out.staged.version_info)
     try:
         with signals.raising():  # SIGTERM/SIGHUP too: the release is live, the run must still report it
@@ -152,6 +153,21 @@ def _record(op: Operation, out: Outcome) -> None:
                                             env, op.target)
     except (KeyboardInterrupt, Interrupted):
         op.note("interrupted during housekeeping: the release is live; history or retention may be missing")
+
+
+def _let_go(op: Operation, out: Outcome) -> None:
+    """The release is live and recorded, never undone: what follows (hooks, history, retention, the result)
+    reads the plan and the VERSION, not the manifests. Dropping them lets retention work in the memory they
+    held; at 100,000 files its candidate names came on top of them and were the run's peak."""
+    assert out.survey is not None and out.staged is not None
+    out.survey.release.files, out.survey.desired, out.survey.production = {}, {}, {}
+    out.backup = None
+    out.staged.view.unchanged, out.staged.view.files = [], []
+    if hasattr(op.source, "stamps"):
+        op.source.stamps = {}
+    snapshot = getattr(op.source, "snapshot", None)  # a rollback's: its id is still reported
+    if snapshot is not None:
+        snapshot.files = {}
 
 
 def _final_hooks(op: Operation, out: Outcome, point: str, cwd: Path, env: dict[str, str]) -> None:

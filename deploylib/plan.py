@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from .manifest import Entry, Manifest
@@ -59,7 +60,7 @@ class Plan:
         }
 
 
-def diff(source: Manifest, production: Manifest, deployed: set[str]) -> Plan:
+def diff(source: Manifest, production: Manifest, deployed: Container[str]) -> Plan:
     """Plan turning production's managed files into the source's.
 
     Only files this tool deployed before (`deployed`) are ever removed: a file a

@@ -143,7 +143,7 @@ class Releases:
 
     def compare(self, old: Content, new: Content) -> Comparison:
         """What changed from `old` to `new`: the file lists, and unified diffs of text files."""
-        plan = diff(new.files, old.files, set(old.files))
+        plan = diff(new.files, old.files, old.files)
         self._check_objects(old, plan.changed + plan.removed)
         self._check_objects(new, plan.added + plan.changed)
         labels = (old.label, new.label)

@@ -35,7 +35,7 @@ class TreeSource:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.stamps: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) of each file when it was planned
+        self.stamps: dict[str, int] = {}  # mtime_ns of each file when it was planned (its size: the entry's)
         self._git: tuple[str | None, bool | None] | None = None  # asked of git once per operation
         self._version: tuple[str | None] | None = None
         self.spool_dir: Path | None = None  # set by a real run's preflight: large files are copied as hashed
@@ -110,7 +110,8 @@ class TreeSource:
         before = os.stat(src)
         spooled = self.spooled.pop(entry.path, None)
         stamp = (before.st_size, before.st_mtime_ns)
-        if spooled is not None and spooled[1] == entry.sha256 and spooled[2] == stamp == self.stamps[entry.path]:
+        planned = (entry.size, self.stamps[entry.path])
+        if spooled is not None and spooled[1] == entry.sha256 and spooled[2] == stamp == planned:
             # copied (and hashed: the plan's hash is the copy's) while preflight planned: not read again
             os.rename(spooled[0], dest)
             os.chmod(dest, entry.mode)
@@ -122,7 +123,7 @@ class TreeSource:
         sha = copy_with_hash(src, dest, mode=entry.mode, mtime_ns=mtime, stamp_if=stampable)
         after = os.stat(src)
         stamp = (before.st_size, before.st_mtime_ns)
-        if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != self.stamps[entry.path]:
+        if sha != entry.sha256 or stamp != (after.st_size, after.st_mtime_ns) or stamp != planned:
             dest.unlink()
             raise SourceChanged(
                 f"{self.root / entry.path}: changed while being deployed; "

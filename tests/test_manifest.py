@@ -486,6 +486,27 @@ def test_judging_a_manifest_in_bulk_agrees_with_judging_each_entry() -> None:
     assert manifest_problem({p: Entry(p, 1, 0o644, sha) for p in ("a/b/c.py", "a/b/d.py", "e.py")}) is None
 
 
+def test_a_shared_manifest_holds_the_other_manifests_entry_and_path_string_where_they_agree() -> None:
+    """Three manifests of 100,000 files held three tuples and strings for each unchanged file: `shared`
+    keeps one of each, the other manifest's (its entry and the very string of its path), and keeps its own
+    where the two differ."""
+    from deploylib.manifest import Entry, shared
+
+    def fresh(path: str) -> str:  # a string of its own, as a parsed record holds (literals are shared)
+        return "".join(["x/", path])
+
+    like = {p: Entry(p, 1, 0o644, "a" * 64) for p in (fresh("same.py"), fresh("edited.py"))}
+    files = {p: Entry(p, 1, 0o644, "a" * 64) for p in (fresh("same.py"), fresh("only.py"))}
+    files[fresh("edited.py")] = Entry(fresh("edited.py"), 2, 0o644, "b" * 64)
+    out = shared(files, like)
+    assert out == files and list(out) == list(files)
+    keys = {k: k for k in out}
+    like_keys = {k: k for k in like}
+    assert out["x/same.py"] is like["x/same.py"] and keys["x/same.py"] is like_keys["x/same.py"]
+    assert keys["x/same.py"] is not next(iter(files))  # the record's own string is let go
+    assert out["x/edited.py"] is files["x/edited.py"] and out["x/only.py"] is files["x/only.py"]
+
+
 def test_selecting_a_whole_tree_at_once_agrees_with_asking_of_each_path() -> None:
     """`SyncRules.select` (the scan's bulk match: regexes run from C over the list, the secret names over the
     paths lowercased in one piece) against `is_managed` and the withheld test one path at a time, with

@@ -129,7 +129,7 @@ def run(op: Operation, survey: Survey, backup: Backup) -> Staged:
     puts = [(e.path, backup.old(e.path)) for e in incoming] + [(name, None)]
     removes = [backup.old(e.path) or e for e in plan.removed]
     takes = _takes(op, backup, release_dir)
-    commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, set(survey.desired), kept_version,
+    commit, owned = plan_commit(op.target, puts, removes, survey.release.dirs, survey.desired, kept_version,
                                 name, takes)
     save_release(release_path(op.profile.state_dir, op.op_id), Release(survey.desired, owned, name))
     sync_filesystem(op.stage)  # nothing the commit publishes may still be only in memory
