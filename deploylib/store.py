@@ -304,9 +304,13 @@ class Store:
         atomic_write(self.snapshot_dir / f"{snapshot.id}.json", json.dumps(snapshot.header()).encode())
 
     def delete(self, snapshot_id: str) -> None:
-        (self.snapshot_dir / f"{snapshot_id}.json").unlink(missing_ok=True)  # unpublish first
-        (self.snapshot_dir / f"{snapshot_id}.files.json").unlink(missing_ok=True)
-        (self.snapshot_dir / f"{snapshot_id}.refs").unlink(missing_ok=True)
+        for suffix in (".json", ".files.json", ".refs"):  # the header first: unpublished before it goes
+            path = self.snapshot_dir / f"{snapshot_id}{suffix}"
+            try:
+                path.unlink(missing_ok=True)
+            except IsADirectoryError:  # never removed as a tree: nothing of the store's is a directory there
+                raise CorruptState(f"{path}: a directory stands where the store keeps a snapshot's file; "
+                                   "remove it by hand, then prune again") from None
 
     # -- reading -------------------------------------------------------------
 
@@ -335,13 +339,11 @@ class Store:
         """Those of `candidates` that none of these snapshots references, `candidates - objects_of(ids)`: taken
         away from `candidates` itself, one snapshot's list at a time (at 100,000 files each kept snapshot is
         100,000 names, and their union, or a copy of the candidates, beside them was the peak of a deploy's
-        memory), and no further once none is left (a rollback's expired snapshot mostly holds what the next
-        one holds)."""
+        memory). Every snapshot is read even once none is left: one that cannot be read still stops retention
+        (and says so), as the README promises."""
         left = candidates
         for shas in self._references(snapshot_ids, cache):
             left.difference_update(shas)
-            if not left:  # every candidate is still referenced: the other snapshots cannot change that
-                break
         return left
 
     def _references(self, snapshot_ids: Iterable[str], cache: bool) -> Iterator[list[str]]:

@@ -208,19 +208,19 @@ def test_what_no_kept_snapshot_references_is_what_their_union_leaves(
         store.unreferenced(candidates, [mid.id, new.id])
 
 
-def test_once_every_candidate_is_referenced_no_further_snapshot_is_read(tmp_path: Path) -> None:
-    """A rollback's retention expires a snapshot whose files the next kept one mostly holds again: once no
-    candidate is left, the answer (delete nothing) is final and the other snapshots' lists are not read; while
-    one is left, every kept snapshot is still read, and one that cannot be read still stops it."""
+def test_a_damaged_kept_snapshot_stops_retention_even_when_nothing_would_be_deleted(tmp_path: Path) -> None:
+    """Once every candidate is referenced the answer (delete nothing) cannot change, but a kept snapshot that
+    cannot be read must still stop retention and be reported: reading no further hid the damage (the
+    README: prune refuses while a snapshot is unreadable)."""
     store = Store(tmp_path / "bk")
     old = snapshot(store, tmp_path, {"a": b"1", "b": b"2"})
     same = snapshot(store, tmp_path, {"a": b"1", "b": b"2", "c": b"3"})
     later = snapshot(store, tmp_path, {"a": b"1"})
     (store.snapshot_dir / f"{later.id}.files.json").write_text("{torn")
     candidates = store.objects_of([old.id])
-    assert store.unreferenced(set(candidates), [same.id, later.id]) == set()
-    with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
-        store.unreferenced(candidates | {"f" * 64}, [same.id, later.id])
+    for extra in (set(), {"f" * 64}):
+        with pytest.raises(CorruptState, match="snapshot manifest is damaged"):
+            store.unreferenced(candidates | extra, [same.id, later.id])
 
 
 def test_refs_made_from_other_manifest_bytes_are_not_trusted(tmp_path: Path) -> None:

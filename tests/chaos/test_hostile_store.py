@@ -226,3 +226,49 @@ def test_a_snapshot_with_a_file_inside_another_entry_is_refused_and_nothing_is_t
         side["prod"] = {k: v for k, v in side["prod"].items() if k != lock}
         side["state"] = {k: v for k, v in side["state"].items() if k != "lock"}
     assert after == before
+
+
+def test_a_damaged_snapshot_of_another_target_still_stops_retention_after_a_deploy(project: Project) -> None:
+    """`a` keeps one snapshot, `b` (same source, one store) five. `b`'s first snapshot already references
+    every object `a`'s expired one holds, so nothing would be deleted; retention must still read `b`'s
+    damaged later snapshot, refuse, and say so (it once stopped reading and expired `a`'s snapshot)."""
+    profiles = two_profiles(project)
+    profiles["b"].update(source="dev", retention={"keep_last": 5})
+    project.config.write_text(yaml.safe_dump({"profiles": profiles}, sort_keys=False))
+    for name in ("a", "b"):
+        ok(project.run("deploy", "-p", name))
+    bump(project)
+    for name in ("a", "b"):
+        ok(project.run("deploy", "-p", name))
+    bump(project)
+    ok(project.run("deploy", "-p", "b"))
+    damaged = max(snapshots_of(project, "b"))
+    (project.backups / "snapshots" / f"{damaged}.files.json").write_text("garbage")
+    kept = sorted(p.name for p in (project.backups / "snapshots").iterdir())
+    bump(project)
+    code, result = project.json("deploy", "-p", "a")
+    assert code == 0 and result["changed"]
+    assert any(f"{damaged}.files.json: snapshot manifest is damaged" in n and "prune refuses" in n
+               for n in result["notes"]), result["notes"]
+    now = sorted(p.name for p in (project.backups / "snapshots").iterdir())
+    assert set(kept) <= set(now)  # nothing expired while a snapshot cannot be read
+
+
+def test_a_directory_in_place_of_an_expired_snapshots_file_is_a_clear_refusal(project: Project) -> None:
+    """Prune removes an expired snapshot's three files; a directory standing at one of them stopped it with
+    exit 70 (an internal error) and a raw IsADirectoryError. It is refused, named, and left as it is."""
+    project.write_config(retention={"keep_last": 10})  # the deploys keep every snapshot: `prune` expires below
+    for _ in range(3):
+        ok(project.run("deploy"))
+        bump(project)
+    ok(project.run("deploy"))
+    oldest = min(p.name[:-len(".files.json")] for p in (project.backups / "snapshots").glob("*.files.json"))
+    refs = project.backups / "snapshots" / f"{oldest}.refs"
+    refs.unlink(missing_ok=True)
+    refs.mkdir()
+    (refs / "keep.txt").write_text("not the store's")
+    project.write_config(retention={"keep_last": 1})
+    proc = project.run("prune")
+    assert proc.returncode == 5, (proc.stdout, proc.stderr)
+    assert f"{refs}: a directory stands where the store keeps a snapshot's file" in proc.stderr
+    assert "Traceback" not in proc.stderr and (refs / "keep.txt").read_text() == "not the store's"
