@@ -204,6 +204,10 @@ class Store:
             self._known = object_names(self.object_dir)
         return sha in self._known
 
+    def forget_listing(self) -> None:
+        """Drop the listing `has` keeps (100,000 names are 15 MB); the next `has` lists the store again."""
+        self._known = None
+
     # -- writing -------------------------------------------------------------
 
     def put(self, path: str | Path, entry: Entry,

@@ -327,3 +327,17 @@ def test_a_refs_file_read_a_slice_at_a_time_names_what_its_manifest_does(
     assert from_refs == {e.sha256 for e in snap.files.values()} and len(from_refs) == 7
     others = {hashlib.sha256(b"x%d" % i).hexdigest() for i in range(3)}
     assert store.unreferenced(from_refs | others, [snap.id]) == others
+
+
+def test_a_store_that_let_go_of_its_listing_lists_again_when_asked(tmp_path: Path) -> None:
+    """The backup drops the listing `has` keeps once it is done (memory for the stage): a later question,
+    about an object stored since by another process or not at all, is answered from a new listing."""
+    store = Store(tmp_path / "bk")
+    snap = snapshot(store, tmp_path, {"a": b"1"})
+    sha = snap.files["a"].sha256
+    assert store.has(sha)
+    store.forget_listing()
+    other = Store(tmp_path / "bk")
+    (tmp_path / "b").write_bytes(b"2")
+    stored = other.put(tmp_path / "b", Entry("b", 1, 0o644, hashlib.sha256(b"2").hexdigest()))
+    assert store.has(sha) and store.has(stored.sha256) and not store.has("0" * 64)

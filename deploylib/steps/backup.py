@@ -66,6 +66,7 @@ def run(op: Operation, survey: Survey) -> Backup:
         if stored:
             op.emit("file", {"step": NAME, "path": "", "bytes": stored_bytes, "count": stored})
         op.store.save(snapshot)
+        op.store.forget_listing()  # asked of every production file, and of none after: the stage needs the memory
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
