@@ -282,11 +282,11 @@ class Commit:
             before = os.lstat(live)
         except FileNotFoundError:
             before = None
-        if before is None or (before.st_dev, before.st_ino) != (device, inode) or \
-                self.known(before) != old.sha256 or not stat.S_ISREG(before.st_mode):
+        if before is None or (before.st_dev, before.st_ino) != (device, inode) or not stat.S_ISREG(before.st_mode):
             raise _changed_since_backup(live)
         # only the journaled staged file is ever swapped (the undo tells "never swapped" by its inode): one a
-        # before_commit hook wrote in its place is put the plain way, as is a file hard-linked since
+        # before_commit hook wrote in its place is put the plain way, as is a file hard-linked or changed since
+        # (which the cache no longer vouches for: `_copy_then_rename` then reads it)
         if _identity(staged) != (device, staged_inode) or not takeable(before, old, self.known) or \
                 not rename_exchange(staged, live):
             self._copy_then_rename(path, old)
@@ -300,9 +300,18 @@ class Commit:
         self.store.take(staged, old)
 
     def _copy_then_rename(self, path: str, old: Entry) -> None:
-        """A take that cannot be made: production's file is copied into the store, then replaced as any put."""
-        store_outgoing(self.store, self.target / path, old, self.known)
-        os.rename(self.release / path, self.target / path)
+        """A take that cannot be made: production's file is copied into the store, then replaced as any put,
+        once it is shown to hold what the backup names (the cache vouches, or it is read again: a hard link or
+        chmod since moved its ctime) and to have stayed as it was during the copy."""
+        live = self.target / path
+        before = os.lstat(live)
+        store_outgoing(self.store, live, old, self.known)  # (the object may exist already: nothing read then)
+        self._as_backed_up(old)
+        after = os.lstat(live)
+        if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
+                (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+            raise _changed_since_backup(live)
+        os.rename(self.release / path, live)
 
     def rollback(self) -> None:
         """Put production back as it was before `apply` (all of it, or however far it got). Idempotent.

@@ -4,7 +4,7 @@
     <target parent>/.<target name>.deploy-lock        the target's lock, whichever config names it
     <state_dir>/lock                                   the state lock (holder info inside)
     <state_dir>/journal.json                           the operation in flight
-    <state_dir>/hashcache.json                         sha256 by (dev, inode, size, mtime)
+    <state_dir>/hashcache.json                         sha256 by (dev, inode, size, mtime, ctime)
     <state_dir>/releases/<deploy id>.json              the files and directories a release manages
     <backup_dir>/mcp-deploy-store.json                 marks a store (its format); nothing else is one
     <backup_dir>/lock                                  the store's lock

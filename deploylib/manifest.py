@@ -2,7 +2,7 @@
 
 The walk never follows symlinks (no loops, never leaves the root) and enters
 only the directories the include globs can reach. Hashes come from a cache
-keyed by (device, inode, size, mtime), so unchanged files are not re-read.
+keyed by (device, inode, size, mtime, ctime), so unchanged files are not re-read.
 """
 
 from __future__ import annotations
@@ -288,29 +288,35 @@ class Hashes:
     """One tree's saved hashes: parallel arrays sorted by inode, and the sha256s' 32 raw bytes each, as one
     bytes object. On disk each array is base64 of its little-endian bytes inside the JSON, and so are the
     digests: reading it is a copy, where JSON numbers cost ~140 ns each to parse, and memory holds no object
-    per entry (100,000 files: ~6.4 MB instead of ~70 MB of lists and keys)."""
+    per entry (100,000 files: ~7 MB instead of ~70 MB of lists and keys).
 
-    __slots__ = ("inos", "devs", "sizes", "mtimes", "shas")
-    ARRAYS = (("ino", "Q"), ("dev", "Q"), ("size", "q"), ("mtime", "q"))
+    A file is known by its device, inode, size, mtime and ctime. The ctime is what no program can set: a
+    file rewritten in place at the same size with its mtime put back (`cp -p`, `touch -r`, a restore) still
+    gets a new ctime, where without it the cache vouched for the old bytes, and a deploy replaced the edit
+    unseen and in no backup."""
+
+    __slots__ = ("inos", "devs", "sizes", "mtimes", "ctimes", "shas")
+    ARRAYS = (("ino", "Q"), ("dev", "Q"), ("size", "q"), ("mtime", "q"), ("ctime", "q"))
     NAMES = tuple(name for name, _ in ARRAYS)
 
     def __init__(self, inos: Iterable[int], devs: Iterable[int], sizes: Iterable[int], mtimes: Iterable[int],
-                 shas: bytes) -> None:
+                 ctimes: Iterable[int], shas: bytes) -> None:
         from array import array
 
         self.inos, self.devs = array("Q", inos), array("Q", devs)
-        self.sizes, self.mtimes = array("q", sizes), array("q", mtimes)
+        self.sizes, self.mtimes, self.ctimes = array("q", sizes), array("q", mtimes), array("q", ctimes)
         self.shas = shas  # 32 raw bytes each: half the hex text's memory, and read in without converting
 
     def __len__(self) -> int:
         return len(self.inos)
 
     def find(self, st: os.stat_result) -> int | None:
-        """The index of the entry with this file's (device, inode, size, mtime), else None."""
+        """The index of the entry with this file's (device, inode, size, mtime, ctime), else None."""
         inos, ino = self.inos, st.st_ino
         i = bisect_left(inos, ino)  # in C over the array: no index to build or keep (a dict of 100,000 inodes: ~11 MB)
         while i < len(inos) and inos[i] == ino:  # the same inode number on another device comes next
-            if self.devs[i] == st.st_dev and self.sizes[i] == st.st_size and self.mtimes[i] == st.st_mtime_ns:
+            if (self.devs[i] == st.st_dev and self.sizes[i] == st.st_size and self.mtimes[i] == st.st_mtime_ns
+                    and self.ctimes[i] == st.st_ctime_ns):
                 return i
             i += 1
         return None
@@ -320,20 +326,20 @@ class Hashes:
 
     def slices(self, runs: Iterable[tuple[int, int]]) -> "Hashes":
         """The entries in these (start, end) runs, still sorted: copied a run at a time, no object per entry."""
-        out, shas = Hashes((), (), (), (), b""), list[bytes]()
+        out, shas = Hashes((), (), (), (), (), b""), list[bytes]()
         for start, end in runs:
             self._copy_range(out, shas, start, end)
         out.shas = b"".join(shas)
         return out
 
-    def merged(self, rows: list[tuple[int, int, int, int, str]]) -> "Hashes":
-        """These entries with `rows` (inode, device, size, mtime, sha256; sorted) put in inode order among
-        them; each row goes after the entries of its inode (`find` walks all of them)."""
-        out, shas, at = Hashes((), (), (), (), b""), list[bytes](), 0
-        for ino, dev, size, mtime, sha in rows:
+    def merged(self, rows: list[tuple[int, int, int, int, int, str]]) -> "Hashes":
+        """These entries with `rows` (inode, device, size, mtime, ctime, sha256; sorted) put in inode order
+        among them; each row goes after the entries of its inode (`find` walks all of them)."""
+        out, shas, at = Hashes((), (), (), (), (), b""), list[bytes](), 0
+        for ino, dev, size, mtime, ctime, sha in rows:
             upto = bisect_right(self.inos, ino, lo=at)
             self._copy_range(out, shas, at, upto)
-            for column, value in zip(out.columns(), (ino, dev, size, mtime)):
+            for column, value in zip(out.columns(), (ino, dev, size, mtime, ctime)):
                 column.append(value)
             shas.append(bytes.fromhex(sha))
             at = upto
@@ -348,11 +354,11 @@ class Hashes:
         shas.append(self.shas[32 * start:32 * end])
 
     def columns(self) -> tuple["array[int]", ...]:
-        return self.inos, self.devs, self.sizes, self.mtimes
+        return self.inos, self.devs, self.sizes, self.mtimes, self.ctimes
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[int, int, int, int, str]]) -> "Hashes":
-        """From (inode, device, size, mtime, sha256 hex) rows, in any order."""
+    def from_rows(cls, rows: Iterable[tuple[int, int, int, int, int, str]]) -> "Hashes":
+        """From (inode, device, size, mtime, ctime, sha256 hex) rows, in any order."""
         return _NONE.merged(sorted(rows))
 
     def json_chunks(self) -> Iterator[bytes]:
@@ -383,8 +389,8 @@ class Hashes:
         digests = a2b_base64(data["sha256"], strict_mode=True)
         if not all(len(a) == len(arrays[0]) for a in arrays) or len(digests) != 32 * len(arrays[0]):
             raise ValueError("not a section")
-        inos, devs, sizes, mtimes = arrays
-        return cls(inos, devs, sizes, mtimes, digests)
+        inos, devs, sizes, mtimes, ctimes = arrays
+        return cls(inos, devs, sizes, mtimes, ctimes, digests)
 
 
 def _little(a: "array[int]") -> "array[int]":
@@ -400,16 +406,19 @@ def _little(a: "array[int]") -> "array[int]":
     return swapped
 
 
-_NONE = Hashes((), (), (), (), b"")
+_NONE = Hashes((), (), (), (), (), b"")
 _B64_SLICE = 32 * 3 * 1024  # digests encoded at a time: whole ones, a multiple of 3 bytes
 
 
 class TreeHashes:
-    """sha256 by (dev, ino, size, mtime_ns) for the files of one tree, keeping only entries seen this run.
+    """sha256 by (dev, ino, size, mtime_ns, ctime_ns) for the files of one tree, keeping only entries seen
+    this run.
 
     Like git's "racy clean" rule: mtimes come from a coarse clock (a tick is milliseconds, up to 2 s on
     some filesystems), so a file rewritten in place at the same size within one tick keeps its key.
-    Entries for files modified within RACY_NS of now are therefore neither trusted nor kept.
+    Entries for files modified within RACY_NS of now are therefore neither trusted nor kept. The ctime is
+    compared, not held to that window: it moves with every write and with every `utime` that puts an mtime
+    back, so it only adds what the mtime cannot tell.
     """
 
     def __init__(self, old: Hashes, on_hash: Callable[[str, int], None] | None) -> None:
@@ -418,7 +427,7 @@ class TreeHashes:
         self.spool: Callable[[str, os.stat_result], str | None] | None = None
         self._old = old
         self._seen = bytearray(len(old))  # 1 for each old entry this run looked up and still trusts
-        self._fresh: dict[tuple[int, int], tuple[int, int, str]] = {}  # (ino, dev) -> (size, mtime_ns, sha)
+        self._fresh: dict[tuple[int, int], tuple[int, int, int, str]] = {}  # (ino, dev) -> (size, mtime, ctime, sha)
         self._racy_after = time.time_ns() - RACY_NS  # mtimes above this are too recent to trust
 
     def get(self, st: os.stat_result) -> str | None:
@@ -427,7 +436,7 @@ class TreeHashes:
         if self._fresh:  # hashed this run: that, or (the file changed since) nothing
             hit = self._fresh.get((st.st_ino, st.st_dev))
             if hit is not None:
-                return hit[2] if hit[0] == st.st_size and hit[1] == st.st_mtime_ns else None
+                return hit[3] if hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns) else None
         i = self._old.find(st)
         if i is None:
             return None
@@ -436,13 +445,21 @@ class TreeHashes:
 
     def put(self, st: os.stat_result, sha: str) -> None:
         if st.st_mtime_ns <= self._racy_after:
-            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, sha)
+            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
 
     def put_own(self, st: os.stat_result, sha: str) -> None:
         """Record the hash of a copy the tool wrote and stamped with an mtime older than its writing (the
         caller checks the stamp held): a later write stamps a newer mtime, so the racy rule at `put` is not
         needed. `get` still refuses the entry while the mtime is within the racy window."""
-        self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, sha)
+        self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
+
+    def renew(self, st: os.stat_result) -> None:
+        """The commit renamed a file this run put into production: a rename changes its ctime alone (same
+        inode, size and mtime), so the hash put for it holds under the new ctime; else the next run read every
+        file a deploy wrote again (a 1 GB one too)."""
+        hit = self._fresh.get((st.st_ino, st.st_dev))
+        if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
+            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, hit[3])
 
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
@@ -473,7 +490,7 @@ class TreeHashes:
         kept = old.slices(_runs(keep))
         if not fresh:
             return kept
-        return kept.merged(sorted((ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in fresh.items()))
+        return kept.merged(sorted((ino, dev, *known) for (ino, dev), known in fresh.items()))
 
 
 def _runs(flags: bytearray) -> Iterator[tuple[int, int]]:
@@ -496,7 +513,7 @@ class HashCache:
     rollback scans only production and must not make the next deploy re-read the whole source.
     """
 
-    FORMAT = 3  # 2 held one [size, mtime, sha256] list per "dev:ino" key: read as no cache at all
+    FORMAT = 4  # 3 had no ctimes; 2 held one [size, mtime, sha256] list per "dev:ino" key: each read as no cache
 
     def __init__(self, path: Path | None, roots: list[Path] | None = None) -> None:
         self.path = path

@@ -215,7 +215,7 @@ class Store:
         """Store the file at `path` unless its object exists; returns the entry for what was stored.
 
         `known` (the hash cache of the file's tree) may vouch for the file's hash by its (device, inode,
-        size, mtime), under the racy-clean rule: then the kernel copies the bytes (`copy_file_range`, no
+        size, mtime, ctime), under the racy-clean rule: then the kernel copies the bytes (`copy_file_range`, no
         read into Python, no hashing) and the file must show the same identity before and after the copy.
         Otherwise, or if anything about that differs, the bytes are hashed as they are copied."""
         if entry.link is not None or self.has(entry.sha256):

@@ -4,10 +4,10 @@ A one-shot command reads its state files afresh and has nothing to keep. The MCP
 calls, and without this each preview and each deploy re-read the hash cache (tens of thousands of
 entries) and re-listed the backup store. Nothing here is trusted without a check that costs a `stat`:
 
-- The hash cache's sections are kept as parsed, together with the identity (device, inode, size, mtime)
-  of the file they came from or were written to; when the file is not that file any more (another
+- The hash cache's sections are kept as parsed, together with the identity (device, inode, size, mtime,
+  ctime) of the file they came from or were written to; when the file is not that file any more (another
   process saved it), it is read again. The cache can only ever save work: every entry in it is still
-  looked up by the (device, inode, size, mtime) of the file it describes, under the racy-clean rule,
+  looked up by the (device, inode, size, mtime, ctime) of the file it describes, under the racy-clean rule,
   exactly as when it is read from disk.
 - The store's object listing is kept per two-hex-digit directory with that directory's inode and mtime;
   a directory whose mtime moved is listed again, and so is one whose mtime was within the racy window
@@ -34,7 +34,7 @@ from .manifest import RACY_NS
 
 ENABLED = False
 _lock = threading.Lock()
-_files: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
+_files: dict[str, tuple[tuple[int, int, int, int, int], Any]] = {}
 _records: OrderedDict[str, tuple[bytes, Any]] = OrderedDict()  # path -> (bytes, parsed), most recent last
 RECORDS_KEPT = 4  # the live record and the few before it: a server lives through many deploys
 _indexes: dict[str, dict[str, tuple[tuple[int, int], bool, frozenset[str]]]] = {}
@@ -45,8 +45,8 @@ def enable() -> None:
     ENABLED = True
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def recall(path: Path) -> Any | None:

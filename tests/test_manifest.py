@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import re
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +96,12 @@ def test_hash_cache_skips_rereading_unchanged_files(tmp_path: Path) -> None:
     cache = HashCache(cache_file)
     first = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"].sha256
     cache.save()
-    # same size and mtime but different bytes: only a cached hash can still say "original"
-    path = tmp_path / "t" / "a.py"
-    st = path.stat()
-    path.write_text("ORIGINAL")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 == first
+    read: list[str] = []
+    again = HashCache(cache_file)
+    again.on_hash = lambda p, size: read.append(p)
+    assert scan(tmp_path / "t", rules(["*.py"]), again).entries["a.py"].sha256 == first and read == []
     # a real edit changes mtime or size and is re-hashed
-    path.write_text("edited!!!")
+    (tmp_path / "t" / "a.py").write_text("edited!!!")
     assert scan(tmp_path / "t", rules(["*.py"]), HashCache(cache_file)).entries["a.py"].sha256 != first
 
 
@@ -120,14 +120,13 @@ def test_a_run_that_scans_one_tree_keeps_the_other_trees_hashes(tmp_path: Path) 
     only_prod = HashCache(cache_file, roots)
     scan(tmp_path / "prod", rules(["*.py"]), only_prod)
     only_prod.save()
-    for tree in ("src", "elsewhere"):  # same size and mtime, new bytes: only a kept cache entry says "original"
-        path = tmp_path / tree / "a.py"
-        path.write_text(path.read_text().upper())
-        os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    read: list[str] = []
     again = HashCache(cache_file, roots)
-    assert scan(tmp_path / "src", rules(["*.py"]), again).entries["a.py"].sha256 == first["src"]
+    again.on_hash = lambda p, size: read.append(p)
+    assert scan(tmp_path / "src", rules(["*.py"]), again).entries["a.py"].sha256 == first["src"] and read == []
     # a tree that is neither the profile's source nor its target is not kept at all
-    assert scan(tmp_path / "elsewhere", rules(["*.py"]), again).entries["a.py"].sha256 != first["elsewhere"]
+    assert scan(tmp_path / "elsewhere", rules(["*.py"]), again).entries["a.py"].sha256 == first["elsewhere"]
+    assert read == [str(tmp_path / "elsewhere" / "a.py")]
 
 
 def test_recently_modified_files_are_never_taken_from_the_cache(tmp_path: Path) -> None:
@@ -229,29 +228,83 @@ def test_a_hash_cache_section_finds_a_file_by_its_device_too(tmp_path: Path) -> 
     """Two files of a tree on two filesystems may share an inode number: each keeps its own hash."""
     from deploylib.manifest import Hashes
 
-    def st(ino: int, dev: int, size: int = 5, mtime: int = 10**18) -> os.stat_result:
-        return os.stat_result((0o100644, ino, dev, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, mtime))
+    def st(ino: int, dev: int, size: int = 5, mtime: int = 10**18, ctime: int = 10**18 + 7) -> os.stat_result:
+        return os.stat_result((0o100644, ino, dev, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, ctime))
 
     a, b, c = "a" * 64, "b" * 64, "c" * 64
-    section = Hashes.from_rows([(7, 1, 5, 10**18, a), (7, 2, 5, 10**18, b), (3, 1, 5, 10**18, c)])
+    t, ct = 10**18, 10**18 + 7
+    section = Hashes.from_rows([(7, 1, 5, t, ct, a), (7, 2, 5, t, ct, b), (3, 1, 5, t, ct, c)])
     again = Hashes.from_json(json.loads(b"".join(section.json_chunks())))
     for hashes in (section, again):
         found = {key: hashes.find(st(*key)) for key in ((7, 1), (7, 2), (3, 1), (3, 2), (8, 1))}
         assert {key: hashes.sha(i) for key, i in found.items() if i is not None} == {(7, 1): a, (7, 2): b, (3, 1): c}
-        assert hashes.find(st(7, 1, size=6)) is None and hashes.find(st(7, 1, mtime=10**18 + 1)) is None
+        assert hashes.find(st(7, 1, size=6)) is None and hashes.find(st(7, 1, mtime=t + 1)) is None
+        assert hashes.find(st(7, 1, ctime=ct + 1)) is None  # rewritten, its mtime put back: the ctime tells
+
+
+def test_a_file_rewritten_with_its_mtime_put_back_is_read_again(tmp_path: Path) -> None:
+    """Same size, same inode, the old mtime put back (`cp -p`, `touch -r`): only the ctime, which no program
+    can set, tells the cache the bytes are not the ones it hashed (format 3 answered with the old hash)."""
+    write(tmp_path / "t", {"a.py": "original"})
+    path = tmp_path / "t" / "a.py"
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    cache = HashCache(tmp_path / "cache.json")
+    first = scan(tmp_path / "t", rules(["*.py"]), cache).entries["a.py"]
+    assert first.sha256 == hashlib.sha256(b"original").hexdigest()
+    assert cache.save() is None
+    ino = os.stat(path).st_ino
+    path.write_bytes(b"Original")  # in place: same inode, same size
+    os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    assert os.stat(path).st_ino == ino
+    read: list[str] = []
+    again = HashCache(tmp_path / "cache.json")
+    again.on_hash = lambda p, size: read.append(p)
+    now = scan(tmp_path / "t", rules(["*.py"]), again).entries["a.py"]
+    assert now.sha256 == hashlib.sha256(b"Original").hexdigest()
+    assert read == [str(path)]
+
+
+def test_a_hash_the_stage_put_holds_after_the_commit_renamed_its_file_and_only_then() -> None:
+    """The commit's rename changes a staged file's ctime alone: `renew` keeps the stage's hash under the new
+    ctime (else the next run read every file a deploy wrote again); a file whose size or mtime moved too was
+    written since, and is not vouched for."""
+    from deploylib.manifest import Hashes, TreeHashes
+
+    def st(size: int, mtime: int, ctime: int, ino: int = 7) -> os.stat_result:
+        return os.stat_result((0o100644, ino, 1, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, ctime))
+
+    old = time.time_ns() - 3600 * 10**9
+    tree = TreeHashes(Hashes.from_rows([]), None)
+    tree.put_own(st(5, old, old + 1), "a" * 64)
+    assert tree.get(st(5, old, old + 2)) is None  # renamed: not yet renewed
+    tree.renew(st(5, old, old + 2))
+    assert tree.get(st(5, old, old + 2)) == "a" * 64 and tree.get(st(5, old, old + 1)) is None
+    for moved in (st(6, old, old + 3), st(5, old + 1, old + 3), st(5, old, old + 3, ino=8)):
+        tree.renew(moved)
+        assert tree.get(moved) is None
+    assert tree.get(st(5, old, old + 2)) == "a" * 64
 
 
 @pytest.mark.parametrize("damage", [
     "not json", '{"format": 2, "trees": {"ROOT": {"1:2": [9, 10, "' + "a" * 64 + '"]}}}',
-    '{"format": 3, "trees": {"ROOT": {"ino": "AQ==", "dev": "", "size": "", "mtime": "", "sha256": ""}}}',
-    '{"format": 3, "trees": {"ROOT": {"ino": "!!", "dev": "", "size": "", "mtime": "", "sha256": ""}}}',
-    '{"format": 3, "trees": {"ROOT": {"ino": 1}}}', '{"format": 3, "trees": {"ROOT": []}}',
+    '{"format": 4, "trees": {"ROOT": {"ino": "AQ==", "dev": "", "size": "", "mtime": "", "ctime": "", "sha256": ""}}}',
+    '{"format": 4, "trees": {"ROOT": {"ino": "!!", "dev": "", "size": "", "mtime": "", "ctime": "", "sha256": ""}}}',
+    '{"format": 4, "trees": {"ROOT": {"ino": "", "dev": "", "size": "", "mtime": "", "sha256": ""}}}',
+    '{"format": 4, "trees": {"ROOT": {"ino": 1}}}', '{"format": 4, "trees": {"ROOT": []}}', "FORMAT 3",
 ])
 def test_a_damaged_or_old_hash_cache_only_costs_reading_the_files_again(tmp_path: Path, damage: str) -> None:
     write(tmp_path / "t", {"a.py": "original"})
     an_hour_ago = time.time_ns() - 3600 * 10**9
     os.utime(tmp_path / "t" / "a.py", ns=(an_hour_ago, an_hour_ago))
     cache_file = tmp_path / "cache.json"
+    if damage == "FORMAT 3":  # a whole, true cache of the format before ctimes: vouches for nothing now
+        st = os.stat(tmp_path / "t" / "a.py")
+        arrays = [array("Q", [st.st_ino]), array("Q", [st.st_dev]), array("q", [st.st_size]),
+                  array("q", [st.st_mtime_ns])]
+        section = dict(zip(("ino", "dev", "size", "mtime"), (base64.b64encode(a.tobytes()).decode() for a in arrays)))
+        section["sha256"] = base64.b64encode(hashlib.sha256(b"original").digest()).decode()
+        damage = json.dumps({"format": 3, "trees": {"ROOT": section}})
     cache_file.write_text(damage.replace("ROOT", str(tmp_path / "t")))
     read: list[str] = []
     cache = HashCache(cache_file)
@@ -536,7 +589,7 @@ def test_a_file_hashed_again_this_run_is_never_answered_from_the_old_entry() -> 
         return os.stat_result((0o100644, 7, 1, 1, 0, 0, size, 0, 0, 0, 0, 0, 0, mtime, mtime, mtime))
 
     old_time = time.time_ns() - 3600 * 10**9
-    tree = TreeHashes(Hashes.from_rows([(7, 1, 5, old_time, "a" * 64)]), None)
+    tree = TreeHashes(Hashes.from_rows([(7, 1, 5, old_time, old_time, "a" * 64)]), None)
     assert tree.get(st(5, old_time)) == "a" * 64
     tree.put(st(6, old_time + 10**9), "b" * 64)
     assert tree.get(st(6, old_time + 10**9)) == "b" * 64
@@ -569,20 +622,20 @@ def test_a_hash_cache_section_is_written_a_slice_of_digests_at_a_time_as_one_bas
         monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
     """The digests are held as raw bytes and written in slices (memory at 100,000 files): at any slice of a
     multiple of 3 bytes, the text is base64 of all of them at once, and reads back to the same entries."""
-    import base64
 
     from deploylib import manifest
     from deploylib.manifest import Hashes
 
     monkeypatch.setattr(manifest, "_B64_SLICE", piece)
     for n in (0, 1, 2, 3, 5, 97):
-        rows = [(i, 1, i * 10, i * 100, hashlib.sha256(b"%d" % i).hexdigest()) for i in range(n)]
+        rows = [(i, 1, i * 10, i * 100, i * 1000, hashlib.sha256(b"%d" % i).hexdigest()) for i in range(n)]
         hashes = Hashes.from_rows(rows)
         section = json.loads(b"".join(hashes.json_chunks()))
-        digests = b"".join(bytes.fromhex(r[4]) for r in rows)
+        digests = b"".join(bytes.fromhex(r[5]) for r in rows)
         assert section["sha256"] == base64.b64encode(digests).decode()
         again = Hashes.from_json(section)
-        assert [again.sha(i) for i in range(n)] == [r[4] for r in rows]
+        assert [again.sha(i) for i in range(n)] == [r[5] for r in rows]
+        assert list(again.ctimes) == [r[4] for r in rows]
         assert list(again.inos) == [r[0] for r in rows]
 
 
@@ -593,8 +646,8 @@ def test_the_saved_cache_holds_exactly_the_entries_seen_and_hashed_this_run_in_i
 
     from deploylib.manifest import Hashes, TreeHashes
 
-    def rows(h: Hashes) -> list[tuple[int, int, int, int, str]]:
-        return [(h.inos[i], h.devs[i], h.sizes[i], h.mtimes[i], h.sha(i)) for i in range(len(h))]
+    def rows(h: Hashes) -> list[tuple[int, int, int, int, int, str]]:
+        return [(h.inos[i], h.devs[i], h.sizes[i], h.mtimes[i], h.ctimes[i], h.sha(i)) for i in range(len(h))]
 
     rng = random.Random(1125)
 
@@ -602,15 +655,15 @@ def test_the_saved_cache_holds_exactly_the_entries_seen_and_hashed_this_run_in_i
         return f"{rng.randrange(16**64):064x}"
 
     for _ in range(200):
-        unique = {(rng.randrange(50), rng.randrange(3)): (rng.randrange(9), rng.randrange(9), sha())
+        unique = {(rng.randrange(50), rng.randrange(3)): (rng.randrange(9), rng.randrange(9), rng.randrange(9), sha())
                   for _ in range(rng.randrange(40))}  # one entry per (inode, device), as a scan makes
-        old = Hashes.from_rows([(ino, dev, size, mtime, h) for (ino, dev), (size, mtime, h) in unique.items()])
+        old = Hashes.from_rows([(ino, dev, *known) for (ino, dev), known in unique.items()])
         tree = TreeHashes(old, None)
         tree._seen = bytearray(rng.random() < 0.8 for _ in range(len(old)))
-        tree._fresh = {(rng.randrange(60), rng.randrange(3)): (1, 2, sha())
+        tree._fresh = {(rng.randrange(60), rng.randrange(3)): (1, 2, rng.randrange(9), sha())
                        for _ in range(rng.choice([0, 0, 1, 5, 30]))}
         expected = [r for r, seen in zip(rows(old), tree._seen) if seen and (r[0], r[1]) not in tree._fresh]
-        expected += [(ino, dev, size, mtime, sha) for (ino, dev), (size, mtime, sha) in tree._fresh.items()]
+        expected += [(ino, dev, *known) for (ino, dev), known in tree._fresh.items()]
         kept = tree.kept()
         assert sorted(rows(kept)) == sorted(expected)
         assert list(kept.inos) == sorted(kept.inos)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..commit import Commit, CommitPlan
 from ..context import Operation
 from ..errors import CorruptState
@@ -14,8 +16,14 @@ NAME, STATE = "commit", State.COMMITTING
 
 
 def run(op: Operation, staged: Staged) -> None:
-    commit = Commit(staged.commit, op.target, op.stage, op.store, known=op.cache.tree(op.target).get)
+    hashes = op.cache.tree(op.target)
+    commit = Commit(staged.commit, op.target, op.stage, op.store, known=hashes.get)
     commit.apply(lambda path: op.emit("file", {"step": NAME, "path": path, "bytes": 0}))
+    for path, _ in staged.commit.puts:  # each rename gave its file a new ctime: the stage's hashes still hold
+        try:
+            hashes.renew(os.lstat(op.target / path))
+        except OSError:
+            continue  # gone already (a server replacing its file): nothing to keep
 
 
 def undo(op: Operation) -> None:

@@ -153,6 +153,31 @@ def test_a_hard_link_made_meanwhile_keeps_the_users_name_on_the_old_bytes(
     assert mine.read_bytes() == old and os.stat(mine).st_ino == inode
 
 
+def test_a_large_file_rewritten_with_its_mtime_put_back_is_read_before_it_is_replaced(
+        project: Project, big: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """A rewrite in place with the old mtime put back moves only the ctime: the cache stops vouching for the
+    file, so it is not taken but copied into the store. Where the store holds its old bytes already (another
+    target sharing the store stored them meanwhile), nothing is copied, and only reading the file again can
+    tell it changed: exit 1, undone, the user's bytes kept."""
+    old, _new = big
+    live = project.target / BIG
+    st = live.stat()
+    mine = bytes([old[0] ^ 1]) + old[1:]
+
+    def meanwhile() -> None:
+        stored = object_path(project, old)
+        stored.parent.mkdir(exist_ok=True)
+        stored.write_bytes(old)
+        stored.chmod(0o444)
+        with open(live, "r+b") as f:
+            f.write(mine[:1])
+        os.utime(live, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    code, err = deploy_paused_at(project, tmp_path, "VALIDATING", meanwhile)
+    assert code == 1 and f"{live}: changed in production during the deploy, after its backup" in err, err
+    assert live.read_bytes() == mine and live.stat().st_ino == st.st_ino
+
+
 def test_a_recently_written_file_is_copied_as_before(project: Project, big: tuple[bytes, bytes]) -> None:
     """Within the racy window the cache vouches for nothing, so nothing is taken: the backup copies it."""
     old, new = big

@@ -328,6 +328,36 @@ def test_a_user_file_made_where_the_release_adds_one_after_preflight_is_never_re
     check(project, base, expect="old")
 
 
+def test_a_managed_file_rewritten_with_its_mtime_put_back_is_drift_and_never_replaced(project: Project) -> None:
+    """Was broken: the hash cache knew a file by its inode, size and mtime. A managed file rewritten in place
+    at the same size with its old mtime put back (`cp -p`, `touch -r`, a restore) kept that key: status saw no
+    drift, and the next deploy replaced the user's bytes with none kept (the store held the bytes the cache
+    vouched for, so the backup stored nothing). The key now has the ctime, which no program can set."""
+    ok(project.run("deploy"))
+    bump(project, "server.py")
+    ok(project.run("deploy"))
+    ok(project.run("rollback"))  # the live server.py's bytes are in the store: a backup would skip them
+    hour_ago = time.time() - 3600
+    for path in project.target.rglob("*"):  # out of the racy window: the cache vouches for them
+        os.utime(path, (hour_ago, hour_ago), follow_symlinks=False)
+    ok(project.run("status"))  # learns production's hashes
+    server = project.target / "server.py"
+    st = server.stat()
+    data = server.read_bytes()
+    mine = data[:-1] + (b"!" if data[-1:] != b"!" else b"?")
+    with open(server, "r+b") as f:  # in place: the same inode and size
+        f.write(mine)
+    os.utime(server, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (server.stat().st_ino, server.stat().st_size, server.stat().st_mtime_ns) == \
+        (st.st_ino, st.st_size, st.st_mtime_ns)
+    code, status = project.json("status")
+    assert code == 0 and status["drift"] == ["server.py"]
+    proc = project.run("deploy")
+    assert proc.returncode == 4 and "1 managed file(s) were edited in production since they were deployed: " \
+        "server.py" in proc.stderr, proc.stderr
+    assert server.read_bytes() == mine
+
+
 def edit_in_place(path: Path) -> None:
     """Same size, new bytes: only a hash tells (the mtime is now, within the racy window)."""
     data = path.read_bytes()
