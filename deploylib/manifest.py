@@ -461,6 +461,14 @@ class TreeHashes:
         if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
             self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, hit[3])
 
+    def forget_if_touched(self, st: os.stat_result) -> None:
+        """Before the commit renames a file this run put: its hash is dropped unless the file still shows the
+        ctime it had when put. Validators and before_commit hooks ran since, and one that rewrote it in place
+        with its mtime put back would be vouched for under the ctime `renew` gives it."""
+        hit = self._fresh.get((st.st_ino, st.st_dev))
+        if hit is not None and hit[:3] != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            del self._fresh[st.st_ino, st.st_dev]
+
     def hash(self, path: str, st: os.stat_result) -> str:
         sha = self.get(st)
         if sha is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..commit import Commit, CommitPlan
+from ..commit import RELEASE_DIR, Commit, CommitPlan
 from ..context import Operation
 from ..errors import CorruptState
 from ..journal import State
@@ -17,13 +17,23 @@ NAME, STATE = "commit", State.COMMITTING
 
 def run(op: Operation, staged: Staged) -> None:
     hashes = op.cache.tree(op.target)
+    for path, _ in staged.commit.puts:  # validators and hooks ran since the stage put these hashes
+        try:
+            hashes.forget_if_touched(os.lstat(op.stage / RELEASE_DIR / path))
+        except OSError:
+            pass
     commit = Commit(staged.commit, op.target, op.stage, op.store, known=hashes.get)
-    commit.apply(lambda path: op.emit("file", {"step": NAME, "path": path, "bytes": 0}))
-    for path, _ in staged.commit.puts:  # each rename gave its file a new ctime: the stage's hashes still hold
+
+    def changed(path: str) -> None:
+        """Right after each rename: it gave the file a new ctime, and the stage's hash holds under that one
+        alone (looked at later, an edit made meanwhile with its mtime put back would be vouched for)."""
+        op.emit("file", {"step": NAME, "path": path, "bytes": 0})
         try:
             hashes.renew(os.lstat(op.target / path))
         except OSError:
-            continue  # gone already (a server replacing its file): nothing to keep
+            pass  # removed, or gone already (a server replacing its file): nothing to keep
+
+    commit.apply(changed)
 
 
 def undo(op: Operation) -> None:

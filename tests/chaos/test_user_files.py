@@ -358,6 +358,54 @@ def test_a_managed_file_rewritten_with_its_mtime_put_back_is_drift_and_never_rep
     assert server.read_bytes() == mine
 
 
+def test_a_file_edited_right_after_the_commit_put_it_with_its_mtime_put_back_is_drift(
+        project: Project, tmp_path: Path) -> None:
+    """Was broken: the stage's hash of a deployed file was kept under whatever ctime the file had once the
+    whole commit was done, so an edit made after its rename and before then (seconds, with a large file in the
+    release) with its mtime put back was vouched for: no drift, and the next deploy replaced it. The hash is
+    now kept under the ctime the file has right after its own rename."""
+    ok(project.run("deploy"))
+    bump(project, "server.py")
+    hour_ago = time.time() - 3600
+    os.utime(project.source / "server.py", (hour_ago, hour_ago))  # the copy keeps it: the stage's hash is kept
+    server = project.target / "server.py"
+    mine: list[bytes] = []
+
+    def edit() -> None:
+        st = server.stat()
+        data = server.read_bytes()
+        mine.append(data[:-1] + (b"!" if data[-1:] != b"!" else b"?"))
+        with open(server, "r+b") as f:
+            f.write(mine[0])
+        os.utime(server, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    code, err = deploy_paused_at(project, tmp_path, "commit:1", edit)  # server.py is the commit's first change
+    assert code == 0, err
+    code, status = project.json("status")
+    assert code == 0 and status["drift"] == ["server.py"]
+    assert server.read_bytes() == mine[0]
+
+
+def test_a_staged_file_a_hook_rewrote_with_its_mtime_put_back_is_not_vouched_for(project: Project) -> None:
+    """A before_commit hook that rewrites a staged file in place with its mtime put back (same size) changes
+    what production gets from what the stage hashed: the stage's hash must not be kept for it, or status
+    would see no drift and the next backup would store those bytes under the other hash's name."""
+    ok(project.run("deploy"))
+    bump(project, "server.py")
+    hour_ago = time.time() - 3600
+    os.utime(project.source / "server.py", (hour_ago, hour_ago))  # the copy keeps it: the stage's hash is kept
+    rewrite = ("import os, sys; p = os.path.join(os.environ['MCP_DEPLOY_STAGE'], 'server.py'); st = os.stat(p); "
+               "d = open(p, 'rb').read(); open(p, 'r+b').write(d[:-1] + (b'!' if d[-1:] != b'!' else b'?')); "
+               "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))")
+    project.write_config(hooks={"before_commit": [{"run": f"{sys.executable} -c \"{rewrite}\""}]})
+    ok(project.run("deploy"))
+    deployed = (project.source / "server.py").read_bytes()
+    assert (project.target / "server.py").read_bytes() != deployed
+    assert len((project.target / "server.py").read_bytes()) == len(deployed)
+    code, status = project.json("status")
+    assert code == 0 and status["drift"] == ["server.py"]
+
+
 def edit_in_place(path: Path) -> None:
     """Same size, new bytes: only a hash tells (the mtime is now, within the racy window)."""
     data = path.read_bytes()
