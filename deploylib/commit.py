@@ -305,8 +305,10 @@ class Commit:
         chmod since moved its ctime) and to have stayed as it was during the copy."""
         live = self.target / path
         before = os.lstat(live)
-        store_outgoing(self.store, live, old, self.known)  # (the object may exist already: nothing read then)
-        self._as_backed_up(old)
+        if self.store.has(old.sha256):
+            self._as_backed_up(old)  # nothing to copy: only the cache, or reading it again, tells
+        else:
+            store_outgoing(self.store, live, old, self.known)  # refused unless what it copies hashes as `old`
         after = os.lstat(live)
         if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
                 (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
@@ -331,8 +333,9 @@ class Commit:
             self._still_inside(path)  # checked before the undo began: a link may have appeared since
             if path == self.plan.version_file and self.plan.version_kept:
                 self._put_back(self.stage / PREVIOUS_VERSION, path)
-            elif swapped:  # production's own file is still in the stage: swapped back, the very inode
-                self._swap_back(path)
+            elif swapped:  # production's own file is still in the stage
+                assert old is not None  # a take always replaces a backed-up file (`CommitPlan.from_json`)
+                self._swap_back(path, old)
             else:  # a file changed since the commit put it (a server writing it while verify ran) is in no
                 # backup: it stays as it is now (and is named); where nothing stands, the old one comes back
                 ours = self._is_ours(path)
@@ -359,14 +362,24 @@ class Commit:
         if target.is_dir():
             sync_filesystem(target)
 
-    def _swap_back(self, path: str) -> None:
-        """Put the outgoing file back into production. Swapped with the staged file when that is what stands
-        there (it returns to the stage, where a second undo finds it and skips the path); else renamed over
-        whatever does, as any restore is (a user's directory there fails the undo, and stays)."""
+    def _swap_back(self, path: str, old: Entry) -> None:
+        """Put the outgoing file back into production, the very inode. Swapped with the staged file when that
+        is what stands there (it returns to the stage, where a second undo finds it and skips the path); renamed
+        back where nothing stands. Anything else there (the new file changed since the swap put it, a file or
+        directory made there since) is in no backup: it stays as it is, and is named, and the outgoing file
+        becomes its backup object, as the take would have made it (renamed over, the change was lost)."""
         kept, live = self.release / path, self.target / path
-        if self._holds_staged(path) and rename_exchange(kept, live):
+        if self._holds_staged(path):
+            if not rename_exchange(kept, live):
+                os.rename(kept, live)
             return
-        os.rename(kept, live)
+        try:
+            rename_noreplace(kept, live)
+            return
+        except FileExistsError:
+            pass
+        self.kept.append(path)
+        self.store.take(kept, old)
 
     def _holds_staged(self, path: str) -> bool:
         """Whether production's file at `path` is the staged file of this take: its inode, a regular file, and

@@ -189,6 +189,29 @@ def test_a_recently_written_file_is_copied_as_before(project: Project, big: tupl
     assert os.stat(object_path(project, old)).st_ino != inode
 
 
+def test_killed_after_the_swap_with_the_new_file_edited_meanwhile_keeps_the_edit_and_the_old_bytes(
+        project: Project, big: tuple[bytes, bytes]) -> None:
+    """Was broken: killed right after the swap, the new file in production then appended to (a server writing
+    its file before any command ran), the recovery renamed the outgoing file over it: the appended bytes were
+    in no backup, and gone. A file changed since the commit put it stays as it is, and is named, as in every
+    other undo; the outgoing version becomes its backup object."""
+    old, new = big
+    inode = os.stat(project.target / BIG).st_ino
+    assert project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "take:1"}).returncode == -signal.SIGKILL
+    live = project.target / BIG
+    assert live.read_bytes() == new
+    with open(live, "ab") as f:
+        f.write(b"the server's own line\n")
+    proc = ok(project.run("status"))
+    assert ("rolled it back; production is as before it started, but for 1 file(s) changed there after the commit "
+            f"put them, left as they are (no backup holds those changes): {BIG}") in proc.stdout, proc.stdout
+    assert live.read_bytes() == new + b"the server's own line\n"
+    stored = object_path(project, old)
+    assert stored.read_bytes() == old and os.stat(stored).st_ino == inode  # the outgoing file itself
+    assert project.leftovers() == []
+    assert (project.target / "data" / "cache.db").read_bytes() == b"user state"
+
+
 def test_killed_after_the_swap_with_the_new_file_deleted_meanwhile_still_recovers(
         project: Project, big: tuple[bytes, bytes]) -> None:
     """Nothing stands in production to swap back with: the outgoing file is renamed back instead."""

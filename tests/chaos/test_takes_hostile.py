@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -145,25 +146,35 @@ def test_a_users_directory_at_the_path_after_a_kill_is_not_swapped_into_the_stag
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "other-file"])
 def test_a_users_thing_at_the_path_after_a_kill(project: Project, big: tuple[bytes, bytes], kind: str,
                                                 tmp_path: Path) -> None:
-    """Killed at take:1, the new file replaced by a user's FIFO, symlink or file: the recovery brings back
-    the very old inode (as a plain restore's rename would, the thing at a managed path is replaced); the
-    symlink's target outside production is never touched, no traceback."""
+    """Killed at take:1, the new file replaced by a user's FIFO, symlink or file: the recovery leaves the
+    user's thing as it is and names it, as any undo does with a path changed since the commit put it (until
+    round 11 the old inode was renamed over it, and a file's bytes were lost); the outgoing version becomes
+    its backup object. The symlink's target outside production is never touched, a FIFO never opened, no
+    traceback."""
     old, _ = big
     inode = os.stat(project.target / BIG).st_ino
     outside = tmp_path / "outside.bin"
     outside.write_bytes(b"outside")
     assert project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "take:1"}).returncode == -signal.SIGKILL
-    os.unlink(project.target / BIG)
+    live = project.target / BIG
+    os.unlink(live)
     if kind == "fifo":
-        os.mkfifo(project.target / BIG)
+        os.mkfifo(live)
     elif kind == "symlink":
-        os.symlink(outside, project.target / BIG)
+        os.symlink(outside, live)
     else:
-        (project.target / BIG).write_bytes(b"mine")
+        live.write_bytes(b"mine")
     proc = project.run("status")
     no_traceback(proc)
     assert proc.returncode == 0, proc.stderr
-    assert (project.target / BIG).read_bytes() == old and os.stat(project.target / BIG).st_ino == inode
+    assert f"left as they are (no backup holds those changes): {BIG}" in proc.stdout, proc.stdout
+    if kind == "fifo":
+        assert stat.S_ISFIFO(os.lstat(live).st_mode)
+    elif kind == "symlink":
+        assert os.readlink(live) == str(outside)
+    else:
+        assert live.read_bytes() == b"mine"
+    assert object_path(project, old).read_bytes() == old and os.stat(object_path(project, old)).st_ino == inode
     assert outside.read_bytes() == b"outside"
     assert project.leftovers() == []
 
