@@ -369,9 +369,11 @@ class Commit:
         directory made there since) is in no backup: it stays as it is, and is named, and the outgoing file
         becomes its backup object, as the take would have made it (renamed over, the change was lost)."""
         kept, live = self.release / path, self.target / path
-        if self._holds_staged(path):
-            if not rename_exchange(kept, live):
-                os.rename(kept, live)
+        staged_here = self._holds_staged(path)
+        if staged_here and rename_exchange(kept, live):
+            return
+        if staged_here or self.added is None:  # no record of what the release put: over whatever stands, as
+            os.rename(kept, live)  # any restore (`_is_ours`)
             return
         try:
             rename_noreplace(kept, live)

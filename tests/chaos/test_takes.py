@@ -212,6 +212,21 @@ def test_killed_after_the_swap_with_the_new_file_edited_meanwhile_keeps_the_edit
     assert (project.target / "data" / "cache.db").read_bytes() == b"user state"
 
 
+def test_killed_after_the_swap_with_the_release_record_gone_swaps_back_as_before(
+        project: Project, big: tuple[bytes, bytes]) -> None:
+    """Without the release record nothing can tell the staged file from a change made since: the outgoing
+    file goes back over whatever stands, as any restore does then (`Commit._is_ours`), never kept aside."""
+    old, _ = big
+    inode = os.stat(project.target / BIG).st_ino
+    assert project.run("deploy", env={"MCP_DEPLOY_CRASH_AT": "take:1"}).returncode == -signal.SIGKILL
+    [record] = [p for p in (project.state / "releases").iterdir() if p.stem.startswith("d-")
+                and p.stem != project.version()["deploy_id"]]
+    record.unlink()
+    proc = ok(project.run("status"))
+    assert "rolled it back; production is as before it started\n" in proc.stdout, proc.stdout
+    assert (project.target / BIG).read_bytes() == old and os.stat(project.target / BIG).st_ino == inode
+
+
 def test_killed_after_the_swap_with_the_new_file_deleted_meanwhile_still_recovers(
         project: Project, big: tuple[bytes, bytes]) -> None:
     """Nothing stands in production to swap back with: the outgoing file is renamed back instead."""
