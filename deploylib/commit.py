@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 from . import faults
 from .errors import CorruptState, DeployError
 from .fsutil import (atomic_write, copy_with_hash, read_state, remove_tree, rename_exchange, rename_noreplace,
-                     sha256_file, sha256_regular, sync_filesystem)
+                     sha256_file, sha256_regular, stat_identity, sync_filesystem)
 from .jsonfile import loads_state
 from .layout import VERSION_FILE, plain_name, safe_relpath
 from .manifest import Entry
@@ -309,9 +309,7 @@ class Commit:
             self._as_backed_up(old)  # nothing to copy: only the cache, or reading it again, tells
         else:
             store_outgoing(self.store, live, old, self.known)  # refused unless what it copies hashes as `old`
-        after = os.lstat(live)
-        if (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns) != \
-                (before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        if stat_identity(os.lstat(live)) != stat_identity(before):
             raise _changed_since_backup(live)
         os.rename(self.release / path, live)
 

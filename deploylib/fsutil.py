@@ -154,7 +154,7 @@ def kernel_copy(src: str | Path, dst: str | Path, sha: str, known: Callable[[os.
                     break
                 left -= n
             after = os.fstat(fin)
-            same = left == 0 and all(getattr(before, f) == getattr(after, f) for f in _IDENTITY)
+            same = left == 0 and stat_identity(before) == stat_identity(after)
             if same:
                 os.fchmod(fout, 0o444)
         except OSError:
@@ -168,7 +168,10 @@ def kernel_copy(src: str | Path, dst: str | Path, sha: str, known: Callable[[os.
         os.close(fin)
 
 
-_IDENTITY = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+def stat_identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """(device, inode, size, mtime, ctime): equal for two looks at a file only if it is the same file and
+    nothing wrote to it, nor put an mtime back, in between (the ctime is the time no program can set)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def remove_tree(path: Path) -> None:

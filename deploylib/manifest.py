@@ -436,7 +436,7 @@ class TreeHashes:
         if self._fresh:  # hashed this run: that, or (the file changed since) nothing
             hit = self._fresh.get((st.st_ino, st.st_dev))
             if hit is not None:
-                return hit[3] if hit[:3] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns) else None
+                return hit[3] if hit[:3] == _stamp(st) else None
         i = self._old.find(st)
         if i is None:
             return None
@@ -445,28 +445,28 @@ class TreeHashes:
 
     def put(self, st: os.stat_result, sha: str) -> None:
         if st.st_mtime_ns <= self._racy_after:
-            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
+            self._fresh[st.st_ino, st.st_dev] = (*_stamp(st), sha)
 
     def put_own(self, st: os.stat_result, sha: str) -> None:
         """Record the hash of a copy the tool wrote and stamped with an mtime older than its writing (the
         caller checks the stamp held): a later write stamps a newer mtime, so the racy rule at `put` is not
         needed. `get` still refuses the entry while the mtime is within the racy window."""
-        self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha)
+        self._fresh[st.st_ino, st.st_dev] = (*_stamp(st), sha)
 
     def renew(self, st: os.stat_result) -> None:
         """The commit renamed a file this run put into production: a rename changes its ctime alone (same
         inode, size and mtime), so the hash put for it holds under the new ctime; else the next run read every
         file a deploy wrote again (a 1 GB one too)."""
         hit = self._fresh.get((st.st_ino, st.st_dev))
-        if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
-            self._fresh[st.st_ino, st.st_dev] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, hit[3])
+        if hit is not None and hit[:2] == _stamp(st)[:2]:
+            self._fresh[st.st_ino, st.st_dev] = (*_stamp(st), hit[3])
 
     def forget_if_touched(self, st: os.stat_result) -> None:
         """Before the commit renames a file this run put: its hash is dropped unless the file still shows the
         ctime it had when put. Validators and before_commit hooks ran since, and one that rewrote it in place
         with its mtime put back would be vouched for under the ctime `renew` gives it."""
         hit = self._fresh.get((st.st_ino, st.st_dev))
-        if hit is not None and hit[:3] != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        if hit is not None and hit[:3] != _stamp(st):
             del self._fresh[st.st_ino, st.st_dev]
 
     def hash(self, path: str, st: os.stat_result) -> str:
@@ -499,6 +499,11 @@ class TreeHashes:
         if not fresh:
             return kept
         return kept.merged(sorted((ino, dev, *known) for (ino, dev), known in fresh.items()))
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    """What a fresh entry holds of a file besides its (inode, device) key: size, mtime, ctime."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _runs(flags: bytearray) -> Iterator[tuple[int, int]]:

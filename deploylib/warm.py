@@ -30,6 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from .fsutil import stat_identity
 from .manifest import RACY_NS
 
 ENABLED = False
@@ -45,10 +46,6 @@ def enable() -> None:
     ENABLED = True
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
 def recall(path: Path) -> Any | None:
     """What `remember` kept for `path`, if the file there is still the one it was kept for; else None."""
     if not ENABLED:
@@ -61,7 +58,7 @@ def recall(path: Path) -> Any | None:
         st = os.lstat(path)
     except OSError:
         return None
-    return kept[1] if _identity(st) == kept[0] else None
+    return kept[1] if stat_identity(st) == kept[0] else None
 
 
 def remember(path: Path, value: Any) -> None:
@@ -73,7 +70,7 @@ def remember(path: Path, value: Any) -> None:
     except OSError:
         return
     with _lock:
-        _files[str(path)] = (_identity(st), value)
+        _files[str(path)] = (stat_identity(st), value)
 
 
 def recall_record(path: Path, data: bytes) -> Any | None:
